@@ -1,0 +1,295 @@
+"""Image datasets (MNIST, Fashion-MNIST, CIFAR-10) as normalised tensors, and a tensor batch loader.
+
+Where data comes from, in order:
+1. ``data_dir`` (or env ``QT_DATA_DIR``): a pack ``<name>.npz`` or torchvision's own on-disk layout;
+2. torchvision in the cache dir (env ``QT_CACHE_DIR`` or ``~/.cache/qt_helpers``), downloading if allowed;
+3. otherwise a ``DataNotFoundError`` that lists every place looked.
+"""
+import io
+import math
+import os
+import warnings
+import zipfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torchvision
+from PIL import Image
+from torch import Tensor
+
+try:  # torchvision 0.29 deprecates its image codecs (for TorchCodec); they still work and are ~3x faster than PIL
+    from torchvision.io import ImageReadMode, decode_jpeg
+except ImportError:  # pragma: no cover - future torchvision without them: fall back to PIL
+    ImageReadMode, decode_jpeg = None, None
+
+DATASETS = ("mnist", "fashion_mnist", "cifar10")
+DATA_ENV = "QT_DATA_DIR"
+CACHE_ENV = "QT_CACHE_DIR"
+ALIASES = {"mnist": "mnist", "fashionmnist": "fashion_mnist", "cifar10": "cifar10", "cifar": "cifar10"}
+SHAPES = {"mnist": (1, 28, 28), "fashion_mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
+STATS = {  # (mean, std) per channel, the usual values
+    "mnist": ((0.1307,), (0.3081,)),
+    "fashion_mnist": ((0.2860,), (0.3530,)),
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+}
+CLASSES = {
+    "mnist": [str(i) for i in range(10)],
+    "fashion_mnist": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                      "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"],
+    "cifar10": ["airplane", "automobile", "bird", "cat", "deer",
+                "dog", "frog", "horse", "ship", "truck"],
+}
+TV_CLASS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "cifar10": "CIFAR10"}
+TV_DIR = {"mnist": "MNIST/raw", "fashion_mnist": "FashionMNIST/raw", "cifar10": "cifar-10-batches-py"}
+
+
+class DataNotFoundError(FileNotFoundError):
+    """No source for a dataset could be found; the message says where we looked and how to fix it."""
+
+
+@dataclass
+class Data:
+    """A dataset as tensors: x_* float32 N×C×H×W (normalised), y_* int64."""
+    name: str
+    x_train: Tensor
+    y_train: Tensor
+    x_test: Tensor
+    y_test: Tensor
+    classes: list[str]
+    source: str
+
+    def __repr__(self):
+        shape = lambda x: "×".join(map(str, x.shape))
+        return (f"Data({self.name!r}, train={shape(self.x_train)}, test={shape(self.x_test)}, "
+                f"classes={len(self.classes)}, source={self.source!r})")
+
+
+def resolve_name(name):
+    """Return the canonical dataset name for `name` (case- and separator-insensitive)."""
+    key = str(name).lower().replace("-", "").replace("_", "").replace(" ", "")
+    if not isinstance(name, str) or key not in ALIASES:
+        raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(DATASETS)} "
+                         f"(aliases: fashionmnist, fashion-mnist, cifar-10, cifar)")
+    return ALIASES[key]
+
+
+def cache_dir():
+    """Folder where torchvision datasets are cached (env QT_CACHE_DIR or ~/.cache/qt_helpers)."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "qt_helpers").expanduser()
+
+
+# ---------------------------------------------------------------- raw sources
+# A split is (images, labels): images is a uint8 array N×H×W[×C] or N×C×H×W, or a Jpegs.
+
+class Jpegs:
+    """JPEG files concatenated in one uint8 buffer; image i is buf[offsets[i]:offsets[i+1]]."""
+    def __init__(self, buf, offsets, path=""):
+        self.buf, self.offsets, self.path = buf, offsets, path
+
+    def __len__(self):
+        return len(self.offsets) - 1
+
+    def decode(self, idx, channels):
+        """Decode images `idx` only, to a uint8 tensor N×C×H×W."""
+        starts, ends = self.offsets[idx].tolist(), self.offsets[idx + 1].tolist()
+        try:
+            if decode_jpeg is None:
+                mode = "L" if channels == 1 else "RGB"
+                imgs = [np.asarray(Image.open(io.BytesIO(self.buf[a:b].tobytes())).convert(mode))
+                        for a, b in zip(starts, ends)]
+                return nchw(np.stack(imgs), channels)
+            buf, mode = torch.from_numpy(self.buf), ImageReadMode.GRAY if channels == 1 else ImageReadMode.RGB
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                return torch.stack(decode_jpeg([buf[a:b] for a, b in zip(starts, ends)], mode=mode))
+        except (RuntimeError, OSError) as e:
+            raise ValueError(f"{self.path}: cannot decode JPEG images ({e})") from None
+
+
+def read_pack(path, name):
+    """Read a `.npz` pack into {'train': (images, labels), 'test': ..., 'classes': [...]}; ValueError if bad."""
+    out, keys = {}, set()
+    try:
+        z = np.load(path, allow_pickle=False)
+        if not isinstance(z, np.lib.npyio.NpzFile):
+            raise ValueError("holds a single array, not named arrays")
+        with z:
+            keys = set(z.files)
+            for split in ("train", "test"):
+                if f"x_{split}" in keys:
+                    imgs = z[f"x_{split}"]
+                elif {f"x_{split}_jpeg", f"x_{split}_offsets"} <= keys:
+                    imgs = Jpegs(z[f"x_{split}_jpeg"], z[f"x_{split}_offsets"], path)
+                else:
+                    raise KeyError(f"x_{split} (or x_{split}_jpeg + x_{split}_offsets)")
+                if f"y_{split}" not in keys:
+                    raise KeyError(f"y_{split}")
+                out[split] = (imgs, z[f"y_{split}"])
+            out["classes"] = [str(c) for c in z["classes"]] if "classes" in keys else CLASSES[name]
+    except KeyError as e:
+        raise ValueError(f"{path}: missing key {e.args[0]}; the pack has {sorted(keys)}") from None
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError) as e:
+        raise ValueError(f"{path}: corrupt, truncated or not an .npz pack ({type(e).__name__}: {e})") from None
+    if len(out["classes"]) != len(CLASSES[name]):
+        raise ValueError(f"{path}: 'classes' has {len(out['classes'])} names, expected {len(CLASSES[name])}")
+    for split in ("train", "test"):
+        _check_split(path, split, *out[split], name)
+    return out
+
+
+def _check_split(path, split, imgs, y, name):
+    """Raise ValueError if the images and labels of a split are malformed or inconsistent."""
+    c, h, w = SHAPES[name]
+    if isinstance(imgs, Jpegs):
+        off, size = imgs.offsets, len(imgs.buf)
+        if imgs.buf.dtype != np.uint8 or imgs.buf.ndim != 1 or off.ndim != 1 or len(off) < 1 \
+                or off.dtype.kind not in "iu" or off[0] < 0 or off[-1] > size or np.any(np.diff(off) <= 0):
+            raise ValueError(f"{path}: x_{split}_offsets must be increasing integers within the "
+                             f"1-D uint8 x_{split}_jpeg buffer ({size} bytes)")
+    else:
+        s = imgs.shape
+        ok = imgs.dtype == np.uint8 and s[1:] in [(h, w), (h, w, c), (c, h, w)]
+        if not ok:
+            raise ValueError(f"{path}: x_{split} is {imgs.dtype} {s}, expected uint8 N×{h}×{w}"
+                             + (f"×{c} or N×{c}×{h}×{w}" if c > 1 else ""))
+    if y.ndim != 1 or len(y) != len(imgs):
+        raise ValueError(f"{path}: y_{split} has shape {y.shape} but there are {len(imgs)} x_{split} images")
+    if y.dtype.kind not in "iu" or (len(y) and (y.min() < 0 or y.max() >= len(CLASSES[name]))):
+        raise ValueError(f"{path}: y_{split} must hold integer labels in 0..{len(CLASSES[name]) - 1}")
+
+
+def read_torchvision(name, root, download=False):
+    """Read a dataset with torchvision.datasets from `root` (its own layout), using .data/.targets arrays."""
+    cls = getattr(torchvision.datasets, TV_CLASS[name])
+    out = {"classes": CLASSES[name]}
+    for split in ("train", "test"):
+        ds = cls(str(root), train=split == "train", download=download)
+        out[split] = (np.asarray(ds.data, dtype=np.uint8), np.asarray(ds.targets, dtype=np.int64))
+    return out
+
+
+def find_raw(name, data_dir=None, download=None):
+    """Return (raw splits, source) from the first place that has `name`; else raise DataNotFoundError."""
+    looked, root = [], data_dir or os.environ.get(DATA_ENV)
+    if root:
+        root = Path(root).expanduser()
+        pack = root / f"{name}.npz"
+        if pack.is_file():
+            return read_pack(pack, name), str(pack)
+        looked.append(f"{pack} (pack): not found")
+        try:
+            return read_torchvision(name, root), f"torchvision:{root / TV_DIR[name]}"
+        except RuntimeError:  # torchvision's "Dataset not found (or corrupted)"
+            looked.append(f"{root / TV_DIR[name]} (torchvision layout): not found, incomplete or bad md5")
+    else:
+        looked.append(f"data_dir argument / ${DATA_ENV}: not set")
+    cache, dl = cache_dir(), download is not False  # None: download only if missing (torchvision checks)
+    try:
+        return read_torchvision(name, cache, download=dl), f"torchvision:{cache / TV_DIR[name]}"
+    except Exception as e:  # offline downloads fail in many ways (URLError, RuntimeError, OSError...)
+        why = "download failed: " + " ".join(str(e).split())[:300] if dl else "not found (download=False)"
+        looked.append(f"{cache / TV_DIR[name]} (torchvision cache): {why}")
+    raise DataNotFoundError(
+        f"dataset {name!r} not found. Looked in:\n" + "".join(f"  - {p}\n" for p in looked)
+        + f"To fix: set {DATA_ENV} to a folder holding {name}.npz (export {DATA_ENV}=/path/to/data), "
+        f"or pass data_dir=..., or go online so torchvision can download it into {cache} "
+        f"(set {CACHE_ENV} to change that folder).")
+
+
+# ---------------------------------------------------------------- subsets and tensors
+
+def balanced_indices(y, n, num_classes, seed):
+    """Indices of `n` samples, balanced over classes (remainder to the first classes), shuffled; None = all."""
+    if n is None:
+        return np.arange(len(y))
+    if not 0 < n <= len(y):
+        raise ValueError(f"asked for {n} samples but only {len(y)} are available")
+    rng = np.random.default_rng(seed)
+    by_class = [np.flatnonzero(y == c) for c in range(num_classes)]
+    counts = np.array([len(i) for i in by_class])
+    level = n // num_classes  # per-class quota; raised while short classes leave samples to share out
+    while level < counts.max() and np.minimum(counts, level + 1).sum() <= n:
+        level += 1
+    quota = np.minimum(counts, level)
+    quota[np.flatnonzero(counts > level)[:n - quota.sum()]] += 1  # remainder to the first classes
+    idx = np.concatenate([rng.permutation(i)[:q] for i, q in zip(by_class, quota)])
+    return rng.permutation(idx)
+
+
+def nchw(x, channels):
+    """A uint8 array N×H×W, N×H×W×C or N×C×H×W as a uint8 tensor N×C×H×W."""
+    x = torch.from_numpy(np.ascontiguousarray(x))
+    if x.ndim == 3:
+        return x.unsqueeze(1)
+    return x if x.shape[1] == channels else x.permute(0, 3, 1, 2).contiguous()
+
+
+def select(imgs, idx, name):
+    """Images `idx` as a uint8 tensor N×C×H×W (decoding JPEGs only for those)."""
+    c, h, w = SHAPES[name]
+    if not isinstance(imgs, Jpegs):
+        return nchw(imgs[idx], c)
+    x = imgs.decode(idx, c)
+    if x.shape[1:] != (c, h, w):
+        raise ValueError(f"{imgs.path}: JPEGs decode to {tuple(x.shape[1:])}, expected {(c, h, w)}")
+    return x
+
+
+def normalize(x, name):
+    """uint8 N×C×H×W -> float32 scaled to [0, 1] then standardised with the dataset's mean/std."""
+    mean, std = (torch.tensor(s).view(1, -1, 1, 1) for s in STATS[name])
+    return x.float().div_(255).sub_(mean).div_(std)
+
+
+def load_data(name, n_train=None, n_test=None, data_dir=None, seed=42, download=None):
+    """Load a dataset as normalised tensors, with optional class-balanced subsets of train/test."""
+    name = resolve_name(name)
+    raw, source = find_raw(name, data_dir, download)
+    out = {}
+    for i, (split, n) in enumerate((("train", n_train), ("test", n_test))):
+        imgs, y = raw[split]
+        idx = balanced_indices(y, n, len(raw["classes"]), seed=(seed, i))
+        out[f"x_{split}"] = normalize(select(imgs, idx, name), name)
+        out[f"y_{split}"] = torch.from_numpy(y[idx].astype(np.int64))
+    return Data(name=name, classes=list(raw["classes"]), source=source, **out)
+
+
+# ---------------------------------------------------------------- batches
+
+class TensorLoader:
+    """Serve (x, y) minibatches straight from tensors held on `device`; no per-sample transforms."""
+    def __init__(self, x, y, batch_size, shuffle=False, seed=0, device="cpu", drop_last=False):
+        if len(x) != len(y):
+            raise ValueError(f"x has {len(x)} samples but y has {len(y)}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.x, self.y = torch.as_tensor(x).to(device), torch.as_tensor(y).to(device)
+        self.batch_size, self.shuffle, self.seed, self.drop_last = batch_size, shuffle, seed, drop_last
+        self.epoch = 0  # bumped by each __iter__; the shuffle of epoch e uses seed + e
+
+    def __len__(self):
+        n = len(self.x) / self.batch_size
+        return math.floor(n) if self.drop_last else math.ceil(n)
+
+    def __iter__(self):
+        idx = None
+        if self.shuffle:
+            g = torch.Generator().manual_seed(self.seed + self.epoch)
+            idx = torch.randperm(len(self.x), generator=g).to(self.x.device)
+        self.epoch += 1
+        b = self.batch_size
+        for i in range(len(self)):
+            j = slice(i * b, (i + 1) * b) if idx is None else idx[i * b:(i + 1) * b]
+            yield self.x[j], self.y[j]
+
+
+def load_loaders(name, batch_size, n_train=None, n_test=None, data_dir=None, seed=42, device="cpu",
+                 download=None):
+    """Return (train_loader, test_loader, data): train shuffled with `seed`, test in order."""
+    data = load_data(name, n_train, n_test, data_dir, seed, download)
+    train = TensorLoader(data.x_train, data.y_train, batch_size, shuffle=True, seed=seed, device=device)
+    test = TensorLoader(data.x_test, data.y_test, batch_size, shuffle=False, device=device)
+    return train, test, data

@@ -1,0 +1,58 @@
+"""Figures for the book: training curves, probabilities, generated weights, comparisons."""
+import matplotlib.pyplot as plt
+import torch
+
+
+def plot_history(histories, metrics=("train_loss", "test_acc"), figsize=(10, 3.5)):
+    """Curves of `metrics` per epoch, one line per labelled history."""
+    fig, axes = plt.subplots(1, len(metrics), figsize=figsize, squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        for label, h in histories.items():
+            ax.plot(h["epoch"], h[metric], marker="o" if len(h["epoch"]) < 20 else None, label=label)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric.replace("_", " "))
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_probabilities(p, m=None, figsize=(10, 3)):
+    """The 2^n basis-state probabilities, with the first `m` (the ones used) marked."""
+    p = torch.as_tensor(p).detach().cpu()
+    fig, ax = plt.subplots(figsize=figsize)
+    ax.plot(p.numpy(), lw=0.6)
+    if m is not None:
+        ax.axvline(m, color="C3", ls="--", label=f"M = {m:,}: later states unused")
+        ax.legend(loc="upper right")
+    ax.set_xlabel("basis state index")
+    ax.set_ylabel("probability")
+    ax.set_yscale("log")
+    fig.tight_layout()
+    return fig
+
+
+def plot_weights(weights, figsize=(10, 3)):
+    """Histogram of each generated weight tensor (a dict name -> tensor)."""
+    fig, axes = plt.subplots(1, len(weights), figsize=figsize, squeeze=False)
+    for ax, (name, w) in zip(axes[0], weights.items()):
+        ax.hist(w.detach().cpu().flatten().numpy(), bins=40)
+        ax.set_title(f"{name} ({w.numel():,})", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_bars(values, ylabel, reference=None, figsize=(7, 3.5)):
+    """Bars of named values, with optional reference values beside them."""
+    fig, ax = plt.subplots(figsize=figsize)
+    names = list(values)
+    x = torch.arange(len(names)).numpy()
+    width = 0.4 if reference else 0.8
+    ax.bar(x - (width / 2 if reference else 0), [values[k] for k in names], width, label="this book")
+    if reference:
+        ax.bar(x + width / 2, [reference.get(k, float("nan")) for k in names], width, label="published")
+        ax.legend()
+    ax.set_xticks(x, names, rotation=15)
+    ax.set_ylabel(ylabel)
+    fig.tight_layout()
+    return fig

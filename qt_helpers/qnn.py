@@ -1,0 +1,133 @@
+"""The QNN: trainable angles of a layered ansatz, run by one of three backends.
+
+Every backend holds the same `angles` parameter (n_blocks, angles_per_block) and
+returns the 2^n basis-state probabilities, so the same angles give the same
+probabilities whichever backend runs them:
+
+- `native`: our fused state-vector simulator (`qt_helpers.native`), the default;
+- `torchquantum`: TorchQuantum's own gates on a `tq.QuantumDevice`, as the
+  original Quantum-Train examples ran;
+- `pennylane`: a PennyLane QNode on `default.qubit` with torch backprop.
+TorchQuantum and PennyLane are imported only when their backend is used.
+"""
+import torch
+from torch import nn
+
+from . import native
+from .circuits import get_ansatz
+
+BACKENDS = ("native", "torchquantum", "pennylane")
+
+
+class QNN(nn.Module):
+    """Angles of a layered ansatz on `n_qubits` wires; `forward()` gives probabilities (2^n,)."""
+
+    backend = None
+
+    def __init__(self, n_qubits, n_blocks, ansatz="u3cu3", seed=None):
+        super().__init__()
+        if n_qubits < 2:
+            raise ValueError(f"a QNN needs at least 2 qubits, got {n_qubits}")
+        if n_blocks < 1:
+            raise ValueError(f"a QNN needs at least 1 block, got {n_blocks}")
+        self.n_qubits, self.n_blocks, self.ansatz = n_qubits, n_blocks, get_ansatz(ansatz)
+        gen = None if seed is None else torch.Generator().manual_seed(seed)
+        self.angles = nn.Parameter(self.ansatz.init(n_blocks, n_qubits, generator=gen))
+
+    def extra_repr(self):
+        return f"backend={self.backend}, ansatz={self.ansatz.name}, n_qubits={self.n_qubits}, n_blocks={self.n_blocks}"
+
+
+class NativeQNN(QNN):
+    """QNN run by the fused native simulator (adjoint-method gradients)."""
+
+    backend = "native"
+
+    def __init__(self, n_qubits, n_blocks, ansatz="u3cu3", seed=None, window=None):
+        super().__init__(n_qubits, n_blocks, ansatz, seed)
+        self.window = window
+
+    def forward(self):
+        return native.probabilities(self.angles, self.n_qubits, self.ansatz.name, self.window)
+
+
+class TorchQuantumQNN(QNN):
+    """QNN run gate by gate by TorchQuantum (batch size 1 state vector)."""
+
+    backend = "torchquantum"
+
+    def __init__(self, n_qubits, n_blocks, ansatz="u3cu3", seed=None):
+        super().__init__(n_qubits, n_blocks, ansatz, seed)
+        _import("torchquantum")  # fail early, with a hint, if it is missing
+
+    def forward(self):
+        tq, tqf = _import("torchquantum"), _import("torchquantum.functional")
+        n, a = self.n_qubits, self.angles
+        qdev = tq.QuantumDevice(n_wires=n, bsz=1, device=a.device)
+        if self.ansatz.plus:
+            for w in range(n):
+                tqf.hadamard(qdev, wires=w)
+        for b in range(self.n_blocks):
+            for name, wires, first, count in self.ansatz.gates(b, n):
+                wires = list(wires) if len(wires) > 1 else wires[0]
+                params = a[b, first:first + count].unsqueeze(0) if count else None
+                getattr(tqf, name)(qdev, wires=wires, params=params)
+        return qdev.get_states_1d()[0].abs().square()
+
+
+class PennyLaneQNN(QNN):
+    """QNN as a PennyLane QNode on `default.qubit`, differentiated by torch backprop."""
+
+    backend = "pennylane"
+
+    def __init__(self, n_qubits, n_blocks, ansatz="u3cu3", seed=None, device_name="default.qubit"):
+        super().__init__(n_qubits, n_blocks, ansatz, seed)
+        qml = _import("pennylane")
+        dev = qml.device(device_name, wires=n_qubits)
+        self.circuit = qml.QNode(self._circuit, dev, interface="torch", diff_method="backprop")
+
+    def _circuit(self, angles):
+        qml, n = _import("pennylane"), self.n_qubits
+        gates = {"u3": qml.U3, "ry": qml.RY, "rz": qml.RZ, "cnot": qml.CNOT, "cz": qml.CZ}
+        if self.ansatz.plus:
+            for w in range(n):
+                qml.Hadamard(w)
+        for b in range(self.n_blocks):
+            for name, wires, first, count in self.ansatz.gates(b, n):
+                if name == "cu3":
+                    qml.ctrl(qml.U3, control=wires[0])(*angles[b, first:first + count], wires=wires[1])
+                else:
+                    gates[name](*angles[b, first:first + count], wires=list(wires))
+        return qml.probs(wires=range(n))
+
+    def forward(self):
+        return self.circuit(self.angles).to(self.angles.dtype)
+
+
+_QNNS = {"native": NativeQNN, "torchquantum": TorchQuantumQNN, "pennylane": PennyLaneQNN}
+
+
+def check_backend(backend):
+    """`backend` if it is known, else a ValueError listing the valid ones."""
+    if backend not in _QNNS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    return backend
+
+
+def make_qnn(backend, n_qubits, n_blocks, ansatz="u3cu3", seed=None, **options):
+    """A QNN of `backend` ('native', 'torchquantum' or 'pennylane')."""
+    return _QNNS[check_backend(backend)](n_qubits, n_blocks, ansatz, seed, **options)
+
+
+def _import(module):
+    """Import an optional quantum library with an install hint if it is missing."""
+    import importlib
+    import warnings
+
+    try:
+        with warnings.catch_warnings():  # qiskit 0.46 / pkg_resources deprecation notices, not ours to fix
+            warnings.simplefilter("ignore")
+            return importlib.import_module(module)
+    except ImportError as e:
+        raise ImportError(f"backend needs {module.split('.')[0]!r} ({e}); install it as the README's "
+                          "setup does (`make setup`), or use backend='native'") from e

@@ -1,0 +1,154 @@
+"""The Quantum-Train model: a QNN and a mapping model generate a CNN's weights.
+
+    probabilities p (2^n) ──first M──▶ x = (β·tanh(γ·2^(n-1)·p))^α − mean
+    [±1 bitstring of the basis state, x] ──mapping model──▶ one weight each
+    the M weights ──torch.func.functional_call──▶ the ordinary CNN
+
+Only the QNN angles and the mapping model (and, as an option, γ, β, α) are
+trained. `export()` turns the generated weights into a plain CNN that needs no
+quantum library.
+"""
+import copy
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from .circuits import n_qubits_for
+from .models import cnn, num_params
+from .qnn import make_qnn
+
+ACTIVATIONS = {"none": None, "relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "silu": nn.SiLU}
+
+
+@dataclass
+class Preset:
+    """The QT recipe: mapping-model shape, transform and the named improvements."""
+
+    hidden: tuple = (4, 20, 4)
+    activation: str = "none"  # between mapping layers; the original has none (an affine map)
+    gamma: float = 0.1
+    beta: float = 0.8
+    alpha: float = 0.3
+    trainable_transform: bool = False
+
+
+PRESETS = {
+    "reference": {"mnist": Preset(), "fashion_mnist": Preset(), "cifar10": Preset(hidden=(40, 200, 40))},
+}
+
+
+def get_preset(name, dataset):
+    """The preset `name` for `dataset` (a copy: change fields freely)."""
+    from .data import resolve_name
+
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return copy.deepcopy(PRESETS[name][resolve_name(dataset)])
+
+
+class MappingModel(nn.Module):
+    """MLP from (n bits ±1, transformed probability) to one weight per basis state."""
+
+    def __init__(self, n_in, hidden=(4, 20, 4), activation="none"):
+        super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}; choose one of {', '.join(ACTIVATIONS)}")
+        sizes = (n_in, *hidden, 1)
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+        self.act = ACTIVATIONS[activation]() if ACTIVATIONS[activation] else None
+
+    def affine(self):
+        """(W, b) of the whole MLP when it has no activation: the layers compose to one affine map."""
+        w, b = self.layers[0].weight, self.layers[0].bias
+        for layer in self.layers[1:]:
+            w, b = layer.weight @ w, layer.weight @ b + layer.bias
+        return w, b
+
+    def forward(self, x):
+        if self.act is None:  # same function, a fraction of the arithmetic over 2^n rows
+            w, b = self.affine()
+            return x @ w.T + b
+        for layer in self.layers[:-1]:
+            x = self.act(layer(x))
+        return self.layers[-1](x)
+
+
+def bitstrings(n, m=None):
+    """The first `m` basis states of `n` qubits as ±1 rows (m, n), wire 0 first."""
+    idx = torch.arange(m if m is not None else 2**n)
+    bits = (idx[:, None] >> torch.arange(n - 1, -1, -1)) & 1
+    return bits.float() * 2 - 1
+
+
+class QTModel(nn.Module):
+    """A CNN whose weights come from a QNN and a mapping model."""
+
+    def __init__(self, net, n_blocks=16, backend="native", ansatz="u3cu3", preset=None, n_qubits=None,
+                 seed=None, **qnn_options):
+        super().__init__()
+        preset = preset or Preset()
+        self.m = num_params(net, trainable=False)
+        n = n_qubits or n_qubits_for(self.m)
+        if 2**n < self.m:
+            raise ValueError(f"{n} qubits give 2^{n} = {2**n:,} basis states, fewer than the CNN's "
+                             f"{self.m:,} weights; use at least {n_qubits_for(self.m)} qubits")
+        self.n_qubits, self.preset = n, preset
+        self.net = net.requires_grad_(False)  # a template: its own weights are never used
+        self.shapes = {k: p.shape for k, p in net.named_parameters()}
+        self.qnn = make_qnn(backend, n, n_blocks, ansatz, seed, **qnn_options)
+        self.mapping = MappingModel(n + 1, preset.hidden, preset.activation)
+        t = torch.tensor([preset.gamma, preset.beta, preset.alpha])
+        if preset.trainable_transform:
+            self.transform = nn.Parameter(t)
+        else:
+            self.register_buffer("transform", t)
+        self.register_buffer("bits", bitstrings(n, self.m), persistent=False)
+
+    def features(self):
+        """Mapping-model input (M, n+1): the ±1 bitstring and the transformed probability."""
+        p = self.qnn()[: self.m]
+        gamma, beta, alpha = self.transform
+        x = (beta * torch.tanh(gamma * 2 ** (self.n_qubits - 1) * p)).clamp_min(1e-20) ** alpha
+        x = x - x.mean()
+        return torch.cat([self.bits, x[:, None].to(self.bits.dtype)], 1)
+
+    def generate(self):
+        """The M generated weights as one flat vector."""
+        w = self.mapping(self.features()).squeeze(-1)
+        return w - w.mean()
+
+    def weights(self):
+        """The generated weights as the CNN's named parameters."""
+        chunks = self.generate().split([s.numel() for s in self.shapes.values()])
+        return {k: c.view(s) for (k, s), c in zip(self.shapes.items(), chunks)}
+
+    def forward(self, x):
+        return functional_call(self.net, self.weights(), (x,))
+
+    @torch.no_grad()
+    def export(self):
+        """A plain copy of the CNN holding the generated weights: no quantum library needed."""
+        net = copy.deepcopy(self.net).requires_grad_(True)
+        net.load_state_dict({k: v.detach().clone() for k, v in self.weights().items()})
+        return net
+
+    def param_table(self):
+        """Parameter counts: CNN, qubits, QNN angles, mapping, QT total and the ratio."""
+        qnn, mapping = num_params(self.qnn), num_params(self.mapping)
+        total = num_params(self)
+        return {"cnn_params": self.m, "qubits": self.n_qubits, "blocks": self.qnn.n_blocks,
+                "qnn_params": qnn, "mapping_params": mapping, "qt_params": total,
+                "ratio": total / self.m}
+
+
+def qt_model(dataset, n_blocks=16, backend="native", ansatz="u3cu3", preset="reference", relu=False,
+             seed=None, **options):
+    """The QT model for `dataset`'s reference CNN; `options` override preset fields or go to the QNN."""
+    p = get_preset(preset, dataset)
+    qnn_options = {k: v for k, v in options.items() if not hasattr(p, k)}
+    for k, v in options.items():
+        if hasattr(p, k):
+            setattr(p, k, v)
+    return QTModel(cnn(dataset, relu=relu), n_blocks, backend, ansatz, p, seed=seed, **qnn_options)

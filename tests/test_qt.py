@@ -1,0 +1,111 @@
+"""The Quantum-Train model: parameter counts, weight generation, export, bad input."""
+import pytest
+import torch
+
+from qt_helpers import MappingModel, QTModel, cnn, num_params, qt_model
+from qt_helpers.qt import Preset, bitstrings
+
+
+@pytest.mark.parametrize("dataset, relu, expected", [("mnist", False, 6690), ("fashion_mnist", True, 6690),
+                                                     ("cifar10", False, 285226), ("cifar10", True, 285226)])
+def test_cnn_sizes_match_the_reference(dataset, relu, expected):
+    net = cnn(dataset, relu=relu)
+    assert num_params(net) == expected
+    size = 32 if dataset == "cifar10" else 28
+    assert net(torch.zeros(2, 3 if dataset == "cifar10" else 1, size, size)).shape == (2, 10)
+
+
+@pytest.mark.parametrize("dataset, blocks, qubits, total", [("mnist", 16, 13, 1497), ("mnist", 1, 13, 327),
+                                                            ("fashion_mnist", 7, 13, 795),
+                                                            ("cifar10", 38, 19, 21453), ("cifar10", 95, 19, 27951)])
+def test_reference_parameter_counts(dataset, blocks, qubits, total):
+    table = qt_model(dataset, blocks).param_table()
+    per_block = 78 if qubits == 13 else 114
+    assert (table["qubits"], table["qnn_params"], table["qt_params"]) == (qubits, per_block * blocks, total)
+    assert table["mapping_params"] == (249 if qubits == 13 else 17121)
+
+
+def test_named_options_change_the_count_explicitly():
+    base = qt_model("mnist", 4).param_table()["qt_params"]
+    assert qt_model("mnist", 4, trainable_transform=True).param_table()["qt_params"] == base + 3
+    assert qt_model("mnist", 4, ansatz="ry_cnot").param_table()["qnn_params"] == 13 * 4
+
+
+def test_forward_gives_logits_and_gradients_reach_every_parameter():
+    net = qt_model("mnist", 2, seed=0, activation="relu", trainable_transform=True)
+    loss = net(torch.randn(4, 1, 28, 28)).logsumexp(1).sum()
+    loss.backward()
+    trained = [(k, p) for k, p in net.named_parameters() if p.requires_grad]
+    assert {k.split(".")[0] for k, _ in trained} == {"qnn", "mapping", "transform"}
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for _, p in trained)
+    assert all(p.grad is None for p in net.net.parameters())  # the template CNN is never trained
+
+
+def test_generated_weights_are_mean_free_and_shaped_like_the_cnn():
+    net = qt_model("mnist", 3, seed=1)
+    w = net.generate()
+    assert w.shape == (6690,) and abs(w.mean().item()) < 1e-6
+    shapes = {k: p.shape for k, p in cnn("mnist").named_parameters()}
+    assert {k: v.shape for k, v in net.weights().items()} == shapes
+
+
+def test_export_is_a_plain_cnn_with_identical_logits(tmp_path):
+    net = qt_model("mnist", 2, seed=3).eval()
+    x = torch.randn(8, 1, 28, 28)
+    plain = net.export()
+    assert type(plain).__name__ == "MnistCNN" and all(p.requires_grad for p in plain.parameters())
+    torch.save(plain.state_dict(), tmp_path / "cnn.pt")
+    fresh = cnn("mnist")
+    fresh.load_state_dict(torch.load(tmp_path / "cnn.pt", weights_only=True))
+    with torch.no_grad():
+        assert torch.equal(fresh(x), net(x))
+
+
+def test_affine_mapping_collapses_exactly():
+    m = MappingModel(14, (4, 20, 4)).double()
+    x = torch.randn(50, 14, dtype=torch.float64)
+    layered = x
+    for layer in m.layers:
+        layered = layer(layered)
+    torch.testing.assert_close(m(x), layered)
+    assert num_params(m) == 249
+
+
+def test_bitstrings_are_plus_minus_one_with_wire_zero_first():
+    b = bitstrings(3)
+    assert b.tolist()[1] == [-1, -1, 1] and b.tolist()[4] == [1, -1, -1]
+    assert bitstrings(13, 6690).shape == (6690, 13)
+
+
+def test_too_few_qubits_is_a_clear_error():
+    with pytest.raises(ValueError, match=r"12 qubits give 2\^12 = 4,096 .* 6,690 weights; use at least 13"):
+        QTModel(cnn("mnist"), 2, n_qubits=12)
+
+
+def test_unknown_names_list_the_valid_ones():
+    with pytest.raises(ValueError, match="native, torchquantum, pennylane"):
+        qt_model("mnist", 2, backend="qiskit")
+    with pytest.raises(ValueError, match="u3cu3, ry_cnot, ry_rz_cz"):
+        qt_model("mnist", 2, ansatz="hea")
+    with pytest.raises(ValueError, match="reference"):
+        qt_model("mnist", 2, preset="best")
+    with pytest.raises(ValueError, match="mnist, fashion_mnist, cifar10"):
+        qt_model("svhn", 2)
+    with pytest.raises(ValueError, match="relu"):
+        MappingModel(3, activation="swish")
+
+
+def test_transform_matches_the_reference_formula():
+    net = qt_model("mnist", 1, seed=0)
+    p = net.qnn()[: net.m]
+    x = (0.8 * torch.tanh(0.1 * 2**12 * p)) ** 0.3
+    torch.testing.assert_close(net.features()[:, -1], x - x.mean())
+    assert isinstance(net.preset, Preset)
+
+
+@pytest.mark.parametrize("dataset, budget", [("mnist", 1497), ("mnist", 327), ("cifar10", 27951)])
+def test_budget_cnn_fits_the_budget_closely(dataset, budget):
+    from qt_helpers.models import budget_cnn
+
+    n = num_params(budget_cnn(dataset, budget))
+    assert 0.75 * budget <= n <= budget
