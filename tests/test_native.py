@@ -68,3 +68,32 @@ def test_window_plan_covers_all_wires(n, window, expected):
 def test_window_plan_rejects_tiny_windows():
     with pytest.raises(ValueError, match="at least 2"):
         native.window_plan(5, 1)
+
+
+def saved_bytes(fn):
+    """Bytes autograd keeps for the backward pass of `fn()`."""
+    total = [0]
+
+    def pack(t):
+        total[0] += t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn()
+    return total[0]
+
+
+def test_adjoint_memory_stays_at_state_vector_scale():
+    """What autograd keeps grows with the state by a few vectors (adjoint), not by one per gate window."""
+    n_blocks = 24
+
+    def growth(adjoint):  # saved bytes at 16 qubits minus at 14: the part that scales with the state
+        kept = []
+        for n in (14, 16):  # both use 5 windows of 4 wires per block
+            angles = get_ansatz("u3cu3").init(n_blocks, n).requires_grad_(True)
+            kept.append(saved_bytes(lambda: native.probabilities(angles, n, "u3cu3", adjoint=adjoint)))
+        return kept[1] - kept[0]
+
+    state_growth = (2**16 - 2**14) * 8  # one complex64 state vector
+    assert growth(adjoint=True) <= 3 * state_growth
+    assert growth(adjoint=False) >= n_blocks * 5 * state_growth
