@@ -57,29 +57,33 @@ def fuse(g1, chain, plan):
 
 
 # --------------------------------------------------------------- state operations
+# States are stacks (B, 2^n): one state forward, the state and its gradient backward.
 def _apply_window(m, psi, start, width, n):
-    """Apply a 2^w × 2^w matrix on wires [start, start+width) of a state (2^n,)."""
+    """Apply a 2^w × 2^w matrix on wires [start, start+width) of states (B, 2^n)."""
     rest = 2 ** (n - start - width)
     if rest == 1:
-        return (psi.view(-1, 2**width) @ m.mT).reshape(-1)
-    return torch.einsum("ij,ajb->aib", m, psi.view(2**start, 2**width, rest)).reshape(-1)
+        return (psi.view(-1, 2**width) @ m.mT).reshape(psi.shape)
+    return (m @ psi.view(-1, 2**width, rest)).reshape(psi.shape)
 
 
 def _grad_window(g, psi, start, width, n):
     """d(loss)/d(m) for one window: Σ g ψ^H over the other wires."""
     shape = (2**start, 2**width, 2 ** (n - start - width))
-    return torch.einsum("aib,ajb->ij", g.view(shape), psi.view(shape).conj())
+    g, psi = g.view(shape), psi.view(shape)
+    if shape[0] <= shape[2]:  # few long slices: one batched product, then a small sum
+        return torch.bmm(g, psi.mH).sum(0)
+    return torch.einsum("aib,ajb->ij", g, psi.conj())
 
 
 def _close_view(psi, n):
-    """The state as (4, 2^(n-2)) with rows indexed by (wire n-1, wire 0)."""
-    return psi.view(2, 2 ** (n - 2), 2).permute(2, 0, 1).reshape(4, -1)
+    """States (B, 2^n) as (B, 4, 2^(n-2)) with rows indexed by (wire n-1, wire 0)."""
+    return psi.view(-1, 2, 2 ** (n - 2), 2).permute(0, 3, 1, 2).reshape(-1, 4, 2 ** (n - 2))
 
 
 def _apply_close(m, psi, n):
     """Apply a 4×4 gate in (control=n-1, target=0) order."""
-    out = (m @ _close_view(psi, n)).view(2, 2, -1)
-    return out.permute(1, 2, 0).reshape(-1)
+    out = (m @ _close_view(psi, n)).view(-1, 2, 2, 2 ** (n - 2))
+    return out.permute(0, 2, 3, 1).reshape(psi.shape)
 
 
 def _ops(mats, plan):
@@ -92,17 +96,14 @@ def _ops(mats, plan):
     return ops
 
 
-def _matrix(op, mats):
-    b, i = op[:2]
-    return mats[1][b] if i is None else mats[0][b, i]
-
-
 def _apply(op, mats, psi, n, adjoint=False):
-    m = _matrix(op, mats)
+    """Apply one op (or its inverse) to states (B, 2^n)."""
+    b, i, start, width = op
+    m = mats[1][b] if i is None else mats[0][b, i]
     m = m.mH if adjoint else m
-    if op[1] is None:
+    if i is None:
         return _apply_close(m, psi, n)
-    return _apply_window(m, psi, op[2], op[3], n)
+    return _apply_window(m, psi, start, width, n)
 
 
 class _Simulate(torch.autograd.Function):
@@ -110,26 +111,27 @@ class _Simulate(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, psi0, plan, n, *mats):
-        psi = psi0
+        psi = psi0[None]
         for op in _ops(mats, plan):
             psi = _apply(op, mats, psi, n)
         ctx.save_for_backward(psi, *mats)
         ctx.plan, ctx.n = plan, n
-        return psi
+        return psi[0]
 
     @staticmethod
     def backward(ctx, g):
         psi, *mats = ctx.saved_tensors
         n = ctx.n
         grads = [torch.zeros_like(m) for m in mats]
+        both = torch.cat([psi, g[None]])  # undo each op on the state and its gradient together
         for op in reversed(_ops(mats, ctx.plan)):
-            psi = _apply(op, mats, psi, n, adjoint=True)  # the state before this op
+            before = _apply(op, mats, both, n, adjoint=True)
             b, i, start, width = op
             if i is None:
-                grads[1][b] = _close_view(g, n) @ _close_view(psi, n).mH
+                grads[1][b] = _close_view(both[1], n)[0] @ _close_view(before[0], n)[0].mH
             else:
-                grads[0][b, i] = _grad_window(g, psi, start, width, n)
-            g = _apply(op, mats, g, n, adjoint=True)
+                grads[0][b, i] = _grad_window(both[1], before[0], start, width, n)
+            both = before
         return (None, None, None, *grads)
 
 
@@ -156,10 +158,10 @@ def simulate(angles, n, ansatz="u3cu3", window=None, adjoint=True):
     psi0 = initial_state(n, a.plus, g1.dtype, angles.device)
     if adjoint:
         return _Simulate.apply(psi0, plan, n, *mats)
-    psi = psi0
+    psi = psi0[None]
     for op in _ops(mats, plan):
         psi = _apply(op, mats, psi, n)
-    return psi
+    return psi[0]
 
 
 def probabilities(angles, n, ansatz="u3cu3", window=None, adjoint=True):

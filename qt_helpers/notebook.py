@@ -63,3 +63,29 @@ def environment():
         except ImportError:
             info[lib] = "not installed"
     return info
+
+
+def train_run(label, net, train_iter, test_iter, num_epochs, lr, device="auto", checkpoint_dir=None, **fit_args):
+    """Train `net` with `fit` and summarise it: label, trained parameters, accuracy, history, seconds."""
+    from .models import num_params
+    from .train import fit
+
+    ckpt = None if checkpoint_dir is None else Path(checkpoint_dir) / f"{label.replace(' ', '_')}.pt"
+    history = fit(net, train_iter, test_iter, num_epochs, lr=lr, device=device, checkpoint=ckpt,
+                  resume=ckpt is not None, **fit_args)
+    return {"label": label, "params": num_params(net), "test_acc": history["test_acc"][-1],
+            "best_test_acc": max(history["test_acc"]), "history": history, "seconds": sum(history["seconds"])}
+
+
+def runs_table(runs, published=None):
+    """A Markdown table of training runs, with published accuracies (%) by label where given."""
+    from IPython.display import Markdown
+
+    published = published or {}
+    lines = ["| model | trained parameters | epochs | test accuracy | published | time (s) |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for r in runs:
+        pub = published.get(r["label"])
+        lines.append(f"| {r['label']} | {r['params']:,} | {len(r['history']['epoch'])} | {100 * r['test_acc']:.2f} % | "
+                     f"{'–' if pub is None else f'{pub:.2f} %'} | {r['seconds']:.0f} |")
+    return Markdown("\n".join(lines))
