@@ -33,6 +33,8 @@ def build_parser():
     t.add_argument("--qubits", type=int, default=None, help="qubits (default: ceil(log2 M))")
     t.add_argument("--activation", default=None, help=f"mapping-model activation: {', '.join(ACTIVATIONS)}")
     t.add_argument("--trainable-transform", action="store_true", help="train gamma, beta, alpha too")
+    t.add_argument("--standardize", action="store_true",
+                   help="weight standardisation of the generated weights, one trained scale per tensor")
     t.add_argument("--relu", action="store_true", help="CNN with ReLUs (the reference has none)")
     t.add_argument("--epochs", type=int, default=1)
     t.add_argument("--batch-size", type=int, default=None, help="default: 128, CIFAR-10 1000")
@@ -73,6 +75,8 @@ def build_model(args):
         options["activation"] = choose(args.activation, tuple(ACTIVATIONS), "activation")
     if args.trainable_transform:
         options["trainable_transform"] = True
+    if args.standardize:
+        options["standardize"] = True
     try:
         net = qt_model(args.dataset, args.blocks, args.backend, args.ansatz, args.preset, relu=args.relu,
                        seed=args.seed, n_qubits=args.qubits, **options)

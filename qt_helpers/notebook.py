@@ -36,9 +36,8 @@ def glue(name, value, display=False):
     except ImportError:
         if display:
             print(f"{name} = {value}")
-        return value
+        return
     myst_glue(name, value, display=display)
-    return value
 
 
 GLUED = {}
@@ -57,9 +56,11 @@ def environment():
             "device": torch.cuda.get_device_name() if torch.cuda.is_available() else
             f"CPU ({os.cpu_count()} cores)", "runtime_s": round(time.perf_counter() - _START, 1),
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    from .qnn import _import
+
     for lib in ("torchquantum", "pennylane", "qt_helpers"):
         try:
-            info[lib] = __import__(lib).__version__
+            info[lib] = _import(lib).__version__
         except ImportError:
             info[lib] = "not installed"
     return info

@@ -4,8 +4,8 @@
     [±1 bitstring of the basis state, x] ──mapping model──▶ one weight each
     the M weights ──torch.func.functional_call──▶ the ordinary CNN
 
-Only the QNN angles and the mapping model (and, as an option, γ, β, α) are
-trained. `export()` turns the generated weights into a plain CNN that needs no
+Only the QNN angles and the mapping model (and, as named options, γ, β, α or
+one scale per weight tensor) are trained. `export()` turns the generated weights into a plain CNN that needs no
 quantum library.
 """
 import copy
@@ -16,6 +16,7 @@ from torch import nn
 from torch.func import functional_call
 
 from .circuits import n_qubits_for
+from .data import resolve_name
 from .models import cnn, num_params
 from .qnn import make_qnn
 
@@ -32,6 +33,7 @@ class Preset:
     beta: float = 0.8
     alpha: float = 0.3
     trainable_transform: bool = False
+    standardize: bool = False  # weight standardisation per output unit, times a trained scale per tensor
 
 
 PRESETS = {
@@ -41,8 +43,6 @@ PRESETS = {
 
 def get_preset(name, dataset):
     """The preset `name` for `dataset` (a copy: change fields freely)."""
-    from .data import resolve_name
-
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
     return copy.deepcopy(PRESETS[name][resolve_name(dataset)])
@@ -75,6 +75,17 @@ class MappingModel(nn.Module):
         return self.layers[-1](x)
 
 
+def standardize(rows):
+    """Rows centred and scaled to unit variance (weight standardisation, one row per output unit)."""
+    return (rows - rows.mean(1, keepdim=True)) / rows.std(1, keepdim=True).clamp_min(1e-12)
+
+
+def fan_in(name, shapes):
+    """Inputs per output unit of the layer that owns parameter `name` (a bias uses its weight's)."""
+    shape = shapes[name.rsplit(".", 1)[0] + ".weight"] if name.endswith("bias") else shapes[name]
+    return shape[1:].numel()
+
+
 def bitstrings(n, m=None):
     """The first `m` basis states of `n` qubits as ±1 rows (m, n), wire 0 first."""
     idx = torch.arange(m if m is not None else 2**n)
@@ -98,13 +109,18 @@ class QTModel(nn.Module):
         self.net = net.requires_grad_(False)  # a template: its own weights are never used
         self.shapes = {k: p.shape for k, p in net.named_parameters()}
         self.qnn = make_qnn(backend, n, n_blocks, ansatz, seed, **qnn_options)
-        self.mapping = MappingModel(n + 1, preset.hidden, preset.activation)
+        with torch.random.fork_rng(devices=[]):  # `seed` fixes the mapping model too, leaving the global RNG alone
+            if seed is not None:
+                torch.manual_seed(seed)
+            self.mapping = MappingModel(n + 1, preset.hidden, preset.activation)
         t = torch.tensor([preset.gamma, preset.beta, preset.alpha])
         if preset.trainable_transform:
             self.transform = nn.Parameter(t)
         else:
             self.register_buffer("transform", t)
         self.register_buffer("bits", bitstrings(n, self.m), persistent=False)
+        if preset.standardize:
+            self.scales = nn.Parameter(torch.tensor([fan_in(k, self.shapes) ** -0.5 for k in self.shapes]))
 
     def features(self):
         """Mapping-model input (M, n+1): the ±1 bitstring and the transformed probability."""
@@ -122,7 +138,10 @@ class QTModel(nn.Module):
     def weights(self):
         """The generated weights as the CNN's named parameters."""
         chunks = self.generate().split([s.numel() for s in self.shapes.values()])
-        return {k: c.view(s) for (k, s), c in zip(self.shapes.items(), chunks)}
+        if self.preset.standardize:
+            units = [s[0] if len(s) > 1 else 1 for s in self.shapes.values()]  # a bias is one unit
+            chunks = [standardize(c.view(u, -1)) * a for c, u, a in zip(chunks, units, self.scales)]
+        return {k: c.reshape(s) for (k, s), c in zip(self.shapes.items(), chunks)}
 
     def forward(self, x):
         return functional_call(self.net, self.weights(), (x,))

@@ -1,11 +1,15 @@
 """One training loop for QT and classical models: Adam, ReduceLROnPlateau, checkpoints, resume."""
 import math
 import time
+import warnings
 from pathlib import Path
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+
+with warnings.catch_warnings():  # without ipywidgets, tqdm.auto falls back to text bars: fine for us
+    warnings.simplefilter("ignore")
+    from tqdm.auto import tqdm
 
 
 def get_device(device="auto"):

@@ -1,16 +1,15 @@
 """Smoke test of benchmarks/bench_step.py on a tiny config (no timing assertions)."""
-import importlib.util
 import json
+import subprocess
+import sys
 from pathlib import Path
 
-spec = importlib.util.spec_from_file_location("bench_step", Path(__file__).parents[1] / "benchmarks" / "bench_step.py")
-bench_step = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(bench_step)
+from qt_helpers import bench
 
 
 def test_bench_step_prints_a_table_and_writes_rows(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    bench_step.main(["--configs", "tiny", "--backends", "torchquantum", "gatewise", "native", "--devices", "cpu",
+    bench.main(["--configs", "tiny", "--backends", "torchquantum", "gatewise", "native", "--devices", "cpu",
                      "--warmup", "1", "--repeats", "2", "--json", str(out)])
     printed = capsys.readouterr().out
     assert "| tiny | native | cpu |" in printed and "× TorchQuantum" in printed
@@ -20,3 +19,9 @@ def test_bench_step_prints_a_table_and_writes_rows(tmp_path, capsys):
     assert all(r["step_ms"] > 0 and r["vs_torchquantum"] > 0 for r in rows.values())
     assert rows["torchquantum"]["vs_torchquantum"] == 1
     assert {"date", "torch", "repeats"} <= result["meta"].keys()
+
+
+def test_benchmark_script_runs_from_the_repo():
+    script = Path(__file__).parents[1] / "benchmarks" / "bench_step.py"
+    r = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True)
+    assert r.returncode == 0 and "--configs" in r.stdout

@@ -32,7 +32,7 @@ def test_named_options_change_the_count_explicitly():
 
 
 def test_forward_gives_logits_and_gradients_reach_every_parameter():
-    net = qt_model("mnist", 2, seed=0, activation="relu", trainable_transform=True)
+    net = qt_model("mnist", 2, seed=0, activation="tanh", trainable_transform=True)
     loss = net(torch.randn(4, 1, 28, 28)).logsumexp(1).sum()
     loss.backward()
     trained = [(k, p) for k, p in net.named_parameters() if p.requires_grad]
@@ -109,3 +109,22 @@ def test_budget_cnn_fits_the_budget_closely(dataset, budget):
 
     n = num_params(budget_cnn(dataset, budget))
     assert 0.75 * budget <= n <= budget
+
+
+def test_seed_fixes_every_trained_parameter():
+    a, b = qt_model("mnist", 2, seed=5), qt_model("mnist", 2, seed=5)
+    trained = lambda net: [p for p in net.parameters() if p.requires_grad]  # noqa: E731
+    assert all(torch.equal(p, q) for p, q in zip(trained(a), trained(b)))
+    c = qt_model("mnist", 2, seed=6)
+    assert not torch.equal(a.mapping.layers[0].weight, c.mapping.layers[0].weight)
+
+
+def test_standardize_option_centres_and_scales_each_output_unit():
+    base = qt_model("cifar10", 19).param_table()["qt_params"]
+    net = qt_model("cifar10", 19, seed=0, standardize=True)
+    assert net.param_table()["qt_params"] == base + 10  # one scale per CNN parameter tensor
+    w = net.weights()
+    rows = w["classifier.0.weight"]  # (128, 2048)
+    torch.testing.assert_close(rows.mean(1), torch.zeros(128), atol=1e-5, rtol=0)
+    torch.testing.assert_close(rows.std(1), torch.full((128,), 2048**-0.5), atol=1e-4, rtol=0)
+    assert abs(w["features.0.bias"].std().item() - 75**-0.5) < 1e-4
