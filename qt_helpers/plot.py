@@ -11,6 +11,8 @@ def plot_history(histories, metrics=("train_loss", "test_acc"), figsize=(10, 3.5
             ax.plot(h["epoch"], h[metric], marker="o" if len(h["epoch"]) < 20 else None, label=label)
         ax.set_xlabel("epoch")
         ax.set_ylabel(metric.replace("_", " "))
+        if "loss" in metric:
+            ax.set_yscale("log")
         ax.grid(alpha=0.3)
     axes[0][-1].legend()
     fig.tight_layout()
