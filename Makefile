@@ -1,11 +1,16 @@
-# qt_helpers — install, test, train, benchmark.
+# qt_helpers — install, build the book, test, train, benchmark.
 # `make setup` builds .venv exactly as CI does (.ci/run): pinned by constraints.txt.
 
+SHELL := /bin/bash
 VENV ?= .venv
 PY   := $(VENV)/bin/python
 PIP  := $(VENV)/bin/pip
 
-.PHONY: setup test train bench lock clean
+BOOK_SRC        := build/book-src
+MATHJAX_VERSION := 3.2.2
+MATHJAX         := build/node/node_modules/mathjax/es5/tex-mml-chtml.js
+
+.PHONY: setup test train book notebooks bench lock clean
 
 setup:
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -17,6 +22,26 @@ setup:
 
 test:
 	$(PY) -m pytest
+
+# Execute every notebooks/*.ipynb once with papermill (small CPU profile) into build/executed/<name>.ipynb
+# and <name>.json; notebooks whose outputs are newer than the source are skipped.
+notebooks:
+	$(PY) -m qt_helpers.run_notebooks --out build/executed
+
+# MathJax 3 served from the book itself (no CDN): the npm package, pinned.
+$(MATHJAX):
+	npm install --no-save --no-audit --no-fund --prefix build/node mathjax@$(MATHJAX_VERSION)
+
+# The main job: the book, built from the executed notebooks (results/notebooks/<name>.ipynb where a paper-scale
+# copy exists, else build/executed/). Jupyter Book executes nothing; any Sphinx warning fails the build.
+book: notebooks $(MATHJAX)
+	$(PY) tools/stage_book.py --out $(BOOK_SRC)
+	set -o pipefail; $(VENV)/bin/jupyter-book build $(BOOK_SRC) -W -n --keep-going 2>&1 | tee build/book.log \
+	  || { echo "=== book build FAILED; warnings and errors (full log: build/book.log) ==="; \
+	       grep -E "WARNING|ERROR|CRITICAL|Traceback|Exception" build/book.log; \
+	       for r in $(BOOK_SRC)/_build/html/reports/*.log; do [ -f "$$r" ] && { echo "--- $$r"; cat "$$r"; }; done; \
+	       exit 1; }
+	@echo "book: $(BOOK_SRC)/_build/html/index.html"
 
 train:
 	$(PY) -m qt_helpers train --dataset mnist --model qt --backend torchquantum --blocks 16 --epochs 1 --n-train 2000 --n-test 1000 --json results.json

@@ -32,11 +32,12 @@ def test_concept():
 
 
 @pytest.mark.parametrize("name, margins", [
-    ("02_mnist", {"qt_reference": 0.15, "classical": 0.9, "classical_budget": 0.8, "qt_improved": 0.75}),
+    ("02_mnist", {"qt_reference": 0.12, "classical": 0.9, "classical_budget": 0.8, "qt_improved": 0.7}),
     ("03_fashion_mnist", {"qt_reference": 0.15, "classical": 0.7, "classical_budget": 0.65, "qt_improved": 0.6}),
 ])
 def test_mnist_chapters(name, margins):
-    # measured (small profile): MNIST 0.2045 / 0.96 / 0.909 / 0.8765; FashionMNIST 0.2435 / 0.7915 / 0.74 / 0.717
+    # measured (small profile; QT reference / classical / budget CNN / QT improved):
+    # MNIST 0.156 / 0.96 / 0.909 / 0.785; FashionMNIST 0.2435 / 0.7915 / 0.74 / 0.717
     g = run(name)
     assert g["prob_diff"] < 1e-5 and g["logit_diff"] < 1e-3
     assert (g["qt_reference_params"], g["classical_params"], g["qt_improved_params"]) == (1497, 6690, 1497)

@@ -1,0 +1,23 @@
+"""A Sphinx extension with one fix for the book's HTML (loaded by _config.yml: sphinx.local_extensions).
+
+With Sphinx 7.4, inline scripts that extensions add while reading (sphinx-thebe's `const THEBE_JS_URL = ...`,
+sphinx-togglebutton's settings) end up twice in every page; the second `const` is a JavaScript SyntaxError in
+the browser console. Keep the first copy of each inline script.
+"""
+
+
+def dedupe_inline_scripts(app, pagename, templatename, context, doctree):
+    seen, scripts = set(), []
+    for script in context.get("script_files", []):
+        if not getattr(script, "filename", script):  # inline: no file, only a body
+            key = repr(sorted(script.attributes.items()))
+            if key in seen:
+                continue
+            seen.add(key)
+        scripts.append(script)
+    context["script_files"] = scripts
+
+
+def setup(app):
+    app.connect("html-page-context", dedupe_inline_scripts)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}

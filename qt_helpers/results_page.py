@@ -1,0 +1,144 @@
+"""The book's results page: our glued numbers beside `published.PUBLISHED`, as MyST Markdown.
+
+    python -m qt_helpers.results_page build/executed/*.ipynb --template book/results.md --out results.md
+
+Each executed notebook's numbers come from `<name>.json` beside it (written by its closing cell), or else
+from its myst-nb `glue` outputs. The chapter's dataset, blocks and profile come from its parameters cell
+and the parameters papermill injected. Accuracies are glued as fractions; the published ones are in %.
+"""
+import argparse
+import ast
+import json
+import re
+from pathlib import Path
+
+from .published import PUBLISHED, QT_BLOCKS, published_qt, qt_params
+
+MARKER = "<!-- RESULTS"
+TITLES = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "cifar10": "CIFAR-10"}
+
+
+def _literal(text):
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        number = re.fullmatch(r"\w+(?:\.\w+)*\(([-+0-9.eE]+)\)", text.strip())  # e.g. np.float64(0.91)
+        return float(number.group(1)) if number else text
+
+
+def chapter(path):
+    """{'name', 'params', 'numbers'} of one executed notebook."""
+    path = Path(path)
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    params, numbers = {}, {}
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "code" and "parameters" in cell.get("metadata", {}).get("tags", []):
+            for node in ast.parse("".join(cell["source"])).body:
+                if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
+                    try:
+                        params[node.targets[0].id] = ast.literal_eval(node.value)
+                    except ValueError:
+                        pass
+        for out in cell.get("outputs", []):
+            name = out.get("metadata", {}).get("scrapbook", {}).get("name")
+            if name and "text/plain" in out.get("data", {}):
+                numbers[name] = _literal("".join(out["data"]["text/plain"]))
+    params.update(nb["metadata"].get("papermill", {}).get("parameters", {}))
+    results = path.with_suffix(".json")
+    if results.exists():
+        numbers = json.loads(results.read_text(encoding="utf-8"))
+    return {"name": path.stem, "params": params, "numbers": numbers}
+
+
+def _pct(value):
+    return "–" if value is None else f"{value:.2f} %"
+
+
+def _ours(ch, key):
+    value = ch["numbers"].get(key)
+    return None if not isinstance(value, (int, float)) else 100 * value if value <= 1 else value
+
+
+def dataset_table(dataset, chapters):
+    """Published vs ours for one dataset; `chapters` are those whose `dataset` parameter is `dataset`."""
+    pub = PUBLISHED[dataset]
+    rows = [("classical CNN", pub["classical_params"], pub["classical_acc"], "classical_acc")]
+    for L in QT_BLOCKS[dataset]:
+        rows.append((f"QT reference, L = {L}", qt_params(dataset, L), published_qt(dataset, L), f"qt_L{L}_acc"))
+    chapters = [ch for ch in chapters if any(_ours(ch, k) is not None for *_, k in rows)
+                or _ours(ch, "qt_reference_acc") is not None]
+    if not chapters:
+        return ""
+
+    def ours(ch, key):
+        blocks = ch["params"].get("blocks")
+        if key == f"qt_L{blocks}_acc" and key not in ch["numbers"]:
+            key = "qt_reference_acc"  # a chapter at one block count glues qt_reference_acc
+        return _ours(ch, key)
+
+    head = "| model | trained parameters | published | " + " | ".join(
+        f"{{doc}}`{ch['name']} <../notebooks/{ch['name']}>` ({ch['params'].get('profile', '?')})" for ch in chapters)
+    lines = [head + " |", "|---|---:|---:|" + "---:|" * len(chapters)]
+    for label, n, published, key in rows:
+        lines.append(f"| {label} | {n:,} | {_pct(published)} | " + " | ".join(_pct(ours(ch, key)) for ch in chapters) + " |")
+    extra = sorted({k[:-4] for ch in chapters for k in ch["numbers"]
+                    if k.endswith("_acc") and (k.startswith("classical_budget") or k.startswith("qt_improved"))})
+    for key in extra:
+        params = {ch["numbers"].get(f"{key}_params") for ch in chapters} - {None}
+        label = key.replace("classical_budget", "classical CNN, QT's budget").replace("qt_improved", "QT improved")
+        label = label.replace("_L", ", L = ")
+        lines.append(f"| {label} | {', '.join(f'{p:,}' for p in sorted(params)) or '–'} | – | "
+                     + " | ".join(_pct(_ours(ch, f"{key}_acc")) for ch in chapters) + " |")
+    return "\n".join(lines)
+
+
+def _sizes(ch):
+    n = ch["numbers"]
+    parts = [f"profile `{ch['params'].get('profile', '?')}`"]
+    if "n_train" in n:
+        parts.append(f"{n['n_train']:,} training / {n.get('n_test', 0):,} test images")
+    return ", ".join(parts)
+
+
+def render(paths):
+    """The generated part of the page, for these executed notebooks."""
+    chapters = [chapter(p) for p in paths]
+    out = []
+    for dataset in PUBLISHED:
+        table = dataset_table(dataset, [ch for ch in chapters if ch["params"].get("dataset") == dataset])
+        if table:
+            out += [f"## {TITLES.get(dataset, dataset)}", "", "Test accuracy after the last epoch.", "", table, ""]
+    out += ["## The runs", "", "| chapter | run | glued numbers |", "|---|---|---:|"]
+    for ch in chapters:
+        out.append(f"| {{doc}}`../notebooks/{ch['name']}` | {_sizes(ch)} | {len(ch['numbers'])} |")
+    out.append("")
+    for ch in chapters:
+        out += [f":::{{dropdown}} All numbers glued by {ch['name']}", "", "| name | value |", "|---|---:|"]
+        for key, value in ch["numbers"].items():
+            value = f"{value:.6g}" if isinstance(value, float) else f"{value:,}" if isinstance(value, int) else value
+            out.append(f"| `{key}` | {value} |")
+        out += [":::", ""]
+    return "\n".join(out)
+
+
+def write_page(template, out, paths):
+    """`template` with everything from its `<!-- RESULTS` line on replaced by `render(paths)`."""
+    text = Path(template).read_text(encoding="utf-8")
+    head = text[:text.index(MARKER)] if MARKER in text else text + "\n"
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(head + render(paths) + "\n", encoding="utf-8")
+    return out
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("notebooks", nargs="+", type=Path, help="executed notebooks (with <name>.json beside them)")
+    p.add_argument("--template", type=Path, default=Path("book/results.md"))
+    p.add_argument("--out", type=Path, required=True)
+    args = p.parse_args(argv)
+    write_page(args.template, args.out, args.notebooks)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

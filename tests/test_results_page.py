@@ -1,0 +1,55 @@
+"""qt_helpers.results_page: the results page is built from the executed notebooks' numbers and PUBLISHED."""
+import json
+
+import nbformat
+
+from qt_helpers.published import PUBLISHED
+from qt_helpers.results_page import chapter, render, write_page
+
+
+def executed(path, numbers, dataset="mnist", blocks=16, with_json=True):
+    """A stand-in executed notebook: a parameters cell, papermill's parameters, myst-nb glue outputs."""
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell(f'profile = "auto"\ndataset = "{dataset}"\nblocks = {blocks}\n')
+    params.metadata["tags"] = ["parameters"]
+    glued = nbformat.v4.new_code_cell("glue(...)")
+    glued.outputs = [nbformat.v4.new_output("display_data", data={"text/plain": repr(v)},
+                                            metadata={"scrapbook": {"name": k, "mime_prefix": ""}})
+                     for k, v in numbers.items()]
+    nb.cells = [params, glued]
+    nb.metadata["papermill"] = {"parameters": {"profile": "small", "results": "x.json"}}
+    nbformat.write(nb, path)
+    if with_json:
+        path.with_suffix(".json").write_text(json.dumps(numbers))
+    return path
+
+
+def test_numbers_from_json_and_from_glue(tmp_path):
+    numbers = {"qt_reference_acc": 0.875, "classical_acc": 0.9512, "n_train": 10000, "n_test": 2000}
+    a = chapter(executed(tmp_path / "02_mnist.ipynb", numbers))
+    b = chapter(executed(tmp_path / "02_again.ipynb", numbers, with_json=False))
+    assert a["numbers"] == b["numbers"] == numbers
+    assert a["params"]["dataset"] == "mnist" and a["params"]["profile"] == "small" and a["params"]["blocks"] == 16
+
+
+def test_table_puts_ours_beside_published(tmp_path):
+    mnist = executed(tmp_path / "02_mnist.ipynb", {"qt_reference_acc": 0.875, "classical_acc": 0.9512,
+                                                   "classical_budget_acc": 0.9, "classical_budget_params": 1400,
+                                                   "qt_improved_acc": 0.93, "qt_improved_params": 1497})
+    cifar = executed(tmp_path / "04_cifar10.ipynb", {"qt_L19_acc": 0.25, "classical_acc": 0.4}, dataset="cifar10")
+    page = render([mnist, cifar])
+    row = next(line for line in page.splitlines() if line.startswith("| QT reference, L = 16 |"))
+    assert f"{PUBLISHED['mnist']['qt_acc'][-1]:.2f} %" in row and "87.50 %" in row
+    row = next(line for line in page.splitlines() if line.startswith("| classical CNN |") and "95.12" in line)
+    assert f"{PUBLISHED['mnist']['classical_acc']:.2f} %" in row
+    assert any(line.startswith("| QT reference, L = 19 |") and "25.00 %" in line for line in page.splitlines())
+    assert "| classical CNN, QT's budget | 1,400 |" in page and "QT improved" in page
+    assert "## MNIST" in page and "## CIFAR-10" in page and "## FashionMNIST" not in page  # no chapter ran it
+
+
+def test_write_page_replaces_the_marker(tmp_path):
+    template = tmp_path / "results.md"
+    template.write_text("# Results\n\nprose\n\n<!-- RESULTS: generated -->\nold\n")
+    out = write_page(template, tmp_path / "out.md", [executed(tmp_path / "02_mnist.ipynb", {"qt_reference_acc": 0.5})])
+    text = out.read_text()
+    assert text.startswith("# Results\n\nprose\n") and "old" not in text and "50.00 %" in text

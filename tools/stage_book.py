@@ -1,0 +1,138 @@
+"""Stage the book's sources for `jupyter-book build` (run by `make book`; see _config.yml).
+
+Copies _config.yml, _toc.yml, references.bib and book/ into OUT (emptied first), and for every chapter
+notebook named in the TOC the executed copy: `results/notebooks/<name>.ipynb` (paper scale) where it
+exists, else `build/executed/<name>.ipynb` (the CI run of `make notebooks`). Nothing is executed here
+(`stage_notebook` says what staging changes in how outputs show). TOC chapters whose notebook does not
+exist yet are left out with a note; a notebook missing from the TOC is an error. It writes the results
+page from those notebooks (`qt_helpers.results_page`) and copies MathJax 3 into OUT/_mathjax/mathjax/,
+which Sphinx publishes as _static/mathjax/ (no CDN).
+"""
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from qt_helpers.results_page import write_page  # noqa: E402
+
+
+def toc_files(node):
+    """Every `file:` entry of a (part of a) _toc.yml, in order."""
+    if isinstance(node, dict):
+        return ([node["file"]] if "file" in node else []) + [f for v in node.values() for f in toc_files(v)]
+    if isinstance(node, list):
+        return [f for v in node for f in toc_files(v)]
+    return []
+
+
+def drop_files(node, missing):
+    """The TOC without the entries whose file is in `missing` (and without parts left empty)."""
+    if isinstance(node, dict):
+        node = {k: drop_files(v, missing) for k, v in node.items()}
+        return {k: v for k, v in node.items() if not (k == "chapters" and not v)}
+    if isinstance(node, list):
+        node = [drop_files(v, missing) for v in node if not (isinstance(v, dict) and v.get("file") in missing)]
+        return [v for v in node if not (isinstance(v, dict) and "caption" in v and "chapters" not in v)]
+    return node
+
+
+def terminal_text(text):
+    """Stream text as a terminal shows it: a carriage return rewrites its line (tqdm's progress bars)."""
+    lines = []
+    for line in text.split("\n"):
+        parts = [part for part in line.split("\r") if part]
+        lines.append(parts[-1].rstrip() if parts else "")
+    return "\n".join(lines)
+
+
+def stage_notebook(source, dest):
+    """Copy an executed notebook for the book, changing only how outputs show, never what they are:
+    papermill's injected-parameters cell is hidden (it holds this machine's paths; each chapter prints its
+    profile and sizes itself), and stream outputs are shown as a terminal (or Jupyter) shows them, so a
+    progress bar is its last state rather than hundreds of lines
+    (and a cleared one, nothing). Nothing is executed."""
+    nb = json.loads(source.read_text(encoding="utf-8"))
+    for cell in nb["cells"]:
+        tags = cell.get("metadata", {}).get("tags", [])
+        if "injected-parameters" in tags and "remove-cell" not in tags:
+            cell["metadata"]["tags"] = tags + ["remove-cell"]
+        outputs = []
+        for out in cell.get("outputs", []):
+            if out["output_type"] == "stream":
+                out = {**out, "text": "".join(out["text"]) if isinstance(out["text"], list) else out["text"]}
+                if outputs and outputs[-1]["output_type"] == "stream" and outputs[-1]["name"] == out["name"]:
+                    outputs[-1]["text"] += out["text"]
+                    continue
+            outputs.append(out)
+        for out in outputs:
+            if out["output_type"] == "stream":
+                out["text"] = terminal_text(out["text"])
+        outputs = [o for o in outputs if o["output_type"] != "stream" or o["text"].strip()]  # a cleared bar
+        if "outputs" in cell:
+            cell["outputs"] = outputs
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def mathjax_unused(root):
+    """copytree `ignore`: the combined components other than tex-mml-chtml.js and the SVG output (12 MB)."""
+    def ignore(folder, names):
+        if Path(folder) == root:
+            return [n for n in names if n.endswith(".js") and n != "tex-mml-chtml.js"]
+        return ["svg", "svg.js"] if Path(folder) == root / "output" else []
+    return ignore
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", type=Path, default=ROOT / "build/book-src")
+    p.add_argument("--executed", type=Path, default=ROOT / "build/executed")
+    p.add_argument("--paper", type=Path, default=ROOT / "results/notebooks")
+    p.add_argument("--mathjax", type=Path, default=ROOT / "build/node/node_modules/mathjax/es5")
+    args = p.parse_args(argv)
+
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    chapters = [f for f in toc_files(toc) if f.startswith("notebooks/")]
+    sources = {f"notebooks/{s.stem}" for s in (ROOT / "notebooks").glob("*.ipynb")}
+    if sources - set(chapters):
+        sys.exit(f"stage_book: notebooks missing from _toc.yml: {sorted(sources - set(chapters))}")
+    missing = {f for f in chapters if f not in sources}
+    for f in sorted(missing):
+        print(f"stage_book: NOTE: {f}.ipynb does not exist yet; left out of this build's TOC", flush=True)
+
+    if args.out.exists():
+        shutil.rmtree(args.out)
+    args.out.mkdir(parents=True)
+    for name in ("_config.yml", "references.bib"):
+        shutil.copy2(ROOT / name, args.out / name)
+    (args.out / "_toc.yml").write_text(yaml.safe_dump(drop_files(toc, missing), sort_keys=False))
+    shutil.copytree(ROOT / "book", args.out / "book")
+
+    staged = []
+    for f in chapters:
+        if f in missing:
+            continue
+        name = Path(f).name
+        paper, ci = args.paper / f"{name}.ipynb", args.executed / f"{name}.ipynb"
+        chosen = paper if paper.exists() else ci
+        if not chosen.exists():
+            sys.exit(f"stage_book: no executed copy of {f}.ipynb: run `make notebooks` (looked for {paper} and {ci})")
+        stage_notebook(chosen, args.out / f"{f}.ipynb")
+        print(f"stage_book: {f}.ipynb <- {chosen.relative_to(ROOT) if chosen.is_relative_to(ROOT) else chosen}")
+        staged.append(chosen)
+    write_page(ROOT / "book/results.md", args.out / "book/results.md", staged)
+
+    if not (args.mathjax / "tex-mml-chtml.js").exists():
+        sys.exit(f"stage_book: MathJax 3 not found in {args.mathjax} (make book installs it with npm)")
+    shutil.copytree(args.mathjax, args.out / "_mathjax/mathjax", ignore=mathjax_unused(args.mathjax))
+    print(f"stage_book: staged {len(staged)} chapters in {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
