@@ -17,6 +17,11 @@ ANSATZE = ("u3cu3", "ry_cnot", "ry_rz_cz")
 
 
 # ----------------------------------------------------------------- gate matrices
+def complex_dtype(dtype):
+    """The complex dtype matching a real one (float32 -> complex64, float64 -> complex128)."""
+    return torch.promote_types(dtype, torch.complex64)
+
+
 def u3(theta, phi, lam):
     """U3 matrices (..., 2, 2) for angle tensors of equal shape."""
     c, s = torch.cos(theta / 2), torch.sin(theta / 2)
@@ -103,15 +108,12 @@ class Ansatz:
             g1 = ry(angles[:, :n])
         else:  # alternating RY / RZ layers
             g1 = torch.where((torch.arange(L, device=angles.device) % 2 == 0)[:, None, None, None],
-                             ry(angles[:, :n]).to(torch.complex64 if angles.dtype == torch.float32
-                                                   else torch.complex128), rz(angles[:, :n]))
+                             ry(angles[:, :n]).to(complex_dtype(angles.dtype)), rz(angles[:, :n]))
         if self.two_q == "cu3":
             b = angles[:, 3 * n:].reshape(L, -1, 3)
             g2 = controlled(u3(b[..., 0], b[..., 1], b[..., 2]))
         else:
             g2 = fixed_gate(self.two_q, g1.dtype, angles.device).expand(L, n if self.ring else n - 1, 4, 4)
-        if g2.dtype != g1.dtype:
-            g1, g2 = g1.to(torch.promote_types(g1.dtype, g2.dtype)), g2.to(torch.promote_types(g1.dtype, g2.dtype))
         chain, close = (g2[:, : n - 1], g2[:, n - 1]) if self.ring else (g2, None)
         return g1, chain, close
 

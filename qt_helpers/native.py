@@ -12,7 +12,8 @@ memory stays at a few state vectors whatever the depth.
 """
 import torch
 
-from .circuits import get_ansatz
+from . import circuits as c
+from .circuits import complex_dtype, get_ansatz
 
 
 def window_plan(n, window):
@@ -172,21 +173,19 @@ def probabilities(angles, n, ansatz="u3cu3", window=None, adjoint=True):
 
 def _gate_matrix(name, params):
     """One gate's matrix from its name and angles (the gate list's vocabulary)."""
-    from . import circuits as c
-
     if name == "u3":
         return c.u3(params[0], params[1], params[2])
     if name == "cu3":
         return c.controlled(c.u3(params[0], params[1], params[2]))
     if name in ("ry", "rz"):
-        return getattr(c, name)(params[0]).to(torch.complex64 if params.dtype == torch.float32 else torch.complex128)
-    return c.fixed_gate(name, torch.complex64 if params.dtype == torch.float32 else torch.complex128, params.device)
+        return getattr(c, name)(params[0]).to(complex_dtype(params.dtype))
+    return c.fixed_gate(name, complex_dtype(params.dtype), params.device)
 
 
 def simulate_gatewise(angles, n, ansatz="u3cu3"):
     """Final state, one gate at a time on a (2,)*n tensor: the plain-torch baseline."""
     a = get_ansatz(ansatz)
-    cdtype = torch.complex64 if angles.dtype == torch.float32 else torch.complex128
+    cdtype = complex_dtype(angles.dtype)
     psi = initial_state(n, a.plus, cdtype, angles.device).view((2,) * n)
     for b in range(angles.shape[0]):
         for name, wires, first, count in a.gates(b, n):

@@ -2,14 +2,13 @@
 
     python -m qt_helpers.results_page build/executed/*.ipynb --template book/results.md --out results.md
 
-Each executed notebook's numbers come from `<name>.json` beside it (written by its closing cell), or else
-from its myst-nb `glue` outputs. The chapter's dataset, blocks and profile come from its parameters cell
+Each executed notebook's numbers come from `<name>.json` beside it (written by its closing cell when
+`qt_helpers.run_notebooks` runs it). The chapter's dataset, blocks and profile come from its parameters cell
 and the parameters papermill injected. Accuracies are glued as fractions; the published ones are in %.
 """
 import argparse
 import ast
 import json
-import re
 from pathlib import Path
 
 from .published import PUBLISHED, QT_BLOCKS, published_qt, qt_params
@@ -18,19 +17,11 @@ MARKER = "<!-- RESULTS"
 TITLES = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "cifar10": "CIFAR-10"}
 
 
-def _literal(text):
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        number = re.fullmatch(r"\w+(?:\.\w+)*\(([-+0-9.eE]+)\)", text.strip())  # e.g. np.float64(0.91)
-        return float(number.group(1)) if number else text
-
-
 def chapter(path):
     """{'name', 'params', 'numbers'} of one executed notebook."""
     path = Path(path)
     nb = json.loads(path.read_text(encoding="utf-8"))
-    params, numbers = {}, {}
+    params = {}
     for cell in nb["cells"]:
         if cell["cell_type"] == "code" and "parameters" in cell.get("metadata", {}).get("tags", []):
             for node in ast.parse("".join(cell["source"])).body:
@@ -39,14 +30,12 @@ def chapter(path):
                         params[node.targets[0].id] = ast.literal_eval(node.value)
                     except ValueError:
                         pass
-        for out in cell.get("outputs", []):
-            name = out.get("metadata", {}).get("scrapbook", {}).get("name")
-            if name and "text/plain" in out.get("data", {}):
-                numbers[name] = _literal("".join(out["data"]["text/plain"]))
     params.update(nb["metadata"].get("papermill", {}).get("parameters", {}))
     results = path.with_suffix(".json")
-    if results.exists():
-        numbers = json.loads(results.read_text(encoding="utf-8"))
+    if not results.exists():
+        raise FileNotFoundError(f"{results} is missing: run the notebook with `python -m qt_helpers.run_notebooks`, "
+                                "which writes the numbers it glued there")
+    numbers = json.loads(results.read_text(encoding="utf-8"))
     return {"name": path.stem, "params": params, "numbers": numbers}
 
 

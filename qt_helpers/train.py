@@ -99,19 +99,20 @@ def fit(net, train_loader, test_loader=None, num_epochs=1, lr=1e-4, weight_decay
             x, y = x.to(device), y.to(device)
             logits = net(x)
             loss = loss_fn(logits, y)
-            if not math.isfinite(loss.item()):
+            value = loss.item()  # one device sync per step, shared by the NaN check and the bookkeeping
+            if not math.isfinite(value):
                 raise FloatingPointError(
-                    f"the loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}: training stopped. "
+                    f"the loss became {value} at epoch {epoch + 1}, step {step + 1}: training stopped. "
                     f"Try a smaller learning rate (lr={opt.param_groups[0]['lr']:g}) or check the inputs.")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total += loss.item() * len(y)
+            total += value * len(y)
             correct += accuracy(logits.detach(), y)
             n += len(y)
             bar.set_postfix(loss=f"{total / n:.4f}", acc=f"{correct / n:.3f}")
             if on_step:
-                on_step(epoch, step, loss.item())
+                on_step(epoch, step, value)
         sched.step(total / n)
         test_loss, test_acc = evaluate(net, test_loader) if test_loader is not None else (math.nan, math.nan)
         for k, v in zip(history, (epoch + 1, total / n, correct / n, test_loss, test_acc,

@@ -2,21 +2,18 @@
 import json
 
 import nbformat
+import pytest
 
 from qt_helpers.published import PUBLISHED
 from qt_helpers.results_page import chapter, render, write_page
 
 
 def executed(path, numbers, dataset="mnist", blocks=16, with_json=True):
-    """A stand-in executed notebook: a parameters cell, papermill's parameters, myst-nb glue outputs."""
+    """A stand-in executed notebook: a parameters cell, papermill's parameters, and the numbers' JSON file."""
     nb = nbformat.v4.new_notebook()
     params = nbformat.v4.new_code_cell(f'profile = "auto"\ndataset = "{dataset}"\nblocks = {blocks}\n')
     params.metadata["tags"] = ["parameters"]
-    glued = nbformat.v4.new_code_cell("glue(...)")
-    glued.outputs = [nbformat.v4.new_output("display_data", data={"text/plain": repr(v)},
-                                            metadata={"scrapbook": {"name": k, "mime_prefix": ""}})
-                     for k, v in numbers.items()]
-    nb.cells = [params, glued]
+    nb.cells = [params, nbformat.v4.new_code_cell("glue(...)")]
     nb.metadata["papermill"] = {"parameters": {"profile": "small", "results": "x.json"}}
     nbformat.write(nb, path)
     if with_json:
@@ -24,12 +21,13 @@ def executed(path, numbers, dataset="mnist", blocks=16, with_json=True):
     return path
 
 
-def test_numbers_from_json_and_from_glue(tmp_path):
+def test_numbers_from_json(tmp_path):
     numbers = {"qt_reference_acc": 0.875, "classical_acc": 0.9512, "n_train": 10000, "n_test": 2000}
     a = chapter(executed(tmp_path / "02_mnist.ipynb", numbers))
-    b = chapter(executed(tmp_path / "02_again.ipynb", numbers, with_json=False))
-    assert a["numbers"] == b["numbers"] == numbers
+    assert a["numbers"] == numbers
     assert a["params"]["dataset"] == "mnist" and a["params"]["profile"] == "small" and a["params"]["blocks"] == 16
+    with pytest.raises(FileNotFoundError, match="02_again.json is missing: run the notebook with"):
+        chapter(executed(tmp_path / "02_again.ipynb", numbers, with_json=False))
 
 
 def test_table_puts_ours_beside_published(tmp_path):
