@@ -10,7 +10,7 @@ BOOK_SRC        := build/book-src
 MATHJAX_VERSION := 3.2.2
 MATHJAX         := build/node/node_modules/mathjax/es5/tex-mml-chtml.js
 
-.PHONY: setup test train book notebooks bench lock clean
+.PHONY: setup test train book notebooks bench science lock clean
 
 setup:
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -48,6 +48,12 @@ train:
 
 bench:
 	$(PY) benchmarks/bench_step.py
+
+# The science chapter's grids (results/runs/): hours on a CPU; finished runs are skipped. JOBS=2 for two cores.
+JOBS ?= 1
+science:
+	$(PY) -m qt_helpers experiment seeds shots ablation blocks --dataset mnist --jobs $(JOBS)
+	$(PY) -m qt_helpers experiment seeds blocks --dataset fashion_mnist --jobs $(JOBS)
 
 # Rewrite constraints.txt from the current .venv (after changing requirements.txt).
 lock:

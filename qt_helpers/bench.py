@@ -25,7 +25,7 @@ import torch
 from . import native
 from .qnn import QNN
 from .qt import qt_model
-from .train import make_optimizer
+from .train import device_name, make_optimizer
 
 CONFIGS = {  # name: (dataset, blocks, batch size)
     "tiny": ("mnist", 2, 32),
@@ -89,11 +89,6 @@ def time_steps(net, x, y, opt, device, warmup, repeats):
     return statistics.median(times), peak
 
 
-def device_name(device):
-    """A readable name of the device."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"{platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)"
 
 
 def run(configs, backends, devices, warmup, repeats):

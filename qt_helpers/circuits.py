@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 
 ANSATZE = ("u3cu3", "ry_cnot", "ry_rz_cz")
+INITS = ("uniform", "small")  # U(-π, π) as TorchQuantum; 0.01·randn as the PennyLane example
 
 
 # ----------------------------------------------------------------- gate matrices
@@ -81,12 +82,16 @@ class Ansatz:
         per_2q = 3 if self.two_q == "cu3" else 0
         return per_1q * n + per_2q * (n if self.ring else n - 1)
 
-    def init(self, n_blocks, n, generator=None):
-        """Initial angles (n_blocks, angles_per_block): the originals' choices."""
+    def init(self, n_blocks, n, generator=None, scheme=None):
+        """Initial angles (n_blocks, angles_per_block): `scheme` from INITS, or None for the originals' choice
+        (0.01·randn for the PennyLane example's ansatz, U(-π, π) for the others)."""
         shape = (n_blocks, self.angles_per_block(n))
-        if self.name == "ry_rz_cz":  # the PennyLane example: 0.01 * randn
+        scheme = scheme or ("small" if self.name == "ry_rz_cz" else "uniform")
+        if scheme == "small":
             return 0.01 * torch.randn(shape, generator=generator)
-        return (torch.rand(shape, generator=generator) * 2 - 1) * math.pi  # TorchQuantum: U(-π, π)
+        if scheme == "uniform":
+            return (torch.rand(shape, generator=generator) * 2 - 1) * math.pi
+        raise ValueError(f"unknown init {scheme!r}; choose one of {', '.join(INITS)}")
 
     def gates(self, block, n):
         """Gate list of one block: (name, wires, first angle index, number of angles)."""

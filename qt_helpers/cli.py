@@ -2,6 +2,7 @@
 import argparse
 import json
 import platform
+import shlex
 import sys
 import time
 from datetime import datetime, timezone
@@ -9,12 +10,13 @@ from pathlib import Path
 
 import torch
 
-from .circuits import ANSATZE
+from .circuits import ANSATZE, INITS
+from . import experiments
 from .data import DATASETS, load_loaders, resolve_name
-from .models import cnn, num_params
+from .models import budget_cnn, cnn, num_params
 from .qnn import BACKENDS
 from .qt import ACTIVATIONS, PRESETS, qt_model
-from .train import fit, get_device, set_seed
+from .train import SCHEDULES, device_name, fit, get_device, set_seed
 
 MODELS = ("qt", "classical")
 
@@ -35,10 +37,18 @@ def build_parser():
     t.add_argument("--trainable-transform", action="store_true", help="train gamma, beta, alpha too")
     t.add_argument("--standardize", action="store_true",
                    help="weight standardisation of the generated weights, one trained scale per tensor")
+    t.add_argument("--init", default=None,
+                   help=f"QNN angle initialisation, one of {', '.join(INITS)} (default: the ansatz's original)")
+    t.add_argument("--shots", type=int, default=None,
+                   help="estimate the QNN's probabilities from this many measurement shots (default: exact)")
     t.add_argument("--relu", action="store_true", help="CNN with ReLUs (the reference has none)")
+    t.add_argument("--budget", type=int, default=None,
+                   help="classical model: the reference CNN made narrower to at most this many parameters")
     t.add_argument("--epochs", type=int, default=1)
     t.add_argument("--batch-size", type=int, default=None, help="default: 128, CIFAR-10 1000")
     t.add_argument("--lr", type=float, default=None, help="default: QT 1e-4, classical 1e-3")
+    t.add_argument("--schedule", default="plateau",
+                   help=f"learning-rate schedule, one of {', '.join(SCHEDULES)} (the reference: plateau)")
     t.add_argument("--n-train", type=int, default=None, help="class-balanced training subset (default: all)")
     t.add_argument("--n-test", type=int, default=None, help="class-balanced test subset (default: all)")
     t.add_argument("--data-dir", default=None, help="folder with <dataset>.npz packs (default: $QT_DATA_DIR)")
@@ -49,6 +59,7 @@ def build_parser():
     t.add_argument("--json", default=None, help="write the results to this JSON file")
     t.add_argument("--export", default=None, help="save the trained CNN's state_dict (plain torch) here")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    experiments.add_parser(sub)
     return p
 
 
@@ -68,8 +79,14 @@ def format_table(rows):
 def build_model(args):
     """The QT or classical model the arguments ask for, and its parameter rows."""
     if args.model == "classical":
-        net = cnn(args.dataset, relu=args.relu)
+        try:
+            net = cnn(args.dataset, args.relu) if args.budget is None else budget_cnn(args.dataset, args.budget,
+                                                                                       args.relu)
+        except ValueError as e:
+            raise SystemExit(f"error: {e}") from None
         return net, {"cnn_params": num_params(net), "qt_params": None, "qubits": None}
+    if args.budget is not None:
+        raise SystemExit("error: --budget is for --model classical; a QT model's size is set by --blocks")
     options = {}
     if args.activation is not None:
         options["activation"] = choose(args.activation, tuple(ACTIVATIONS), "activation")
@@ -77,6 +94,12 @@ def build_model(args):
         options["trainable_transform"] = True
     if args.standardize:
         options["standardize"] = True
+    if args.init is not None:
+        options["init"] = choose(args.init, INITS, "init")
+    if args.shots is not None:
+        if args.shots < 1:
+            raise SystemExit(f"error: --shots must be a positive number of measurements, not {args.shots}")
+        options["shots"] = args.shots
     try:
         net = qt_model(args.dataset, args.blocks, args.backend, args.ansatz, args.preset, relu=args.relu,
                        seed=args.seed, n_qubits=args.qubits, **options)
@@ -98,8 +121,8 @@ def print_params(info):
     print(format_table(rows), flush=True)
 
 
-def train(args):
-    """The `train` command."""
+def train(args, argv=None):
+    """The `train` command; `argv` (its arguments) is recorded in the JSON as the command that reproduces it."""
     try:
         args.dataset = resolve_name(args.dataset)
     except ValueError as e:
@@ -107,6 +130,7 @@ def train(args):
     choose(args.model, MODELS, "model")
     choose(args.backend, BACKENDS, "backend")
     choose(args.ansatz, ANSATZE, "ansatz")
+    choose(args.schedule, SCHEDULES, "schedule")
     set_seed(args.seed)
     device = get_device(args.device)
     batch_size = args.batch_size or (1000 if args.dataset == "cifar10" else 128)
@@ -122,7 +146,7 @@ def train(args):
     print(f"{label} on {device}:")
     print_params(info)
     t0 = time.perf_counter()
-    history = fit(net, train_loader, test_loader, args.epochs, lr=lr, device=device,
+    history = fit(net, train_loader, test_loader, args.epochs, lr=lr, schedule=args.schedule, device=device,
                   checkpoint=args.checkpoint, resume=args.resume, progress=not args.no_progress)
     train_seconds = time.perf_counter() - t0
     test_loss, test_acc = history["test_loss"][-1], history["test_acc"][-1]
@@ -137,13 +161,16 @@ def train(args):
                   "backend": args.backend if args.model == "qt" else None,
                   "ansatz": args.ansatz if args.model == "qt" else None, "preset": args.preset,
                   "blocks": args.blocks if args.model == "qt" else None, **info,
+                  "recipe": {k: getattr(args, k) for k in ("activation", "trainable_transform", "standardize",
+                                                           "init", "shots", "relu", "schedule", "budget")},
                   "test_accuracy": test_acc, "test_loss": test_loss, "train_seconds": train_seconds,
                   "load_seconds": load_seconds, "device": str(device),
-                  "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
+                  "device_name": device_name(device),
                   "epochs": args.epochs, "batch_size": batch_size, "lr": lr, "seed": args.seed,
                   "n_train": len(data.y_train), "n_test": len(data.y_test), "data_source": data.source,
                   "history": history, "torch": torch.__version__, "python": platform.python_version(),
-                  "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+                  "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                  "command": None if argv is None else shlex.join(["python", "-m", "qt_helpers", *argv])}
         Path(args.json).write_text(json.dumps(result, indent=2))
         print(f"wrote {args.json}")
     return history
@@ -151,9 +178,11 @@ def train(args):
 
 def main(argv=None):
     """Entry point of `python -m qt_helpers` and the `qt-helpers` script."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
-    if args.command == "train":
-        train(args)
+    if args.command == "experiment":
+        return experiments.main(args)
+    train(args, argv)
     return 0
 
 

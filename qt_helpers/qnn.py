@@ -24,7 +24,7 @@ class QNN(nn.Module):
 
     backend = None
 
-    def __init__(self, n_qubits, n_blocks, ansatz="u3cu3", seed=None):
+    def __init__(self, n_qubits, n_blocks, ansatz="u3cu3", seed=None, init=None):
         super().__init__()
         if n_qubits < 2:
             raise ValueError(f"a QNN needs at least 2 qubits, got {n_qubits}")
@@ -32,7 +32,7 @@ class QNN(nn.Module):
             raise ValueError(f"a QNN needs at least 1 block, got {n_blocks}")
         self.n_qubits, self.n_blocks, self.ansatz = n_qubits, n_blocks, get_ansatz(ansatz)
         gen = None if seed is None else torch.Generator().manual_seed(seed)
-        self.angles = nn.Parameter(self.ansatz.init(n_blocks, n_qubits, generator=gen))
+        self.angles = nn.Parameter(self.ansatz.init(n_blocks, n_qubits, gen, init))
 
     def extra_repr(self):
         return f"backend={self.backend}, ansatz={self.ansatz.name}, n_qubits={self.n_qubits}, n_blocks={self.n_blocks}"
@@ -43,8 +43,8 @@ class NativeQNN(QNN):
 
     backend = "native"
 
-    def __init__(self, n_qubits, n_blocks, ansatz="u3cu3", seed=None, window=None):
-        super().__init__(n_qubits, n_blocks, ansatz, seed)
+    def __init__(self, n_qubits, n_blocks, ansatz="u3cu3", seed=None, init=None, window=None):
+        super().__init__(n_qubits, n_blocks, ansatz, seed, init)
         self.window = window
 
     def forward(self):
@@ -56,8 +56,8 @@ class TorchQuantumQNN(QNN):
 
     backend = "torchquantum"
 
-    def __init__(self, n_qubits, n_blocks, ansatz="u3cu3", seed=None):
-        super().__init__(n_qubits, n_blocks, ansatz, seed)
+    def __init__(self, n_qubits, n_blocks, ansatz="u3cu3", seed=None, init=None):
+        super().__init__(n_qubits, n_blocks, ansatz, seed, init)
         _import("torchquantum")  # fail early, with a hint, if it is missing
 
     def forward(self):
@@ -80,8 +80,8 @@ class PennyLaneQNN(QNN):
 
     backend = "pennylane"
 
-    def __init__(self, n_qubits, n_blocks, ansatz="u3cu3", seed=None, device_name="default.qubit"):
-        super().__init__(n_qubits, n_blocks, ansatz, seed)
+    def __init__(self, n_qubits, n_blocks, ansatz="u3cu3", seed=None, init=None, device_name="default.qubit"):
+        super().__init__(n_qubits, n_blocks, ansatz, seed, init)
         qml = _import("pennylane")
         dev = qml.device(device_name, wires=n_qubits)
         self.circuit = qml.QNode(self._circuit, dev, interface="torch", diff_method="backprop")

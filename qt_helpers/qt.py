@@ -4,9 +4,9 @@
     [±1 bitstring of the basis state, x] ──mapping model──▶ one weight each
     the M weights ──torch.func.functional_call──▶ the ordinary CNN
 
-Only the QNN angles and the mapping model (and, as named options, γ, β, α or
-one scale per weight tensor) are trained. `export()` turns the generated weights into a plain CNN that needs no
-quantum library.
+Only the QNN angles and the mapping model (and, as named options, γ, β, α or one scale per weight tensor) are
+trained. With `shots`, p is estimated from that many measurements, a fresh draw for every generation (so also
+for `export()`). `export()` turns the generated weights into a plain CNN that needs no quantum library.
 """
 import copy
 from dataclasses import dataclass
@@ -34,6 +34,7 @@ class Preset:
     alpha: float = 0.3
     trainable_transform: bool = False
     standardize: bool = False  # weight standardisation per output unit, times a trained scale per tensor
+    shots: int = None  # None: exact probabilities; else estimated from this many measurement shots
 
 
 PRESETS = {
@@ -80,6 +81,24 @@ def standardize(rows):
     return (rows - rows.mean(1, keepdim=True)) / rows.std(1, keepdim=True).clamp_min(1e-12)
 
 
+def sample_counts(p, shots):
+    """Counts of `shots` measurements of a state with basis-state probabilities `p` (length 2^n): one exact
+    multinomial draw, made qubit by qubit as n rounds of binomial splits, so its cost does not grow with shots."""
+    n = p.numel().bit_length() - 1
+    p = p.detach().double()
+    counts = p.new_full((1,), float(shots))
+    for k in range(1, n + 1):  # counts of the first k qubits' outcomes -> of the first k+1
+        pairs = p.reshape(2**k, -1).sum(1).view(-1, 2)
+        left = torch.binomial(counts, (pairs[:, 0] / pairs.sum(1)).nan_to_num(0.0).clamp(0, 1))
+        counts = torch.stack([left, counts - left], 1).flatten()
+    return counts
+
+
+def estimate(p, shots):
+    """Shot estimate counts/shots of `p` in the forward pass, with the exact gradient of `p` (straight-through)."""
+    return p + (sample_counts(p, shots).to(p.dtype) / shots - p).detach()
+
+
 def fan_in(name, shapes):
     """Inputs per output unit of the layer that owns parameter `name` (a bias uses its weight's)."""
     shape = shapes[name.rsplit(".", 1)[0] + ".weight"] if name.endswith("bias") else shapes[name]
@@ -124,7 +143,10 @@ class QTModel(nn.Module):
 
     def features(self):
         """Mapping-model input (M, n+1): the ±1 bitstring and the transformed probability."""
-        p = self.qnn()[: self.m]
+        p = self.qnn()
+        if self.preset.shots:
+            p = estimate(p, self.preset.shots)
+        p = p[: self.m]
         gamma, beta, alpha = self.transform
         x = (beta * torch.tanh(gamma * 2 ** (self.n_qubits - 1) * p)).clamp_min(1e-20) ** alpha
         x = x - x.mean()

@@ -89,10 +89,33 @@ def _sizes(ch):
     return ", ".join(parts)
 
 
+def seeds_table(ch):
+    """Mean ± std over seeds (glued by the science chapter) of QT and the classical CNNs, one row per dataset."""
+    n = ch["numbers"]
+    models = (("qt", "QT improved"), ("budget", "classical CNN, QT's budget"), ("cnn", "classical CNN"))
+    rows = []
+    for dataset, title in TITLES.items():
+        cells = [f"{100 * n[f'{dataset}_{k}_mean']:.2f} ± {100 * n[f'{dataset}_{k}_std']:.2f} % "
+                 f"({n[f'{dataset}_{k}_params']:,})" if f"{dataset}_{k}_mean" in n else "–" for k, _ in models]
+        if any(c != "–" for c in cells):
+            seeds = n.get(f"{dataset}_qt_seeds", 0)
+            rows.append(f"| {title} | {seeds} | " + " | ".join(cells) + " |")
+    if not rows:
+        return ""
+    head = "| dataset | seeds | " + " | ".join(label for _, label in models) + " |"
+    return "\n".join([head, "|---|---:|" + "---:|" * len(models), *rows])
+
+
 def render(paths):
     """The generated part of the page, for these executed notebooks."""
     chapters = [chapter(p) for p in paths]
     out = []
+    for ch in chapters:
+        table = seeds_table(ch)
+        if table:
+            out += [f"## Headline: mean ± std over seeds ({{doc}}`../notebooks/{ch['name']}`)", "",
+                    "Full test sets; trained parameters in brackets; every model trained with the same protocol.",
+                    "", table, ""]
     for dataset in PUBLISHED:
         table = dataset_table(dataset, [ch for ch in chapters if ch["params"].get("dataset") == dataset])
         if table:

@@ -11,12 +11,15 @@ import time
 from pathlib import Path
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+DEPENDS = {"07_science": NOTEBOOKS.parent / "results" / "runs"}  # data a chapter reads besides its source
 
 
 def up_to_date(source, out):
-    """True when both outputs of `source` exist and are newer than it."""
+    """True when both outputs of `source` exist and are newer than it and than the data it reads."""
+    inputs = [source] + sorted(DEPENDS[source.stem].glob("**/*.json") if source.stem in DEPENDS else [])
+    newest = max(p.stat().st_mtime for p in inputs)
     outs = [out / f"{source.stem}.ipynb", out / f"{source.stem}.json"]
-    return all(p.exists() and p.stat().st_mtime >= source.stat().st_mtime for p in outs)
+    return all(p.exists() and p.stat().st_mtime >= newest for p in outs)
 
 
 def execute(source, out, profile="small", parameters=None, force=False):

@@ -1,5 +1,7 @@
 """One training loop for QT and classical models: Adam, ReduceLROnPlateau, checkpoints, resume."""
 import math
+import platform
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -17,6 +19,14 @@ def get_device(device="auto"):
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+def device_name(device):
+    """A readable name of the device: the GPU's, or the CPU's architecture and torch's thread count."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{platform.processor() or platform.machine()} CPU ({torch.get_num_threads()} threads)"
 
 
 def set_seed(seed):
@@ -45,11 +55,23 @@ def evaluate(net, loader):
     return total / n, correct / n
 
 
-def make_optimizer(net, lr=1e-4, weight_decay=1e-5, eps=1e-6, patience=5, factor=0.5):
-    """Adam and ReduceLROnPlateau on the epoch's mean training loss, as in the reference."""
+SCHEDULES = ("plateau", "cosine")
+
+
+def make_optimizer(net, lr=1e-4, weight_decay=1e-5, eps=1e-6, patience=5, factor=0.5, schedule="plateau",
+                   num_epochs=None):
+    """Adam with a per-epoch schedule: 'plateau' (the reference: halve the lr when the epoch's mean training
+    loss stalls for `patience` epochs) or 'cosine' (decay to 0 over `num_epochs`)."""
     params = [p for p in net.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, eps=eps)
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=factor, patience=patience)
+    if schedule == "plateau":
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=factor, patience=patience)
+    elif schedule == "cosine":
+        if not num_epochs:
+            raise ValueError("the cosine schedule needs num_epochs")
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=num_epochs)
+    else:
+        raise ValueError(f"unknown schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}")
     return opt, sched
 
 
@@ -75,16 +97,18 @@ def load_checkpoint(path, net, opt, sched):
 
 
 def fit(net, train_loader, test_loader=None, num_epochs=1, lr=1e-4, weight_decay=1e-5, eps=1e-6,
-        patience=5, device="auto", checkpoint=None, resume=False, progress=True, on_step=None):
+        patience=5, schedule="plateau", device="auto", checkpoint=None, resume=False, progress=True,
+        on_step=None):
     """Train `net` with cross-entropy; returns the history (a dict of per-epoch lists).
 
+    `schedule`: 'plateau' (the reference) or 'cosine' (see `make_optimizer`).
     `checkpoint`: a file written after every epoch; with `resume=True` training
     continues after the last finished epoch in it. `on_step(epoch, step, loss)` is
     called after each optimiser step (for logging or tests).
     """
     device = get_device(device)
     net.to(device)
-    opt, sched = make_optimizer(net, lr, weight_decay, eps, patience)
+    opt, sched = make_optimizer(net, lr, weight_decay, eps, patience, schedule=schedule, num_epochs=num_epochs)
     history = {k: [] for k in ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds")}
     if resume and checkpoint and Path(checkpoint).exists():
         history = load_checkpoint(checkpoint, net, opt, sched)
@@ -113,14 +137,13 @@ def fit(net, train_loader, test_loader=None, num_epochs=1, lr=1e-4, weight_decay
             bar.set_postfix(loss=f"{total / n:.4f}", acc=f"{correct / n:.3f}")
             if on_step:
                 on_step(epoch, step, value)
-        sched.step(total / n)
+        sched.step(total / n) if schedule == "plateau" else sched.step()
         test_loss, test_acc = evaluate(net, test_loader) if test_loader is not None else (math.nan, math.nan)
         for k, v in zip(history, (epoch + 1, total / n, correct / n, test_loss, test_acc,
                                   opt.param_groups[0]["lr"], time.perf_counter() - t0)):
             history[k].append(v)
-        if progress:
-            tqdm.write(f"epoch {epoch + 1}/{num_epochs}: train loss {total / n:.4f}, train acc {correct / n:.4f}, "
-                       f"test acc {test_acc:.4f} ({history['seconds'][-1]:.1f} s)")
+        tqdm.write(f"epoch {epoch + 1}/{num_epochs}: train loss {total / n:.4f}, train acc {correct / n:.4f}, "
+                   f"test acc {test_acc:.4f} ({history['seconds'][-1]:.1f} s)", file=sys.stdout)
         if checkpoint:
             save_checkpoint(checkpoint, net, opt, sched, history)
     return history

@@ -3,21 +3,9 @@ import json
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 from qt_helpers.cli import main
-
-
-@pytest.fixture
-def pack_dir(tmp_path):
-    """A tiny MNIST pack (200 train / 100 test images) in the shared packs' format."""
-    rng = np.random.default_rng(0)
-    y_train, y_test = np.arange(200) % 10, np.arange(100) % 10
-    make = lambda y: (rng.integers(0, 60, (len(y), 28, 28)) + 150 * (np.arange(28)[None, :, None] // 3 == y[:, None, None])).astype(np.uint8)  # noqa: E731
-    np.savez(tmp_path / "mnist.npz", x_train=make(y_train), y_train=y_train.astype(np.uint8),
-             x_test=make(y_test), y_test=y_test.astype(np.uint8), classes=np.array([str(i) for i in range(10)]))
-    return tmp_path
 
 
 def test_train_qt_writes_results(pack_dir, capsys):
@@ -62,3 +50,36 @@ def test_bad_input_exits_with_the_valid_choices(pack_dir, args, message):
 def test_module_entry_point_prints_help():
     r = subprocess.run([sys.executable, "-m", "qt_helpers", "train", "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "--n-train" in r.stdout and "--backend" in r.stdout
+
+
+def test_recipe_options_are_recorded_with_the_command_that_reproduces_the_run(pack_dir):
+    out = pack_dir / "r.json"
+    argv = ["train", "--blocks", "2", "--epochs", "2", "--batch-size", "50", "--activation", "relu", "--lr", "3e-3",
+            "--schedule", "cosine", "--shots", "8192", "--data-dir", str(pack_dir), "--json", str(out),
+            "--no-progress"]
+    main(argv)
+    r = json.loads(out.read_text())
+    assert r["recipe"] == {"activation": "relu", "trainable_transform": False, "standardize": False, "init": None,
+                           "shots": 8192, "relu": False, "schedule": "cosine", "budget": None}
+    assert r["command"].split()[3:] == argv
+    assert r["history"]["lr"] == pytest.approx([1.5e-3, 0.0], abs=1e-12)  # cosine: half way, then 0
+
+
+def test_budget_gives_a_narrower_classical_cnn(pack_dir):
+    out = pack_dir / "b.json"
+    main(["train", "--model", "classical", "--budget", "1497", "--epochs", "1", "--data-dir", str(pack_dir),
+          "--json", str(out), "--no-progress"])
+    assert 1300 < json.loads(out.read_text())["cnn_params"] <= 1497
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--budget", "1000"], "--budget is for --model classical"),
+    (["--model", "classical", "--budget", "10"], "no mnist CNN of this shape fits in 10 parameters"),
+    (["--shots", "0"], "--shots must be a positive number"),
+    (["--schedule", "step"], "plateau, cosine"),
+    (["--init", "zeros"], "uniform, small"),
+])
+def test_bad_recipe_options_are_clear_errors(pack_dir, args, message):
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--data-dir", str(pack_dir), "--no-progress", "--epochs", "1", *args])
+    assert message in str(e.value)

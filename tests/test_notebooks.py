@@ -19,7 +19,7 @@ def run(name):
 
 def test_all_chapters_are_tested():
     assert {p.stem for p in NOTEBOOKS.glob("*.ipynb")} == {
-        "01_concept", "02_mnist", "03_fashion_mnist", "04_cifar10", "05_cifar10_pennylane", "06_gpu_speedup"}
+        "01_concept", "02_mnist", "03_fashion_mnist", "04_cifar10", "05_cifar10_pennylane", "06_gpu_speedup", "07_science"}
 
 
 def test_concept():
@@ -73,3 +73,21 @@ def test_gpu_speedup_chapter():
     g = run("06_gpu_speedup")
     # timings are never asserted (machines are noisy); the native rows must exist with a ratio
     assert g["speedup_native_mnist_16_cpu"] > 0 and g["speedup_native_tiny_cpu"] > 0
+
+
+def test_science_chapter_shows_the_recorded_runs():
+    # the chapter reads results/runs; its glued numbers must be exactly those of the runs' JSON files
+    from qt_helpers import report
+
+    g = run("07_science")
+    runs = report.load_runs()
+    assert g["science_runs"] == sum(len(grid) for d in runs.values() for grid in d.values()) >= 40
+    for d in ("mnist", "fashion_mnist"):
+        s = report.seeds_summary(runs, d)
+        assert g[f"{d}_qt_seeds"] == 3 and g[f"{d}_qt_params"] == 1497
+        assert g[f"{d}_qt_mean"] == s["QT improved"]["mean"] and g[f"{d}_budget_params"] <= 1497
+        for L, _, qt, _, cl, _ in report.blocks_rows(runs, d):
+            assert (g[f"{d}_blocks_L{L}_qt"], g[f"{d}_blocks_L{L}_cnn"]) == (qt, cl)
+        assert 0.1 < s["QT improved"]["mean"] < s["classical CNN"]["mean"]  # trained well above chance (10 %)
+    assert g["mnist_shots_exact"] == runs["mnist"]["ablation"]["improved"]["test_accuracy"]  # the shared run
+    assert {f"mnist_shots_{2**k}" for k in (13, 15, 17, 19)} <= g.keys()

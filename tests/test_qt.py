@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from qt_helpers import MappingModel, QTModel, cnn, num_params, qt_model
-from qt_helpers.qt import Preset, bitstrings
+from qt_helpers.qt import Preset, bitstrings, estimate, sample_counts
 
 
 @pytest.mark.parametrize("dataset, relu, expected", [("mnist", False, 6690), ("fashion_mnist", True, 6690),
@@ -128,3 +128,48 @@ def test_standardize_option_centres_and_scales_each_output_unit():
     torch.testing.assert_close(rows.mean(1), torch.zeros(128), atol=1e-5, rtol=0)
     torch.testing.assert_close(rows.std(1), torch.full((128,), 2048**-0.5), atol=1e-4, rtol=0)
     assert abs(w["features.0.bias"].std().item() - 75**-0.5) < 1e-4
+
+
+def test_shot_counts_are_one_multinomial_draw():
+    torch.manual_seed(0)
+    p = torch.rand(32) ** 4
+    p /= p.sum()
+    draws = torch.stack([sample_counts(p, 1000) for _ in range(3000)])
+    assert (draws.sum(1) == 1000).all() and (draws == draws.round()).all() and (draws >= 0).all()
+    mean, var = draws.mean(0), draws.var(0)
+    expected_var = 1000 * p * (1 - p)
+    assert ((mean - 1000 * p).abs() <= 5 * (expected_var / 3000).sqrt() + 1e-9).all()
+    assert torch.allclose(var, expected_var.to(var.dtype), rtol=0.15, atol=0.05)
+    cov = torch.cov(draws[:, :2].T)[0, 1]  # categories are negatively correlated: -S p_i p_j
+    assert abs(cov + 1000 * p[0] * p[1]) < 5 * (expected_var[0] * expected_var[1] / 3000).sqrt()
+
+
+def test_shot_estimate_is_counts_over_shots_with_the_exact_gradient():
+    p = torch.tensor([0.1, 0.2, 0.3, 0.4], requires_grad=True)
+    w = torch.tensor([1.0, -2.0, 3.0, 0.5])
+    torch.manual_seed(1)
+    est = estimate(p, 100)
+    assert torch.allclose(est * 100, est.detach().mul(100).round()) and est.sum().item() == pytest.approx(1)
+    (est * w).sum().backward()
+    assert torch.equal(p.grad, w)
+    assert (estimate(p, 10**8) - p).abs().max() < 1e-3
+
+
+def test_qt_model_with_shots_draws_fresh_weights_each_generation():
+    net = qt_model("mnist", 2, seed=0, shots=2**13)
+    torch.manual_seed(0)
+    a, b = net.generate(), net.generate()
+    torch.manual_seed(0)
+    assert not torch.equal(a, b) and torch.equal(a, net.generate())
+    exact = qt_model("mnist", 2, seed=0).generate()
+    big = qt_model("mnist", 2, seed=0, shots=2**40).generate()
+    assert (big - exact).abs().max() < 1e-3 < (a - exact).abs().max()
+
+
+def test_init_option_sets_the_qnn_angles():
+    small = qt_model("mnist", 2, seed=0, init="small").qnn.angles
+    uniform = qt_model("mnist", 2, seed=0, init="uniform").qnn.angles
+    assert small.abs().max() < 0.1 and uniform.abs().max() > 2 and uniform.abs().max() <= torch.pi
+    assert torch.equal(uniform, qt_model("mnist", 2, seed=0).qnn.angles)  # U3 + CU3's original init
+    with pytest.raises(ValueError, match="choose one of uniform, small"):
+        qt_model("mnist", 2, init="zeros")

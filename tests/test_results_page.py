@@ -51,3 +51,11 @@ def test_write_page_replaces_the_marker(tmp_path):
     out = write_page(template, tmp_path / "out.md", [executed(tmp_path / "02_mnist.ipynb", {"qt_reference_acc": 0.5})])
     text = out.read_text()
     assert text.startswith("# Results\n\nprose\n") and "old" not in text and "50.00 %" in text
+
+
+def test_science_chapter_gives_the_headline_table(tmp_path):
+    numbers = {"mnist_qt_mean": 0.95, "mnist_qt_std": 0.004, "mnist_qt_params": 1497, "mnist_qt_seeds": 3,
+               "mnist_cnn_mean": 0.985, "mnist_cnn_std": 0.001, "mnist_cnn_params": 6690}
+    page = render([executed(tmp_path / "07_science.ipynb", numbers)])
+    assert "## Headline: mean ± std over seeds" in page
+    assert "| MNIST | 3 | 95.00 ± 0.40 % (1,497) | – | 98.50 ± 0.10 % (6,690) |" in page

@@ -1,0 +1,200 @@
+"""The science chapter's experiment grids: every run is one `python -m qt_helpers train` command.
+
+    python -m qt_helpers experiment blocks --dataset mnist fashion_mnist --jobs 2
+    python -m qt_helpers experiment seeds shots --dataset mnist --dry-run   # print the commands only
+
+Each run writes `<out>/<dataset>/<grid>/<run>.json` (the `train --json` record, which holds the command that
+reproduces it) and a `.log` beside it. Runs whose JSON exists are skipped, so an interrupted grid resumes; a command that two grids share runs once.
+"""
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from .circuits import n_qubits_for
+from .data import resolve_name
+from .models import cnn, num_params
+from .published import QT_BLOCKS, qt_params
+
+RECIPES = {
+    # as published: affine mapping model, Adam lr 1e-4, halve the lr on a plateau
+    "reference": [],
+    # ours: a ReLU mapping model, a 30x larger lr and a cosine decay to 0
+    "improved": ["--activation", "relu", "--lr", "3e-3", "--schedule", "cosine"],
+}
+CLASSICAL = ["--model", "classical", "--lr", "1e-3", "--schedule", "cosine"]
+SEEDS = (42, 43, 44)
+SHOTS_EXPONENTS = (0, 2, 4, 6)  # S = 2^(n+k): from one shot per basis state on average to 64
+HEADLINE_BLOCKS = {"mnist": 16, "fashion_mnist": 16, "cifar10": 95}  # the published largest L
+GRIDS = ("blocks", "ablation", "seeds", "shots")
+DEFAULT_EPOCHS = {"blocks": 4, "ablation": 4, "seeds": 10, "shots": 4}
+
+
+def ablation_rows():
+    """(run, flags): the reference, then one change at a time, ending at the improved recipe and past it."""
+    improved = RECIPES["improved"]
+    return [("reference", RECIPES["reference"]),
+            ("lr-3e-3", ["--lr", "3e-3"]),
+            ("lr-3e-3-cosine", ["--lr", "3e-3", "--schedule", "cosine"]),
+            ("improved", improved),  # + ReLU mapping model
+            ("improved-trainable-transform", improved + ["--trainable-transform"]),
+            ("improved-standardize", improved + ["--standardize"]),
+            ("improved-small-init", improved + ["--init", "small"]),
+            ("improved-batch-512", improved + ["--batch-size", "512"])]
+
+
+def shots(dataset):
+    """The shots grid's S values for `dataset`'s QT model of n qubits: 2^n ... 2^(n+6)."""
+    n = n_qubits_for(num_params(cnn(dataset)))
+    return tuple(2 ** (n + k) for k in SHOTS_EXPONENTS)
+
+
+def grid(name, dataset, blocks=None):
+    """[(run, train arguments)] of grid `name` for `dataset` (without epochs, seed or output); `blocks` of the
+    ablation, seeds and shots grids (default: the dataset's largest published L)."""
+    dataset = resolve_name(dataset)
+    blocks = blocks or HEADLINE_BLOCKS[dataset]
+    qt = ["--dataset", dataset, "--blocks", str(blocks)]
+    improved = RECIPES["improved"]
+    if name == "blocks":
+        runs = [("cnn", ["--dataset", dataset, *CLASSICAL])]
+        for L in QT_BLOCKS[dataset]:
+            runs.append((f"qt-L{L}", ["--dataset", dataset, "--blocks", str(L), *improved]))
+            runs.append((f"cnn-budget-L{L}", ["--dataset", dataset, *CLASSICAL, "--budget",
+                                              str(qt_params(dataset, L))]))
+        return runs
+    if name == "ablation":
+        return [(run, qt + flags) for run, flags in ablation_rows()]
+    if name == "seeds":
+        budget = str(qt_params(dataset, blocks))
+        runs = []
+        for s in SEEDS:
+            runs += [(f"qt-improved-seed{s}", qt + improved + ["--seed", str(s)]),
+                     (f"cnn-seed{s}", ["--dataset", dataset, *CLASSICAL, "--seed", str(s)]),
+                     (f"cnn-budget-seed{s}", ["--dataset", dataset, *CLASSICAL, "--budget", budget, "--seed", str(s)])]
+        return runs
+    if name == "shots":
+        return [("exact", qt + improved)] + [(f"shots-{s}", qt + improved + ["--shots", str(s)]) for s in shots(dataset)]
+    raise ValueError(f"unknown grid {name!r}; choose one of {', '.join(GRIDS)}")
+
+
+def commands(name, dataset, out="results/runs", epochs=None, data_dir=None, blocks=None, extra=()):
+    """[(json path, train argv)] of a grid, with epochs, output and `extra` train arguments filled in."""
+    dataset = resolve_name(dataset)
+    if name not in GRIDS:
+        raise ValueError(f"unknown grid {name!r}; choose one of {', '.join(GRIDS)}")
+    epochs = epochs or DEFAULT_EPOCHS[name]
+    folder = Path(out) / dataset / name
+    result = []
+    for run, flags in grid(name, dataset, blocks):
+        path = folder / f"{run}.json"
+        argv = ["train", *flags, "--epochs", str(epochs), *extra, "--json", str(path), "--no-progress"]
+        if data_dir:
+            argv += ["--data-dir", str(data_dir)]
+        result.append((path, argv))
+    return result
+
+
+def run_key(argv):
+    """A command without its output file: two runs with the same key are the same experiment."""
+    i = argv.index("--json")
+    return tuple(argv[:i] + argv[i + 2:])
+
+
+def run_one(path, argv, threads):
+    """Run one `train` command in a subprocess (its output to `<run>.log`); returns its exit code."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    with open(path.with_suffix(".log"), "w") as log:
+        return subprocess.call([sys.executable, "-m", "qt_helpers", *argv], stdout=log, stderr=subprocess.STDOUT,
+                               env=env)
+
+
+def copy_run(src, dst):
+    """Record a run that is identical to a finished one (same command but the output) under a second name."""
+    record = json.loads(src.read_text())
+    record.setdefault("same_run_as", str(src))  # the run that was made, not a copy of it
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.write_text(json.dumps(record, indent=2))
+
+
+def finished(out):
+    """{run key: JSON path} of the finished runs under `out`."""
+    runs = {}
+    for path in sorted(Path(out).glob("**/*.json")):
+        record = json.loads(path.read_text())
+        if record.get("command") and "same_run_as" not in record:
+            runs.setdefault(run_key(shlex.split(record["command"])[3:]), path)
+    return runs
+
+
+def run_commands(cmds, out, jobs=1, force=False, threads=None):
+    """Run the missing ones of [(json path, argv)], `jobs` at a time; an identical command runs once."""
+    todo = {}  # key -> [(path, argv)]: the first is run, the others get a copy of its JSON
+    for path, argv in cmds:
+        if not (path.exists() and not force):
+            todo.setdefault(run_key(argv), []).append((path, argv))
+    threads = threads or max(1, (os.cpu_count() or 1) // jobs)
+    print(f"{len(todo)} runs to do, {jobs} at a time with {threads} thread(s) each", flush=True)
+    failed = []
+
+    def work(runs):
+        (path, argv), *copies = runs
+        same = None if force else finished(out).get(run_key(argv))  # another grid (or process) ran it
+        if same is not None:
+            rc = 0
+            copy_run(same, path)
+        else:
+            rc = run_one(path, argv, threads)
+        state = "same as " + str(same) if same else "done" if rc == 0 else f"FAILED (exit {rc}), see the .log"
+        print(f"  {state}: {path}", flush=True)
+        if rc:
+            failed.append(path)
+        else:
+            for other, _ in copies:
+                copy_run(path, other)
+
+    with ThreadPoolExecutor(jobs) as pool:
+        list(pool.map(work, todo.values()))
+    return failed
+
+
+def add_parser(sub):
+    """The `experiment` subcommand of `python -m qt_helpers`."""
+    e = sub.add_parser("experiment", help="run one of the science chapter's experiment grids",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    e.add_argument("grids", nargs="+", metavar="grid", help=f"one or more of {', '.join(GRIDS)}")
+    e.add_argument("--dataset", nargs="+", default=["mnist"], help="one or more datasets")
+    e.add_argument("--epochs", type=int, default=None,
+                   help=", ".join(f"{k}: {v}" for k, v in DEFAULT_EPOCHS.items()) + " by default")
+    e.add_argument("--blocks", type=int, default=None,
+                   help="QNN blocks of the ablation, seeds and shots grids (default: 16, CIFAR-10 95)")
+    e.add_argument("--out", default="results/runs")
+    e.add_argument("--jobs", type=int, default=1, help="runs at a time")
+    e.add_argument("--threads", type=int, default=None, help="torch threads per run (default: cores / jobs)")
+    e.add_argument("--data-dir", default=None)
+    e.add_argument("--n-train", type=int, default=None, help="class-balanced training subset (default: all)")
+    e.add_argument("--n-test", type=int, default=None, help="class-balanced test subset (default: all)")
+    e.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
+    e.add_argument("--force", action="store_true", help="rerun runs whose JSON exists")
+    return e
+
+
+def main(args):
+    """Run the `experiment` subcommand (all grids x datasets, in that order); exit code 1 if a run failed."""
+    try:
+        extra = [x for k in ("n_train", "n_test") if getattr(args, k) for x in (f"--{k.replace('_', '-')}",
+                                                                                str(getattr(args, k)))]
+        cmds = [c for name in args.grids for d in args.dataset
+                for c in commands(name, d, args.out, args.epochs, args.data_dir, args.blocks, extra)]
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
+    if args.dry_run:
+        for _, argv in cmds:
+            print("python -m qt_helpers", shlex.join(argv))
+        return 0
+    return 1 if run_commands(cmds, args.out, args.jobs, args.force, args.threads) else 0

@@ -1,0 +1,228 @@
+"""Tables and plots of the experiment grids' results (`results/runs/<dataset>/<grid>/<run>.json`).
+
+    python -m qt_helpers.report results/runs        # print every table as Markdown
+"""
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+
+from .experiments import HEADLINE_BLOCKS, SEEDS, ablation_rows, shots
+from .published import QT_BLOCKS, published_qt, qt_params
+
+RUNS_DIR = Path(__file__).resolve().parent.parent / "results" / "runs"
+ABLATION_LABELS = {
+    "reference": "reference recipe (affine mapping, lr 1e-4, plateau)",
+    "lr-3e-3": "+ lr 3e-3",
+    "lr-3e-3-cosine": "+ lr 3e-3, cosine schedule",
+    "improved": "+ ReLU mapping model (= improved recipe)",
+    "improved-trainable-transform": "improved + trainable γ, β, α",
+    "improved-standardize": "improved + weight standardisation",
+    "improved-small-init": "improved + small-angle init (0.01·randn, not U(-π, π))",
+    "improved-batch-512": "improved, batch 512 instead of 128",
+}
+
+
+def load_runs(root=None):
+    """{dataset: {grid: {run: record}}} of every finished run under `root` (default: the repo's results/runs)."""
+    root = Path(root or RUNS_DIR)
+    if not root.is_dir():
+        raise FileNotFoundError(f"no results in {root}: run `python -m qt_helpers experiment ...` first")
+    runs = {}
+    for path in sorted(root.glob("*/*/*.json")):
+        dataset, grid = path.parent.parent.name, path.parent.name
+        runs.setdefault(dataset, {}).setdefault(grid, {})[path.stem] = json.loads(path.read_text())
+    return runs
+
+
+def markdown(header, rows):
+    """A Markdown table; numbers right-aligned."""
+    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+    return "\n".join(lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows])
+
+
+def pct(x):
+    return "–" if x is None else f"{100 * x:.2f} %"
+
+
+def trained_params(r):
+    """The parameters a run trains: QT's, or the classical CNN's."""
+    return r["qt_params"] if r["qt_params"] is not None else r["cnn_params"]
+
+
+def protocol(r):
+    """One line that says how a run was trained."""
+    return (f"{r['n_train']:,} training / {r['n_test']:,} test images, {r['epochs']} epochs, batch {r['batch_size']}, "
+            f"lr {r['lr']:g} ({r.get('recipe', {}).get('schedule', 'plateau')}), seed {r['seed']}")
+
+
+def mean_std(values):
+    """(mean, sample standard deviation) of a list (std 0 for one value)."""
+    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def seeds_summary(runs, dataset):
+    """{model: {'params', 'accs', 'mean', 'std'}} over the seeds grid's seeds that finished."""
+    grid = runs[dataset]["seeds"]
+    out = {}
+    for model, prefix in (("QT improved", "qt-improved"), ("classical CNN", "cnn"),
+                          ("classical CNN, QT's budget", "cnn-budget")):
+        done = [grid[f"{prefix}-seed{s}"] for s in SEEDS if f"{prefix}-seed{s}" in grid]
+        if done:
+            accs = [r["test_accuracy"] for r in done]
+            mean, std = mean_std(accs)
+            out[model] = {"params": trained_params(done[0]), "accs": accs, "mean": mean, "std": std,
+                          "seeds": [r["seed"] for r in done], "epochs": done[0]["epochs"]}
+    return out
+
+
+def seeds_table(runs, dataset):
+    """Markdown: mean ± std over seeds of QT improved, the full CNN and the CNN with QT's budget."""
+    rows = [(m, f"{s['params']:,}", f"{100 * s['mean']:.2f} ± {100 * s['std']:.2f} %",
+             ", ".join(f"{100 * a:.2f}" for a in s["accs"]), len(s["accs"]))
+            for m, s in seeds_summary(runs, dataset).items()]
+    return markdown(("model", "trained parameters", "test accuracy (mean ± std)", "per seed (%)", "seeds"), rows)
+
+
+def blocks_rows(runs, dataset):
+    """[(L, QT params, QT accuracy, budget CNN params, its accuracy, published QT %)] of the blocks grid."""
+    grid = runs[dataset].get("blocks", {})
+    rows = []
+    for L in QT_BLOCKS[dataset]:
+        qt, cl = grid.get(f"qt-L{L}"), grid.get(f"cnn-budget-L{L}")
+        rows.append((L, qt_params(dataset, L), qt and qt["test_accuracy"], cl and cl["cnn_params"],
+                     cl and cl["test_accuracy"], published_qt(dataset, L)))
+    return rows
+
+
+def blocks_table(runs, dataset):
+    """Markdown of `blocks_rows`."""
+    rows = [(L, f"{n:,}", pct(a), "–" if m is None else f"{m:,}", pct(b), "–" if p is None else f"{p:.2f} %")
+            for L, n, a, m, b, p in blocks_rows(runs, dataset)]
+    return markdown(("QNN blocks L", "QT parameters", "QT improved", "budget CNN parameters", "budget CNN",
+                     "published QT (reference recipe)"), rows)
+
+
+def plot_blocks(runs, dataset, ax=None):
+    """Test accuracy vs trained parameters: QT, the classical CNN at the same budgets, published QT, full CNN."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 4))
+    rows = [r for r in blocks_rows(runs, dataset)]
+    ax.plot([r[1] for r in rows if r[2] is not None], [100 * r[2] for r in rows if r[2] is not None], "o-",
+            label="QT improved (this book)")
+    ax.plot([r[3] for r in rows if r[4] is not None], [100 * r[4] for r in rows if r[4] is not None], "s-",
+            label="classical CNN, same budget (this book)")
+    ax.plot([r[1] for r in rows if r[5] is not None], [r[5] for r in rows if r[5] is not None], "x--", color="gray",
+            label="QT reference (published, train acc. at L=16)")
+    full = runs[dataset].get("blocks", {}).get("cnn")
+    if full:
+        ax.scatter([full["cnn_params"]], [100 * full["test_accuracy"]], marker="*", s=150, color="C3",
+                   label=f"classical CNN, {full['cnn_params']:,} parameters", zorder=3)
+    ax.set_xscale("log")
+    ax.set_xlabel("trained parameters")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(dataset)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return ax.figure
+
+
+def ablation_table(runs, dataset):
+    """Markdown: each named option's row, its parameters, accuracy and change against the reference row."""
+    grid = runs[dataset].get("ablation", {})
+    ref = grid.get("reference")
+    rows = []
+    for run, flags in ablation_rows():
+        r = grid.get(run)
+        if r is None:
+            continue
+        delta = "" if ref is None or run == "reference" else f"{100 * (r['test_accuracy'] - ref['test_accuracy']):+.2f}"
+        rows.append((ABLATION_LABELS[run], "`" + " ".join(flags) + "`" if flags else "–", f"{r['qt_params']:,}",
+                     pct(r["test_accuracy"]), delta))
+    return markdown(("recipe", "options", "QT parameters", "test accuracy", "Δ vs reference (points)"), rows)
+
+
+def shots_rows(runs, dataset):
+    """[(shots or None for exact, test accuracy)] of the shots grid."""
+    grid = runs[dataset].get("shots", {})
+    rows = [(s, grid[f"shots-{s}"]["test_accuracy"]) for s in shots(dataset) if f"shots-{s}" in grid]
+    if "exact" in grid:
+        rows.append((None, grid["exact"]["test_accuracy"]))
+    return rows
+
+
+def shots_table(runs, dataset):
+    """Markdown of `shots_rows`, with shots as powers of two and per basis state."""
+    n = next(iter(runs[dataset]["shots"].values()))["qubits"]
+    rows = [("exact (state vector)", "–", pct(a)) if s is None else (f"2^{s.bit_length() - 1} = {s:,}",
+                                                                      f"{s / 2**n:g}", pct(a))
+            for s, a in shots_rows(runs, dataset)]
+    return markdown(("shots S", "S / 2^n", "test accuracy"), rows)
+
+
+def plot_shots(runs, dataset, ax=None):
+    """Test accuracy vs shots (log scale), with the exact-probability run as a line."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3.5))
+    rows = shots_rows(runs, dataset)
+    sampled = [(s, a) for s, a in rows if s is not None]
+    ax.plot([s for s, _ in sampled], [100 * a for _, a in sampled], "o-", label="probabilities from S shots")
+    for s, a in rows:
+        if s is None:
+            ax.axhline(100 * a, color="C3", ls="--", label="exact probabilities")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("shots S per weight generation")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(dataset)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return ax.figure
+
+
+def compute_seconds(runs):
+    """Total training seconds of the runs actually made (copies of an identical run are not counted)."""
+    return sum(r["train_seconds"] for d in runs.values() for g in d.values() for r in g.values()
+               if "same_run_as" not in r)
+
+
+def goals(runs):
+    """[(goal, reached value, met?)] for the issue's accuracy goals that have seeds results."""
+    targets = {"mnist": 0.95, "fashion_mnist": 0.84, "cifar10": 0.65}
+    out = []
+    for dataset, target in targets.items():
+        s = seeds_summary(runs, dataset).get("QT improved") if "seeds" in runs.get(dataset, {}) else None
+        if s:
+            budget = qt_params(dataset, HEADLINE_BLOCKS[dataset])
+            out.append((f"{dataset} ≥ {100 * target:.0f} % at ≤ {budget:,} parameters", s["mean"], s["mean"] >= target))
+    return out
+
+
+def render(runs):
+    """Every table, as one Markdown document."""
+    out = []
+    for dataset in runs:
+        grids = runs[dataset]
+        out.append(f"## {dataset}")
+        if "seeds" in grids:
+            out += ["### Seeds", seeds_table(runs, dataset)]
+        if "blocks" in grids:
+            out += ["### Blocks", blocks_table(runs, dataset)]
+        if "ablation" in grids:
+            out += ["### Ablation", ablation_table(runs, dataset)]
+        if "shots" in grids:
+            out += ["### Shots", shots_table(runs, dataset)]
+    return "\n\n".join(out) + "\n"
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("runs", nargs="?", default=None, help="folder of <dataset>/<grid>/<run>.json")
+    args = p.parse_args(argv)
+    print(render(load_runs(args.runs)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

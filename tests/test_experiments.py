@@ -1,0 +1,82 @@
+"""Experiment grids: one `train` command per run, resumable, identical runs made once, and their report."""
+import json
+
+import pytest
+
+from qt_helpers import report
+from qt_helpers.cli import build_parser, main
+from qt_helpers.experiments import GRIDS, SEEDS, commands, finished, run_commands, shots
+
+
+@pytest.mark.parametrize("grid, n_runs", [("blocks", 13), ("ablation", 8), ("seeds", 9), ("shots", 5)])
+def test_every_run_is_one_valid_train_command(grid, n_runs, tmp_path):
+    cmds = commands(grid, "mnist", tmp_path)
+    assert len(cmds) == n_runs and len({p for p, _ in cmds}) == n_runs
+    for path, argv in cmds:
+        args = build_parser().parse_args(argv)
+        assert args.command == "train" and args.json == str(path) and args.n_train is None  # full data
+        assert path.parent == tmp_path / "mnist" / grid
+
+
+def test_grids_hold_the_issue_s_comparisons(tmp_path):
+    blocks = {p.stem: build_parser().parse_args(a) for p, a in commands("blocks", "mnist", tmp_path)}
+    assert [blocks[f"cnn-budget-L{L}"].budget for L in (1, 16)] == [327, 1497]  # 78 L + 249
+    assert blocks["qt-L16"].blocks == 16 and blocks["cnn"].model == "classical" and blocks["cnn"].budget is None
+    seeds = [build_parser().parse_args(a).seed for _, a in commands("seeds", "mnist", tmp_path)]
+    assert sorted(set(seeds)) == list(SEEDS) and len(SEEDS) >= 3
+    s = [build_parser().parse_args(a).shots for _, a in commands("shots", "mnist", tmp_path)]
+    assert s == [None, 2**13, 2**15, 2**17, 2**19] and shots("cifar10")[::3] == (2**19, 2**25)  # 2^n ... 2^(n+6)
+    cifar = [build_parser().parse_args(a) for _, a in commands("seeds", "cifar10", tmp_path)]
+    assert cifar[0].blocks == 95 and cifar[2].budget == 27951
+
+
+def test_unknown_grid_is_a_clear_error():
+    with pytest.raises(SystemExit, match="choose one of blocks, ablation, seeds, shots"):
+        main(["experiment", "sweep", "--dry-run"])
+    assert GRIDS == ("blocks", "ablation", "seeds", "shots")
+
+
+def test_grid_runs_once_resumes_and_copies_identical_runs(pack_dir, tmp_path, capsys):
+    out = tmp_path / "runs"
+    small = ["--blocks", "2", "--epochs", "1", "--data-dir", str(pack_dir), "--batch-size", "100"]
+    shots = commands("shots", "mnist", out, extra=small)[:2]  # exact, 2^13 shots
+    ablation = [c for c in commands("ablation", "mnist", out, extra=small) if c[0].stem == "improved"]
+    assert run_commands(shots + ablation, out) == []
+    copy = json.loads(ablation[0][0].read_text())
+    assert copy["same_run_as"] == str(shots[0][0]) and copy["test_accuracy"] == json.loads(
+        shots[0][0].read_text())["test_accuracy"]
+    assert set(finished(out).values()) == {p for p, _ in shots}  # copies are not runs
+    assert "2 runs to do" in capsys.readouterr().out
+    run_commands(shots + ablation, out)  # everything exists: nothing runs
+    assert "0 runs to do" in capsys.readouterr().out
+    runs = report.load_runs(out)
+    assert [s for s, _ in report.shots_rows(runs, "mnist")] == [2**13, None]
+    assert "2^13 = 8,192" in report.shots_table(runs, "mnist")
+    assert "ReLU mapping model" in report.ablation_table(runs, "mnist")
+    assert report.compute_seconds(runs) == pytest.approx(sum(json.loads(p.read_text())["train_seconds"]
+                                                             for p, _ in shots))
+
+
+def _record(acc, params, seed=42, qt=True):
+    return {"test_accuracy": acc, "qt_params": params if qt else None, "cnn_params": 6690 if qt else params,
+            "seed": seed, "epochs": 10, "train_seconds": 1.0}
+
+
+def test_seeds_summary_is_mean_and_sample_std(tmp_path):
+    for seed, acc in zip(SEEDS, (0.94, 0.95, 0.96)):
+        for run, r in ((f"qt-improved-seed{seed}", _record(acc, 1497, seed)),
+                       (f"cnn-budget-seed{seed}", _record(acc + 0.02, 1438, seed, qt=False))):
+            path = tmp_path / "mnist" / "seeds" / f"{run}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(r))
+    runs = report.load_runs(tmp_path)
+    s = report.seeds_summary(runs, "mnist")
+    assert s["QT improved"]["mean"] == pytest.approx(0.95) and s["QT improved"]["std"] == pytest.approx(0.01)
+    assert s["classical CNN, QT's budget"]["params"] == 1438 and "classical CNN" not in s
+    assert "95.00 ± 1.00 %" in report.seeds_table(runs, "mnist")
+    assert report.goals(runs) == [("mnist ≥ 95 % at ≤ 1,497 parameters", pytest.approx(0.95), True)]
+
+
+def test_missing_results_folder_says_what_to_run(tmp_path):
+    with pytest.raises(FileNotFoundError, match="python -m qt_helpers experiment"):
+        report.load_runs(tmp_path / "nothing")
