@@ -105,11 +105,21 @@ def blocks_table(runs, dataset):
                      "published QT (reference recipe)"), rows)
 
 
+def _accuracy_axes(ax, xlabel, title):
+    """Label a test-accuracy plot; returns its figure."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return ax.figure
+
+
 def plot_blocks(runs, dataset, ax=None):
     """Test accuracy vs trained parameters: QT, the classical CNN at the same budgets, published QT, full CNN."""
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 4))
-    rows = [r for r in blocks_rows(runs, dataset)]
+    rows = blocks_rows(runs, dataset)
     ax.plot([r[1] for r in rows if r[2] is not None], [100 * r[2] for r in rows if r[2] is not None], "o-",
             label="QT improved (this book)")
     ax.plot([r[3] for r in rows if r[4] is not None], [100 * r[4] for r in rows if r[4] is not None], "s-",
@@ -121,12 +131,7 @@ def plot_blocks(runs, dataset, ax=None):
         ax.scatter([full["cnn_params"]], [100 * full["test_accuracy"]], marker="*", s=150, color="C3",
                    label=f"classical CNN, {full['cnn_params']:,} parameters", zorder=3)
     ax.set_xscale("log")
-    ax.set_xlabel("trained parameters")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title(dataset)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    return ax.figure
+    return _accuracy_axes(ax, "trained parameters", dataset)
 
 
 def ablation_table(runs, dataset):
@@ -173,12 +178,7 @@ def plot_shots(runs, dataset, ax=None):
         if s is None:
             ax.axhline(100 * a, color="C3", ls="--", label="exact probabilities")
     ax.set_xscale("log", base=2)
-    ax.set_xlabel("shots S per weight generation")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title(dataset)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    return ax.figure
+    return _accuracy_axes(ax, "shots S per weight generation", dataset)
 
 
 def compute_seconds(runs):
