@@ -25,7 +25,10 @@ RECIPES = {
     "reference": [],
     # ours: a ReLU mapping model, a 30x larger lr and a cosine decay to 0
     "improved": ["--activation", "relu", "--lr", "3e-3", "--schedule", "cosine"],
+    # the published affine mapping model with the improved lr and schedule (the ablation's lr-3e-3-cosine row)
+    "lr-cosine": ["--lr", "3e-3", "--schedule", "cosine"],
 }
+SEEDS_RECIPES = ("improved", "lr-cosine")  # the QT recipes of the seeds grid
 CLASSICAL = ["--model", "classical", "--lr", "1e-3", "--schedule", "cosine"]
 SEEDS = (42, 43, 44)
 SHOTS_EXPONENTS = (0, 2, 4, 6)  # S = 2^(n+k): from one shot per basis state on average to 64
@@ -73,8 +76,8 @@ def grid(name, dataset, blocks=None):
         budget = str(qt_params(dataset, blocks))
         runs = []
         for s in SEEDS:
-            runs += [(f"qt-improved-seed{s}", qt + improved + ["--seed", str(s)]),
-                     (f"cnn-seed{s}", ["--dataset", dataset, *CLASSICAL, "--seed", str(s)]),
+            runs += [(f"qt-{r}-seed{s}", qt + RECIPES[r] + ["--seed", str(s)]) for r in SEEDS_RECIPES]
+            runs += [(f"cnn-seed{s}", ["--dataset", dataset, *CLASSICAL, "--seed", str(s)]),
                      (f"cnn-budget-seed{s}", ["--dataset", dataset, *CLASSICAL, "--budget", budget, "--seed", str(s)])]
         return runs
     if name == "shots":

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
-from .experiments import HEADLINE_BLOCKS, SEEDS, ablation_rows, shots
+from .experiments import HEADLINE_BLOCKS, SEEDS, SEEDS_RECIPES, ablation_rows, shots
 from .published import QT_BLOCKS, published_qt, qt_params
 
 RUNS_DIR = Path(__file__).resolve().parent.parent / "results" / "runs"
@@ -63,13 +63,23 @@ def mean_std(values):
     return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
+# the seeds grid's models: label -> (run name prefix, short key of the numbers the chapter glues)
+SEEDS_MODELS = {**{f"QT {r}": (f"qt-{r}", "qt" if r == "improved" else "qt_" + r.replace("-", "_"))
+                   for r in SEEDS_RECIPES},
+                "classical CNN": ("cnn", "cnn"), "classical CNN, QT's budget": ("cnn-budget", "budget")}
+
+
+def seed_runs(grid, prefix):
+    """The finished runs of one seeds-grid model, in seed order."""
+    return [grid[f"{prefix}-seed{s}"] for s in SEEDS if f"{prefix}-seed{s}" in grid]
+
+
 def seeds_summary(runs, dataset):
-    """{model: {'params', 'accs', 'mean', 'std'}} over the seeds grid's seeds that finished."""
+    """{model: {'params', 'accs', 'mean', 'std', 'seeds', 'epochs'}} over the seeds grid's finished seeds."""
     grid = runs[dataset]["seeds"]
     out = {}
-    for model, prefix in (("QT improved", "qt-improved"), ("classical CNN", "cnn"),
-                          ("classical CNN, QT's budget", "cnn-budget")):
-        done = [grid[f"{prefix}-seed{s}"] for s in SEEDS if f"{prefix}-seed{s}" in grid]
+    for model, (prefix, _) in SEEDS_MODELS.items():
+        done = seed_runs(grid, prefix)
         if done:
             accs = [r["test_accuracy"] for r in done]
             mean, std = mean_std(accs)
@@ -79,11 +89,30 @@ def seeds_summary(runs, dataset):
 
 
 def seeds_table(runs, dataset):
-    """Markdown: mean ± std over seeds of QT improved, the full CNN and the CNN with QT's budget."""
+    """Markdown: mean ± std over seeds of each QT recipe, the full CNN and the CNN with QT's budget."""
     rows = [(m, f"{s['params']:,}", f"{100 * s['mean']:.2f} ± {100 * s['std']:.2f} %",
              ", ".join(f"{100 * a:.2f}" for a in s["accs"]), len(s["accs"]))
             for m, s in seeds_summary(runs, dataset).items()]
     return markdown(("model", "trained parameters", "test accuracy (mean ± std)", "per seed (%)", "seeds"), rows)
+
+
+def plot_curves(runs, dataset, ax=None):
+    """Test accuracy after each epoch of the seeds grid's models: the mean over seeds, shaded from min to max."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 4))
+    grid = runs[dataset]["seeds"]
+    for model, (prefix, _) in SEEDS_MODELS.items():
+        done = seed_runs(grid, prefix)
+        if not done:
+            continue
+        curves = [r["history"]["test_acc"] for r in done]
+        epochs = range(1, min(map(len, curves)) + 1)
+        per_epoch = [[100 * c[e - 1] for c in curves] for e in epochs]
+        line, = ax.plot(epochs, [statistics.mean(a) for a in per_epoch], "o-", ms=3,
+                        label=f"{model} ({trained_params(done[0]):,} parameters)")
+        ax.fill_between(epochs, [min(a) for a in per_epoch], [max(a) for a in per_epoch], color=line.get_color(),
+                        alpha=0.2)
+    return _accuracy_axes(ax, "epoch", dataset)
 
 
 def blocks_rows(runs, dataset):
@@ -187,15 +216,61 @@ def compute_seconds(runs):
                if "same_run_as" not in r)
 
 
-def goals(runs):
-    """[(goal, reached value, met?)] for the issue's accuracy goals that have seeds results."""
-    targets = {"mnist": 0.95, "fashion_mnist": 0.84, "cifar10": 0.65}
+def compute_table(runs):
+    """Markdown: per dataset and grid, the runs made (copies of a shared run not counted), their training hours
+    and the machines they ran on."""
+    rows = []
+    for dataset, grids in runs.items():
+        for grid, records in grids.items():
+            made = [r for r in records.values() if "same_run_as" not in r]
+            machines = sorted({r.get("device_name") or r.get("device", "?").upper() for r in made})
+            rows.append((dataset, grid, len(made), len(records) - len(made),
+                         f"{sum(r['train_seconds'] for r in made) / 3600:.2f}", ", ".join(machines)))
+    return markdown(("dataset", "grid", "runs made", "shared copies", "training hours", "machine"), rows)
+
+
+def findings(runs, dataset):
+    """Markdown bullets that state, from the results themselves, how QT compares with the budget CNN."""
     out = []
-    for dataset, target in targets.items():
-        s = seeds_summary(runs, dataset).get("QT improved") if "seeds" in runs.get(dataset, {}) else None
-        if s:
-            budget = qt_params(dataset, HEADLINE_BLOCKS[dataset])
-            out.append((f"{dataset} ≥ {100 * target:.0f} % at ≤ {budget:,} parameters", s["mean"], s["mean"] >= target))
+    rows = [r for r in blocks_rows(runs, dataset) if r[2] is not None and r[4] is not None]
+    if rows:
+        wins = sum(cl > qt for _, _, qt, _, cl, _ in rows)
+        gap = statistics.mean(100 * (cl - qt) for _, _, qt, _, cl, _ in rows)
+        out.append(f"**Block sweep**: the classical CNN of QT's budget is more accurate than QT at {wins} of "
+                   f"{len(rows)} block counts, by {gap:+.1f} points on average.")
+    summary = seeds_summary(runs, dataset) if "seeds" in runs[dataset] else {}
+    budget = summary.get("classical CNN, QT's budget")
+    qts = {m: s for m, s in summary.items() if m.startswith("QT ")}
+    if qts and budget:
+        best = max(qts, key=lambda m: qts[m]["mean"])
+        q = qts[best]
+        out.append(f"**Seeds**: the best QT recipe ({best}, {q['params']:,} parameters) reaches "
+                   f"{100 * q['mean']:.2f} ± {100 * q['std']:.2f} %; the budget CNN ({budget['params']:,}) "
+                   f"{100 * budget['mean']:.2f} ± {100 * budget['std']:.2f} %, "
+                   f"{100 * (budget['mean'] - q['mean']):+.2f} points, both after {q['epochs']} epochs.")
+    shots = shots_rows(runs, dataset)
+    exact = [a for s, a in shots if s is None]
+    sampled = [(s, a) for s, a in shots if s is not None]
+    if exact and sampled:
+        s, a = sampled[-1]
+        out.append(f"**Shots**: with S = {s:,} shots QT reaches {100 * a:.2f} %, {100 * (exact[0] - a):.2f} points "
+                   f"below exact probabilities; with S = {sampled[0][0]:,} it reaches {100 * sampled[0][1]:.2f} %.")
+    return "\n".join("- " + line for line in out)
+
+
+GOALS = {"mnist": 0.95, "fashion_mnist": 0.84, "cifar10": 0.65}  # the issue's test accuracy goals
+
+
+def goals(runs):
+    """[(goal, QT model, its mean test accuracy over seeds, met?)] for each goal and QT recipe with seeds runs."""
+    out = []
+    for dataset, target in GOALS.items():
+        summary = seeds_summary(runs, dataset) if "seeds" in runs.get(dataset, {}) else {}
+        budget = qt_params(dataset, HEADLINE_BLOCKS[dataset])
+        for model, s in summary.items():
+            if model.startswith("QT "):
+                out.append((f"{dataset} ≥ {100 * target:.0f} % at ≤ {budget:,} parameters", model, s["mean"],
+                            s["mean"] >= target and s["params"] <= budget))
     return out
 
 

@@ -11,6 +11,7 @@ import ast
 import json
 from pathlib import Path
 
+from . import report
 from .published import PUBLISHED, QT_BLOCKS, published_qt, qt_params
 
 MARKER = "<!-- RESULTS"
@@ -92,7 +93,7 @@ def _sizes(ch):
 def seeds_table(ch):
     """Mean ± std over seeds (glued by the science chapter) of QT and the classical CNNs, one row per dataset."""
     n = ch["numbers"]
-    models = (("qt", "QT improved"), ("budget", "classical CNN, QT's budget"), ("cnn", "classical CNN"))
+    models = [(key, label) for label, (_, key) in report.SEEDS_MODELS.items()]
     rows = []
     for dataset, title in TITLES.items():
         cells = [f"{100 * n[f'{dataset}_{k}_mean']:.2f} ± {100 * n[f'{dataset}_{k}_std']:.2f} % "

@@ -8,7 +8,7 @@ from qt_helpers.cli import build_parser, main
 from qt_helpers.experiments import GRIDS, SEEDS, commands, finished, run_commands, shots
 
 
-@pytest.mark.parametrize("grid, n_runs", [("blocks", 13), ("ablation", 8), ("seeds", 9), ("shots", 5)])
+@pytest.mark.parametrize("grid, n_runs", [("blocks", 13), ("ablation", 8), ("seeds", 12), ("shots", 5)])
 def test_every_run_is_one_valid_train_command(grid, n_runs, tmp_path):
     cmds = commands(grid, "mnist", tmp_path)
     assert len(cmds) == n_runs and len({p for p, _ in cmds}) == n_runs
@@ -27,7 +27,7 @@ def test_grids_hold_the_issue_s_comparisons(tmp_path):
     s = [build_parser().parse_args(a).shots for _, a in commands("shots", "mnist", tmp_path)]
     assert s == [None, 2**13, 2**15, 2**17, 2**19] and shots("cifar10")[::3] == (2**19, 2**25)  # 2^n ... 2^(n+6)
     cifar = [build_parser().parse_args(a) for _, a in commands("seeds", "cifar10", tmp_path)]
-    assert cifar[0].blocks == 95 and cifar[2].budget == 27951
+    assert cifar[0].blocks == 95 and cifar[3].budget == 27951
 
 
 def test_unknown_grid_is_a_clear_error():
@@ -59,7 +59,7 @@ def test_grid_runs_once_resumes_and_copies_identical_runs(pack_dir, tmp_path, ca
 
 def _record(acc, params, seed=42, qt=True):
     return {"test_accuracy": acc, "qt_params": params if qt else None, "cnn_params": 6690 if qt else params,
-            "seed": seed, "epochs": 10, "train_seconds": 1.0}
+            "seed": seed, "epochs": 10, "train_seconds": 1.0, "device": "cpu"}
 
 
 def test_seeds_summary_is_mean_and_sample_std(tmp_path):
@@ -74,7 +74,10 @@ def test_seeds_summary_is_mean_and_sample_std(tmp_path):
     assert s["QT improved"]["mean"] == pytest.approx(0.95) and s["QT improved"]["std"] == pytest.approx(0.01)
     assert s["classical CNN, QT's budget"]["params"] == 1438 and "classical CNN" not in s
     assert "95.00 ± 1.00 %" in report.seeds_table(runs, "mnist")
-    assert report.goals(runs) == [("mnist ≥ 95 % at ≤ 1,497 parameters", pytest.approx(0.95), True)]
+    assert report.goals(runs) == [("mnist ≥ 95 % at ≤ 1,497 parameters", "QT improved", pytest.approx(0.95), True)]
+    assert "more accurate than QT" not in report.findings(runs, "mnist")  # no block sweep here
+    assert "the budget CNN (1,438) 97.00 ± 1.00 %, +2.00 points" in report.findings(runs, "mnist")
+    assert "| mnist | seeds | 6 | 0 | 0.00 | CPU |" in report.compute_table(runs)
 
 
 def test_missing_results_folder_says_what_to_run(tmp_path):

@@ -58,4 +58,4 @@ def test_science_chapter_gives_the_headline_table(tmp_path):
                "mnist_cnn_mean": 0.985, "mnist_cnn_std": 0.001, "mnist_cnn_params": 6690}
     page = render([executed(tmp_path / "07_science.ipynb", numbers)])
     assert "## Headline: mean ± std over seeds" in page
-    assert "| MNIST | 3 | 95.00 ± 0.40 % (1,497) | – | 98.50 ± 0.10 % (6,690) |" in page
+    assert "| MNIST | 3 | 95.00 ± 0.40 % (1,497) | – | 98.50 ± 0.10 % (6,690) | – |" in page
