@@ -4,7 +4,8 @@
     python -m qt_helpers experiment seeds shots --dataset mnist --dry-run   # print the commands only
 
 Each run writes `<out>/<dataset>/<grid>/<run>.json` (the `train --json` record, which holds the command that
-reproduces it) and a `.log` beside it. Runs whose JSON exists are skipped, so an interrupted grid resumes; a command that two grids share runs once.
+reproduces it) and a `.log` beside it. Runs whose JSON exists are skipped, so an interrupted grid resumes; a
+command that two grids share runs once.
 """
 import argparse
 import json
@@ -29,12 +30,13 @@ RECIPES = {
     "lr-cosine": ["--lr", "3e-3", "--schedule", "cosine"],
 }
 SEEDS_RECIPES = ("improved", "lr-cosine")  # the QT recipes of the seeds grid
+LONG_RECIPE = "lr-cosine"  # the long grid's QT recipe: the seeds grid's best, trained twice as long
 CLASSICAL = ["--model", "classical", "--lr", "1e-3", "--schedule", "cosine"]
 SEEDS = (42, 43, 44)
 SHOTS_EXPONENTS = (0, 2, 4, 6)  # S = 2^(n+k): from one shot per basis state on average to 64
 HEADLINE_BLOCKS = {"mnist": 16, "fashion_mnist": 16, "cifar10": 95}  # the published largest L
-GRIDS = ("blocks", "ablation", "seeds", "shots")
-DEFAULT_EPOCHS = {"blocks": 4, "ablation": 4, "seeds": 10, "shots": 4}
+GRIDS = ("blocks", "ablation", "seeds", "shots", "long")
+DEFAULT_EPOCHS = {"blocks": 4, "ablation": 4, "seeds": 10, "shots": 4, "long": 20}
 
 
 def ablation_rows():
@@ -72,16 +74,20 @@ def grid(name, dataset, blocks=None):
         return runs
     if name == "ablation":
         return [(run, qt + flags) for run, flags in ablation_rows()]
-    if name == "seeds":
-        budget = str(qt_params(dataset, blocks))
+    if name in ("seeds", "long"):
+        budget = ["--dataset", dataset, *CLASSICAL, "--budget", str(qt_params(dataset, blocks))]
+        recipes = SEEDS_RECIPES if name == "seeds" else (LONG_RECIPE,)
         runs = []
         for s in SEEDS:
-            runs += [(f"qt-{r}-seed{s}", qt + RECIPES[r] + ["--seed", str(s)]) for r in SEEDS_RECIPES]
-            runs += [(f"cnn-seed{s}", ["--dataset", dataset, *CLASSICAL, "--seed", str(s)]),
-                     (f"cnn-budget-seed{s}", ["--dataset", dataset, *CLASSICAL, "--budget", budget, "--seed", str(s)])]
-        return runs
+            seed = ["--seed", str(s)]
+            runs += [(f"qt-{r}-seed{s}", qt + RECIPES[r] + seed) for r in recipes]
+            if name == "seeds":
+                runs.append((f"cnn-seed{s}", ["--dataset", dataset, *CLASSICAL, *seed]))
+            runs.append((f"cnn-budget-seed{s}", budget + seed))
+        return sorted(runs, key=lambda run: not run[0].startswith("qt-"))  # the long QT runs first
     if name == "shots":
-        return [("exact", qt + improved)] + [(f"shots-{s}", qt + improved + ["--shots", str(s)]) for s in shots(dataset)]
+        return [("exact", qt + improved)] + [(f"shots-{s}", qt + improved + ["--shots", str(s)])
+                                             for s in shots(dataset)]
     raise ValueError(f"unknown grid {name!r}; choose one of {', '.join(GRIDS)}")
 
 
@@ -175,7 +181,7 @@ def add_parser(sub):
     e.add_argument("--epochs", type=int, default=None,
                    help=", ".join(f"{k}: {v}" for k, v in DEFAULT_EPOCHS.items()) + " by default")
     e.add_argument("--blocks", type=int, default=None,
-                   help="QNN blocks of the ablation, seeds and shots grids (default: 16, CIFAR-10 95)")
+                   help="QNN blocks of the ablation, seeds, shots and long grids (default: 16, CIFAR-10 95)")
     e.add_argument("--out", default="results/runs")
     e.add_argument("--jobs", type=int, default=1, help="runs at a time")
     e.add_argument("--threads", type=int, default=None, help="torch threads per run (default: cores / jobs)")

@@ -16,7 +16,7 @@ RUNS_DIR = Path(__file__).resolve().parent.parent / "results" / "runs"
 ABLATION_LABELS = {
     "reference": "reference recipe (affine mapping, lr 1e-4, plateau)",
     "lr-3e-3": "+ lr 3e-3",
-    "lr-3e-3-cosine": "+ lr 3e-3, cosine schedule",
+    "lr-3e-3-cosine": "+ lr 3e-3, cosine schedule (= lr-cosine recipe)",
     "improved": "+ ReLU mapping model (= improved recipe)",
     "improved-trainable-transform": "improved + trainable γ, β, α",
     "improved-standardize": "improved + weight standardisation",
@@ -74,9 +74,10 @@ def seed_runs(grid, prefix):
     return [grid[f"{prefix}-seed{s}"] for s in SEEDS if f"{prefix}-seed{s}" in grid]
 
 
-def seeds_summary(runs, dataset):
-    """{model: {'params', 'accs', 'mean', 'std', 'seeds', 'epochs'}} over the seeds grid's finished seeds."""
-    grid = runs[dataset]["seeds"]
+def seeds_summary(runs, dataset, grid="seeds"):
+    """{model: {'params', 'accs', 'mean', 'std', 'seeds', 'epochs'}} over the finished seeds of the seeds (or
+    long) grid."""
+    grid = runs[dataset].get(grid, {})
     out = {}
     for model, (prefix, _) in SEEDS_MODELS.items():
         done = seed_runs(grid, prefix)
@@ -88,19 +89,20 @@ def seeds_summary(runs, dataset):
     return out
 
 
-def seeds_table(runs, dataset):
+def seeds_table(runs, dataset, grid="seeds"):
     """Markdown: mean ± std over seeds of each QT recipe, the full CNN and the CNN with QT's budget."""
     rows = [(m, f"{s['params']:,}", f"{100 * s['mean']:.2f} ± {100 * s['std']:.2f} %",
              ", ".join(f"{100 * a:.2f}" for a in s["accs"]), len(s["accs"]))
-            for m, s in seeds_summary(runs, dataset).items()]
+            for m, s in seeds_summary(runs, dataset, grid).items()]
     return markdown(("model", "trained parameters", "test accuracy (mean ± std)", "per seed (%)", "seeds"), rows)
 
 
-def plot_curves(runs, dataset, ax=None):
-    """Test accuracy after each epoch of the seeds grid's models: the mean over seeds, shaded from min to max."""
+def plot_curves(runs, dataset, ax=None, grid="seeds"):
+    """Test accuracy after each epoch of the seeds (or long) grid's models: the mean over seeds, shaded from
+    min to max."""
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 4))
-    grid = runs[dataset]["seeds"]
+    grid = runs[dataset][grid]
     for model, (prefix, _) in SEEDS_MODELS.items():
         done = seed_runs(grid, prefix)
         if not done:
@@ -238,16 +240,17 @@ def findings(runs, dataset):
         gap = statistics.mean(100 * (cl - qt) for _, _, qt, _, cl, _ in rows)
         out.append(f"**Block sweep**: the classical CNN of QT's budget is more accurate than QT at {wins} of "
                    f"{len(rows)} block counts, by {gap:+.1f} points on average.")
-    summary = seeds_summary(runs, dataset) if "seeds" in runs[dataset] else {}
-    budget = summary.get("classical CNN, QT's budget")
-    qts = {m: s for m, s in summary.items() if m.startswith("QT ")}
-    if qts and budget:
-        best = max(qts, key=lambda m: qts[m]["mean"])
-        q = qts[best]
-        out.append(f"**Seeds**: the best QT recipe ({best}, {q['params']:,} parameters) reaches "
-                   f"{100 * q['mean']:.2f} ± {100 * q['std']:.2f} %; the budget CNN ({budget['params']:,}) "
-                   f"{100 * budget['mean']:.2f} ± {100 * budget['std']:.2f} %, "
-                   f"{100 * (budget['mean'] - q['mean']):+.2f} points, both after {q['epochs']} epochs.")
+    for grid, title in (("seeds", "Seeds"), ("long", "Longer training")):
+        summary = seeds_summary(runs, dataset, grid)
+        budget = summary.get("classical CNN, QT's budget")
+        qts = {m: s for m, s in summary.items() if m.startswith("QT ")}
+        if qts and budget:
+            best = max(qts, key=lambda m: qts[m]["mean"])
+            q = qts[best]
+            out.append(f"**{title}**: the best QT recipe ({best}, {q['params']:,} parameters) reaches "
+                       f"{100 * q['mean']:.2f} ± {100 * q['std']:.2f} %; the budget CNN ({budget['params']:,}) "
+                       f"{100 * budget['mean']:.2f} ± {100 * budget['std']:.2f} %, "
+                       f"{100 * (budget['mean'] - q['mean']):+.2f} points, both after {q['epochs']} epochs.")
     shots = shots_rows(runs, dataset)
     exact = [a for s, a in shots if s is None]
     sampled = [(s, a) for s, a in shots if s is not None]
@@ -265,12 +268,13 @@ def goals(runs):
     """[(goal, QT model, its mean test accuracy over seeds, met?)] for each goal and QT recipe with seeds runs."""
     out = []
     for dataset, target in GOALS.items():
-        summary = seeds_summary(runs, dataset) if "seeds" in runs.get(dataset, {}) else {}
         budget = qt_params(dataset, HEADLINE_BLOCKS[dataset])
-        for model, s in summary.items():
-            if model.startswith("QT "):
-                out.append((f"{dataset} ≥ {100 * target:.0f} % at ≤ {budget:,} parameters", model, s["mean"],
-                            s["mean"] >= target and s["params"] <= budget))
+        for grid in ("seeds", "long"):
+            for model, s in (seeds_summary(runs, dataset, grid) if dataset in runs else {}).items():
+                if model.startswith("QT "):
+                    met = s["mean"] >= target and s["params"] <= budget
+                    out.append((f"{dataset} ≥ {100 * target:.0f} % at ≤ {budget:,} parameters",
+                                f"{model}, {s['epochs']} epochs", s["mean"], met))
     return out
 
 
@@ -282,6 +286,8 @@ def render(runs):
         out.append(f"## {dataset}")
         if "seeds" in grids:
             out += ["### Seeds", seeds_table(runs, dataset)]
+        if "long" in grids:
+            out += ["### Long", seeds_table(runs, dataset, "long")]
         if "blocks" in grids:
             out += ["### Blocks", blocks_table(runs, dataset)]
         if "ablation" in grids:

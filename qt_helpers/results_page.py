@@ -90,21 +90,32 @@ def _sizes(ch):
     return ", ".join(parts)
 
 
+def _mean_std_cell(n, key):
+    """'mean ± std % (parameters)' of a glued model, or '–'."""
+    if f"{key}_mean" not in n:
+        return "–"
+    params = f" ({n[f'{key}_params']:,})" if f"{key}_params" in n else ""
+    return f"{100 * n[f'{key}_mean']:.2f} ± {100 * n[f'{key}_std']:.2f} %{params}"
+
+
 def seeds_table(ch):
-    """Mean ± std over seeds (glued by the science chapter) of QT and the classical CNNs, one row per dataset."""
+    """Mean ± std over seeds (glued by the science chapter) of QT and the classical CNNs: one row per dataset and
+    grid (seeds, then long)."""
     n = ch["numbers"]
     models = [(key, label) for label, (_, key) in report.SEEDS_MODELS.items()]
     rows = []
     for dataset, title in TITLES.items():
-        cells = [f"{100 * n[f'{dataset}_{k}_mean']:.2f} ± {100 * n[f'{dataset}_{k}_std']:.2f} % "
-                 f"({n[f'{dataset}_{k}_params']:,})" if f"{dataset}_{k}_mean" in n else "–" for k, _ in models]
-        if any(c != "–" for c in cells):
-            seeds = n.get(f"{dataset}_qt_seeds", 0)
-            rows.append(f"| {title} | {seeds} | " + " | ".join(cells) + " |")
+        for grid in ("", "long_"):
+            keys = [f"{dataset}_{grid}{k}" for k, _ in models]
+            cells = [_mean_std_cell(n, k) for k in keys]
+            if any(c != "–" for c in cells):
+                seeds = max(n.get(f"{k}_seeds", 0) for k in keys)
+                epochs = max(n.get(f"{k}_epochs", 0) for k in keys) or "?"
+                rows.append(f"| {title} | {epochs} | {seeds} | " + " | ".join(cells) + " |")
     if not rows:
         return ""
-    head = "| dataset | seeds | " + " | ".join(label for _, label in models) + " |"
-    return "\n".join([head, "|---|---:|" + "---:|" * len(models), *rows])
+    head = "| dataset | epochs | seeds | " + " | ".join(label for _, label in models) + " |"
+    return "\n".join([head, "|---|---:|---:|" + "---:|" * len(models), *rows])
 
 
 def render(paths):

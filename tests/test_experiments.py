@@ -8,7 +8,7 @@ from qt_helpers.cli import build_parser, main
 from qt_helpers.experiments import GRIDS, SEEDS, commands, finished, run_commands, shots
 
 
-@pytest.mark.parametrize("grid, n_runs", [("blocks", 13), ("ablation", 8), ("seeds", 12), ("shots", 5)])
+@pytest.mark.parametrize("grid, n_runs", [("blocks", 13), ("ablation", 8), ("seeds", 12), ("shots", 5), ("long", 6)])
 def test_every_run_is_one_valid_train_command(grid, n_runs, tmp_path):
     cmds = commands(grid, "mnist", tmp_path)
     assert len(cmds) == n_runs and len({p for p, _ in cmds}) == n_runs
@@ -26,14 +26,14 @@ def test_grids_hold_the_issue_s_comparisons(tmp_path):
     assert sorted(set(seeds)) == list(SEEDS) and len(SEEDS) >= 3
     s = [build_parser().parse_args(a).shots for _, a in commands("shots", "mnist", tmp_path)]
     assert s == [None, 2**13, 2**15, 2**17, 2**19] and shots("cifar10")[::3] == (2**19, 2**25)  # 2^n ... 2^(n+6)
-    cifar = [build_parser().parse_args(a) for _, a in commands("seeds", "cifar10", tmp_path)]
-    assert cifar[0].blocks == 95 and cifar[3].budget == 27951
+    cifar = {p.stem: build_parser().parse_args(a) for p, a in commands("seeds", "cifar10", tmp_path)}
+    assert cifar["qt-improved-seed42"].blocks == 95 and cifar["cnn-budget-seed42"].budget == 27951
 
 
 def test_unknown_grid_is_a_clear_error():
-    with pytest.raises(SystemExit, match="choose one of blocks, ablation, seeds, shots"):
+    with pytest.raises(SystemExit, match="choose one of blocks, ablation, seeds, shots, long"):
         main(["experiment", "sweep", "--dry-run"])
-    assert GRIDS == ("blocks", "ablation", "seeds", "shots")
+    assert GRIDS == ("blocks", "ablation", "seeds", "shots", "long")
 
 
 def test_grid_runs_once_resumes_and_copies_identical_runs(pack_dir, tmp_path, capsys):
@@ -74,7 +74,8 @@ def test_seeds_summary_is_mean_and_sample_std(tmp_path):
     assert s["QT improved"]["mean"] == pytest.approx(0.95) and s["QT improved"]["std"] == pytest.approx(0.01)
     assert s["classical CNN, QT's budget"]["params"] == 1438 and "classical CNN" not in s
     assert "95.00 ± 1.00 %" in report.seeds_table(runs, "mnist")
-    assert report.goals(runs) == [("mnist ≥ 95 % at ≤ 1,497 parameters", "QT improved", pytest.approx(0.95), True)]
+    assert report.goals(runs) == [("mnist ≥ 95 % at ≤ 1,497 parameters", "QT improved, 10 epochs", pytest.approx(0.95),
+                                   True)]
     assert "more accurate than QT" not in report.findings(runs, "mnist")  # no block sweep here
     assert "the budget CNN (1,438) 97.00 ± 1.00 %, +2.00 points" in report.findings(runs, "mnist")
     assert "| mnist | seeds | 6 | 0 | 0.00 | CPU |" in report.compute_table(runs)

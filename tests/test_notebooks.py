@@ -92,5 +92,11 @@ def test_science_chapter_shows_the_recorded_runs():
         for L, _, qt, _, cl, _ in report.blocks_rows(runs, d):
             assert (g[f"{d}_blocks_L{L}_qt"], g[f"{d}_blocks_L{L}_cnn"]) == (qt, cl)
         assert 0.1 < s["QT improved"]["mean"] < s["classical CNN"]["mean"]  # trained well above chance (10 %)
+    long = report.seeds_summary(runs, "fashion_mnist", "long")  # the FashionMNIST goal's second try
+    assert set(long) == {"QT lr-cosine", "classical CNN, QT's budget"}
+    for model, s in long.items():
+        key = report.SEEDS_MODELS[model][1]
+        assert g[f"fashion_mnist_long_{key}_seeds"] == 3 and g[f"fashion_mnist_long_{key}_mean"] == s["mean"]
+        assert g[f"fashion_mnist_long_{key}_epochs"] == 20
     assert g["mnist_shots_exact"] == runs["mnist"]["ablation"]["improved"]["test_accuracy"]  # the shared run
     assert {f"mnist_shots_{2**k}" for k in (13, 15, 17, 19)} <= g.keys()

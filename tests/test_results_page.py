@@ -55,7 +55,10 @@ def test_write_page_replaces_the_marker(tmp_path):
 
 def test_science_chapter_gives_the_headline_table(tmp_path):
     numbers = {"mnist_qt_mean": 0.95, "mnist_qt_std": 0.004, "mnist_qt_params": 1497, "mnist_qt_seeds": 3,
-               "mnist_cnn_mean": 0.985, "mnist_cnn_std": 0.001, "mnist_cnn_params": 6690}
+               "mnist_qt_epochs": 10, "mnist_cnn_mean": 0.985, "mnist_cnn_std": 0.001, "mnist_cnn_params": 6690,
+               "fashion_mnist_long_qt_lr_cosine_mean": 0.84, "fashion_mnist_long_qt_lr_cosine_std": 0.002,
+               "fashion_mnist_long_qt_lr_cosine_seeds": 3, "fashion_mnist_long_qt_lr_cosine_epochs": 20}
     page = render([executed(tmp_path / "07_science.ipynb", numbers)])
     assert "## Headline: mean ± std over seeds" in page
-    assert "| MNIST | 3 | 95.00 ± 0.40 % (1,497) | – | 98.50 ± 0.10 % (6,690) | – |" in page
+    assert "| MNIST | 10 | 3 | 95.00 ± 0.40 % (1,497) | – | 98.50 ± 0.10 % (6,690) | – |" in page
+    assert "| FashionMNIST | 20 | 3 | – | 84.00 ± 0.20 % | – | – |" in page  # the long grid: no params glued
