@@ -53,7 +53,7 @@ bench:
 JOBS ?= 1
 science:
 	$(PY) -m qt_helpers experiment seeds shots ablation blocks --dataset mnist --jobs $(JOBS)
-	$(PY) -m qt_helpers experiment seeds blocks --dataset fashion_mnist --jobs $(JOBS)
+	$(PY) -m qt_helpers experiment seeds blocks ablation long --dataset fashion_mnist --jobs $(JOBS)
 
 # Rewrite constraints.txt from the current .venv (after changing requirements.txt).
 lock:
