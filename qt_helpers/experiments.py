@@ -31,6 +31,7 @@ RECIPES = {
 }
 SEEDS_RECIPES = ("improved", "lr-cosine")  # the QT recipes of the seeds grid
 LONG_RECIPE = "lr-cosine"  # the long grid's QT recipe: the seeds grid's best, trained twice as long
+BLOCKS_RECIPES = ("improved", "lr-cosine")  # the QT recipes of the block sweep
 CLASSICAL = ["--model", "classical", "--lr", "1e-3", "--schedule", "cosine"]
 SEEDS = (42, 43, 44)
 SHOTS_EXPONENTS = (0, 2, 4, 6)  # S = 2^(n+k): from one shot per basis state on average to 64
@@ -58,6 +59,11 @@ def shots(dataset):
     return tuple(2 ** (n + k) for k in SHOTS_EXPONENTS)
 
 
+def blocks_run(recipe, L):
+    """The block sweep's run name of QT with `recipe` at L blocks (the improved recipe's runs came first)."""
+    return f"qt-L{L}" if recipe == "improved" else f"qt-{recipe}-L{L}"
+
+
 def grid(name, dataset, blocks=None):
     """[(run, train arguments)] of grid `name` for `dataset` (without epochs, seed or output); `blocks` of the
     ablation, seeds and shots grids (default: the dataset's largest published L)."""
@@ -68,7 +74,8 @@ def grid(name, dataset, blocks=None):
     if name == "blocks":
         runs = [("cnn", ["--dataset", dataset, *CLASSICAL])]
         for L in QT_BLOCKS[dataset]:
-            runs.append((f"qt-L{L}", ["--dataset", dataset, "--blocks", str(L), *improved]))
+            runs += [(blocks_run(r, L), ["--dataset", dataset, "--blocks", str(L), *RECIPES[r]])
+                     for r in BLOCKS_RECIPES]
             runs.append((f"cnn-budget-L{L}", ["--dataset", dataset, *CLASSICAL, "--budget",
                                               str(qt_params(dataset, L))]))
         return runs

@@ -8,8 +8,9 @@ import statistics
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import LogLocator, NullFormatter, StrMethodFormatter
 
-from .experiments import HEADLINE_BLOCKS, SEEDS, SEEDS_RECIPES, ablation_rows, shots
+from .experiments import BLOCKS_RECIPES, HEADLINE_BLOCKS, SEEDS, SEEDS_RECIPES, ablation_rows, blocks_run, shots
 from .published import QT_BLOCKS, published_qt, qt_params
 
 RUNS_DIR = Path(__file__).resolve().parent.parent / "results" / "runs"
@@ -117,23 +118,25 @@ def plot_curves(runs, dataset, ax=None, grid="seeds"):
     return _accuracy_axes(ax, "epoch", dataset)
 
 
-def blocks_rows(runs, dataset):
-    """[(L, QT params, QT accuracy, budget CNN params, its accuracy, published QT %)] of the blocks grid."""
+def blocks_rows(runs, dataset, recipe="improved"):
+    """[(L, QT params, QT accuracy, budget CNN params, its accuracy, published QT %)] of the blocks grid, for
+    QT with `recipe`."""
     grid = runs[dataset].get("blocks", {})
     rows = []
     for L in QT_BLOCKS[dataset]:
-        qt, cl = grid.get(f"qt-L{L}"), grid.get(f"cnn-budget-L{L}")
+        qt, cl = grid.get(blocks_run(recipe, L)), grid.get(f"cnn-budget-L{L}")
         rows.append((L, qt_params(dataset, L), qt and qt["test_accuracy"], cl and cl["cnn_params"],
                      cl and cl["test_accuracy"], published_qt(dataset, L)))
     return rows
 
 
 def blocks_table(runs, dataset):
-    """Markdown of `blocks_rows`."""
-    rows = [(L, f"{n:,}", pct(a), "–" if m is None else f"{m:,}", pct(b), "–" if p is None else f"{p:.2f} %")
-            for L, n, a, m, b, p in blocks_rows(runs, dataset)]
-    return markdown(("QNN blocks L", "QT parameters", "QT improved", "budget CNN parameters", "budget CNN",
-                     "published QT (reference recipe)"), rows)
+    """Markdown of `blocks_rows`, a QT column per recipe."""
+    qt = {r: blocks_rows(runs, dataset, r) for r in BLOCKS_RECIPES}
+    rows = [(L, f"{n:,}", *(pct(qt[r][i][2]) for r in BLOCKS_RECIPES), "–" if m is None else f"{m:,}", pct(b),
+             "–" if p is None else f"{p:.2f} %") for i, (L, n, _, m, b, p) in enumerate(qt[BLOCKS_RECIPES[0]])]
+    return markdown(("QNN blocks L", "QT parameters", *(f"QT {r}" for r in BLOCKS_RECIPES), "budget CNN parameters",
+                     "budget CNN", "published QT (reference recipe)"), rows)
 
 
 def _accuracy_axes(ax, xlabel, title):
@@ -150,9 +153,10 @@ def plot_blocks(runs, dataset, ax=None):
     """Test accuracy vs trained parameters: QT, the classical CNN at the same budgets, published QT, full CNN."""
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 4))
-    rows = blocks_rows(runs, dataset)
-    ax.plot([r[1] for r in rows if r[2] is not None], [100 * r[2] for r in rows if r[2] is not None], "o-",
-            label="QT improved (this book)")
+    for recipe, marker in zip(BLOCKS_RECIPES, "o^"):
+        rows = blocks_rows(runs, dataset, recipe)
+        ax.plot([r[1] for r in rows if r[2] is not None], [100 * r[2] for r in rows if r[2] is not None],
+                f"{marker}-", label=f"QT {recipe} (this book)")
     ax.plot([r[3] for r in rows if r[4] is not None], [100 * r[4] for r in rows if r[4] is not None], "s-",
             label="classical CNN, same budget (this book)")
     ax.plot([r[1] for r in rows if r[5] is not None], [r[5] for r in rows if r[5] is not None], "x--", color="gray",
@@ -162,6 +166,9 @@ def plot_blocks(runs, dataset, ax=None):
         ax.scatter([full["cnn_params"]], [100 * full["test_accuracy"]], marker="*", s=150, color="C3",
                    label=f"classical CNN, {full['cnn_params']:,} parameters", zorder=3)
     ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))  # 200, 500, 1,000, ... instead of crowded 10^k labels
+    ax.xaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
     return _accuracy_axes(ax, "trained parameters", dataset)
 
 
@@ -234,12 +241,13 @@ def compute_table(runs):
 def findings(runs, dataset):
     """Markdown bullets that state, from the results themselves, how QT compares with the budget CNN."""
     out = []
-    rows = [r for r in blocks_rows(runs, dataset) if r[2] is not None and r[4] is not None]
-    if rows:
-        wins = sum(cl > qt for _, _, qt, _, cl, _ in rows)
-        gap = statistics.mean(100 * (cl - qt) for _, _, qt, _, cl, _ in rows)
-        out.append(f"**Block sweep**: the classical CNN of QT's budget is more accurate than QT at {wins} of "
-                   f"{len(rows)} block counts, by {gap:+.1f} points on average.")
+    for recipe in BLOCKS_RECIPES:
+        rows = [r for r in blocks_rows(runs, dataset, recipe) if r[2] is not None and r[4] is not None]
+        if rows:
+            wins = sum(cl > qt for _, _, qt, _, cl, _ in rows)
+            gap = statistics.mean(100 * (cl - qt) for _, _, qt, _, cl, _ in rows)
+            out.append(f"**Block sweep**: the classical CNN of QT's budget is more accurate than QT {recipe} at "
+                       f"{wins} of {len(rows)} block counts, by {gap:+.1f} points on average.")
     for grid, title in (("seeds", "Seeds"), ("long", "Longer training")):
         summary = seeds_summary(runs, dataset, grid)
         budget = summary.get("classical CNN, QT's budget")

@@ -8,7 +8,7 @@ from qt_helpers.cli import build_parser, main
 from qt_helpers.experiments import GRIDS, SEEDS, commands, finished, run_commands, shots
 
 
-@pytest.mark.parametrize("grid, n_runs", [("blocks", 13), ("ablation", 8), ("seeds", 12), ("shots", 5), ("long", 6)])
+@pytest.mark.parametrize("grid, n_runs", [("blocks", 19), ("ablation", 8), ("seeds", 12), ("shots", 5), ("long", 6)])
 def test_every_run_is_one_valid_train_command(grid, n_runs, tmp_path):
     cmds = commands(grid, "mnist", tmp_path)
     assert len(cmds) == n_runs and len({p for p, _ in cmds}) == n_runs
@@ -22,6 +22,7 @@ def test_grids_hold_the_issue_s_comparisons(tmp_path):
     blocks = {p.stem: build_parser().parse_args(a) for p, a in commands("blocks", "mnist", tmp_path)}
     assert [blocks[f"cnn-budget-L{L}"].budget for L in (1, 16)] == [327, 1497]  # 78 L + 249
     assert blocks["qt-L16"].blocks == 16 and blocks["cnn"].model == "classical" and blocks["cnn"].budget is None
+    assert blocks["qt-lr-cosine-L4"].activation != "relu" and blocks["qt-L4"].activation == "relu"
     seeds = [build_parser().parse_args(a).seed for _, a in commands("seeds", "mnist", tmp_path)]
     assert sorted(set(seeds)) == list(SEEDS) and len(SEEDS) >= 3
     s = [build_parser().parse_args(a).shots for _, a in commands("shots", "mnist", tmp_path)]

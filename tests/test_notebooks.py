@@ -28,7 +28,7 @@ def test_concept():
     assert (g["qt_params_mnist"], g["qt_params_fashion_mnist"], g["qt_params_cifar10"]) == (1497, 1497, 27951)
     assert g["export_max_diff"] == 0
     assert g["concept_last_loss"] < g["concept_first_loss"]
-    assert g["concept_test_acc"] > 0.15  # measured 0.229 (small profile)
+    assert g["concept_test_acc"] > 0.15  # measured 0.306 (small profile; 0.300 with one thread)
 
 
 @pytest.mark.parametrize("name, margins", [
@@ -89,8 +89,9 @@ def test_science_chapter_shows_the_recorded_runs():
         assert g[f"{d}_qt_params"] == g[f"{d}_qt_lr_cosine_params"] == 1497 and g[f"{d}_budget_params"] <= 1497
         met = any(ok for goal, _, _, ok in report.goals(runs) if goal.startswith(d + " "))
         assert g[f"goal_{d}_met"] == met
-        for L, _, qt, _, cl, _ in report.blocks_rows(runs, d):
-            assert (g[f"{d}_blocks_L{L}_qt"], g[f"{d}_blocks_L{L}_cnn"]) == (qt, cl)
+        for recipe, key in (("improved", "qt"), ("lr-cosine", "qt_lr_cosine")):  # the sweep with both recipes
+            for L, _, qt, _, cl, _ in report.blocks_rows(runs, d, recipe):
+                assert (g[f"{d}_blocks_L{L}_{key}"], g[f"{d}_blocks_L{L}_cnn"]) == (qt, cl)
         assert 0.1 < s["QT improved"]["mean"] < s["classical CNN"]["mean"]  # trained well above chance (10 %)
     long = report.seeds_summary(runs, "fashion_mnist", "long")  # the FashionMNIST goal's second try
     assert set(long) == {"QT lr-cosine", "classical CNN, QT's budget"}
