@@ -53,7 +53,9 @@ bench:
 JOBS ?= 1
 science:
 	$(PY) -m qt_helpers experiment seeds shots ablation blocks --dataset mnist --jobs $(JOBS)
-	$(PY) -m qt_helpers experiment seeds blocks ablation long --dataset fashion_mnist --jobs $(JOBS)
+	$(PY) -m qt_helpers experiment seeds blocks ablation long shots --dataset fashion_mnist --jobs $(JOBS)
+	# CIFAR-10's classical runs; its QT runs (drop --runs) need a GPU: minutes each there, hours each on a CPU
+	$(PY) -m qt_helpers experiment seeds blocks long --dataset cifar10 --runs 'cnn*' --jobs $(JOBS)
 
 # Rewrite constraints.txt from the current .venv (after changing requirements.txt).
 lock:

@@ -5,7 +5,7 @@ import pytest
 
 from qt_helpers import report
 from qt_helpers.cli import build_parser, main
-from qt_helpers.experiments import GRIDS, SEEDS, commands, finished, run_commands, shots
+from qt_helpers.experiments import GRIDS, SEEDS, commands, finished, run_commands, run_key, shots
 
 
 @pytest.mark.parametrize("grid, n_runs", [("blocks", 19), ("ablation", 8), ("seeds", 12), ("shots", 5), ("long", 6)])
@@ -29,6 +29,25 @@ def test_grids_hold_the_issue_s_comparisons(tmp_path):
     assert s == [None, 2**13, 2**15, 2**17, 2**19] and shots("cifar10")[::3] == (2**19, 2**25)  # 2^n ... 2^(n+6)
     cifar = {p.stem: build_parser().parse_args(a) for p, a in commands("seeds", "cifar10", tmp_path)}
     assert cifar["qt-improved-seed42"].blocks == 95 and cifar["cnn-budget-seed42"].budget == 27951
+    assert cifar["qt-lr-cosine-seed43"].standardize and cifar["qt-improved-seed44"].standardize  # CIFAR-10 only
+    assert not any(build_parser().parse_args(a).standardize for _, a in commands("seeds", "mnist", tmp_path))
+
+
+def test_cifar10_grids_train_longer_and_runs_filter_by_name(tmp_path):
+    cmds = commands("blocks", "cifar10", tmp_path, runs=["cnn*"])
+    assert [p.stem for p, _ in cmds] == ["cnn"] + [f"cnn-budget-L{L}" for L in (19, 38, 57, 76, 95)]
+    assert all(build_parser().parse_args(a).epochs == 20 for _, a in cmds)
+    assert build_parser().parse_args(commands("long", "cifar10", tmp_path)[0][1]).epochs == 40
+    with pytest.raises(SystemExit, match="no run of blocks matches xx"):
+        main(["experiment", "blocks", "--runs", "xx*", "--dry-run"])
+
+
+def test_run_key_is_the_experiment_not_the_spelling(tmp_path):
+    blocks = dict(commands("blocks", "cifar10", tmp_path / "a"))
+    seeds = dict(commands("seeds", "cifar10", tmp_path / "b"))
+    cnn, seed42 = blocks[tmp_path / "a/cifar10/blocks/cnn.json"], seeds[tmp_path / "b/cifar10/seeds/cnn-seed42.json"]
+    assert "--seed" not in cnn and run_key(cnn) == run_key(seed42)  # 42 is the default seed
+    assert run_key(cnn) != run_key(seeds[tmp_path / "b/cifar10/seeds/cnn-seed43.json"])
 
 
 def test_unknown_grid_is_a_clear_error():
@@ -75,8 +94,12 @@ def test_seeds_summary_is_mean_and_sample_std(tmp_path):
     assert s["QT improved"]["mean"] == pytest.approx(0.95) and s["QT improved"]["std"] == pytest.approx(0.01)
     assert s["classical CNN, QT's budget"]["params"] == 1438 and "classical CNN" not in s
     assert "95.00 ± 1.00 %" in report.seeds_table(runs, "mnist")
-    assert report.goals(runs) == [("mnist ≥ 95 % at ≤ 1,497 parameters", "QT improved, 10 epochs", pytest.approx(0.95),
-                                   True)]
+    assert report.goals(runs) == [
+        ("mnist ≥ 95 % at ≤ 1,497 parameters", "QT improved, 10 epochs", pytest.approx(0.95), True),
+        ("fashion_mnist ≥ 84 % at ≤ 1,497 parameters", "no QT run", None, None),
+        ("cifar10 ≥ 65 % at ≤ 27,951 parameters", "no QT run", None, None)]
+    assert "| QT improved, 10 epochs | 95.00 % | met |" in report.goals_table(runs)
+    assert "| no QT run | – | not run |" in report.goals_table(runs)
     assert "more accurate than QT" not in report.findings(runs, "mnist")  # no block sweep here
     assert "the budget CNN (1,438) 97.00 ± 1.00 %, +2.00 points" in report.findings(runs, "mnist")
     assert "| mnist | seeds | 6 | 0 | 0.00 | CPU |" in report.compute_table(runs)
@@ -85,3 +108,20 @@ def test_seeds_summary_is_mean_and_sample_std(tmp_path):
 def test_missing_results_folder_says_what_to_run(tmp_path):
     with pytest.raises(FileNotFoundError, match="python -m qt_helpers experiment"):
         report.load_runs(tmp_path / "nothing")
+
+
+def test_classical_only_dataset_reports_its_budget_gap(tmp_path):
+    for seed, acc in zip(SEEDS, (0.60, 0.61, 0.62)):
+        for run, r in ((f"cnn-seed{seed}", _record(acc, 285226, seed, qt=False)),
+                       (f"cnn-budget-seed{seed}", _record(acc - 0.05, 27649, seed, qt=False))):
+            path = tmp_path / "cifar10" / "seeds" / f"{run}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(r))
+    runs = report.load_runs(tmp_path)
+    text = report.findings(runs, "cifar10")
+    assert "from 285,226 to 27,649 parameters costs 5.00 points (61.00 against 56.00 %" in text
+    assert "no QT run yet" in text
+    assert "best budget CNN (56.00 %, 10 epochs) is 7.10 points below the published QT figure at L = 95" in text
+    assert report.goals(runs)[-1] == ("cifar10 ≥ 65 % at ≤ 27,951 parameters", "no QT run", None, None)
+    fig = report.plot_blocks(runs, "cifar10")  # no blocks grid: only the published QT curve
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["QT reference (published)"]

@@ -99,5 +99,19 @@ def test_science_chapter_shows_the_recorded_runs():
         key = report.SEEDS_MODELS[model][1]
         assert g[f"fashion_mnist_long_{key}_seeds"] == 3 and g[f"fashion_mnist_long_{key}_mean"] == s["mean"]
         assert g[f"fashion_mnist_long_{key}_epochs"] == 20
-    assert g["mnist_shots_exact"] == runs["mnist"]["ablation"]["improved"]["test_accuracy"]  # the shared run
-    assert {f"mnist_shots_{2**k}" for k in (13, 15, 17, 19)} <= g.keys()
+    for d in ("mnist", "fashion_mnist"):  # finite shots: exact is the ablation's improved run, shared
+        assert g[f"{d}_shots_exact"] == runs[d]["ablation"]["improved"]["test_accuracy"]
+        assert {f"{d}_shots_{2**k}" for k in (13, 15, 17, 19)} <= g.keys()
+    cifar = report.seeds_summary(runs, "cifar10")  # the classical side of CIFAR-10 (its QT runs need a GPU)
+    for model in ("classical CNN", "classical CNN, QT's budget"):
+        key = report.SEEDS_MODELS[model][1]
+        assert g[f"cifar10_{key}_seeds"] == 3 and g[f"cifar10_{key}_mean"] == cifar[model]["mean"]
+        assert g[f"cifar10_{key}_epochs"] == 20
+    assert g["cifar10_budget_params"] <= 27951 and g["cifar10_cnn_params"] == 285226
+    assert 0.4 < cifar["classical CNN, QT's budget"]["mean"] < cifar["classical CNN"]["mean"]
+    for L, _, _, _, cl, _ in report.blocks_rows(runs, "cifar10"):
+        assert g[f"cifar10_blocks_L{L}_cnn"] == cl
+    long = report.seeds_summary(runs, "cifar10", "long")["classical CNN, QT's budget"]  # 40 epochs
+    assert g["cifar10_long_budget_seeds"] == 3 and g["cifar10_long_budget_epochs"] == 40
+    assert g["cifar10_long_budget_mean"] == long["mean"] > cifar["classical CNN, QT's budget"]["mean"]
+    assert g["goal_cifar10_met"] is False and g["cifar10_qt_step_cpu_s"] > 0
