@@ -87,7 +87,7 @@ def test_science_chapter_shows_the_recorded_runs():
         for model, (_, key) in report.SEEDS_MODELS.items():  # both QT recipes and both CNNs, three seeds each
             assert g[f"{d}_{key}_seeds"] == 3 and g[f"{d}_{key}_mean"] == s[model]["mean"]
         assert g[f"{d}_qt_params"] == g[f"{d}_qt_lr_cosine_params"] == 1497 and g[f"{d}_budget_params"] <= 1497
-        met = any(ok for goal, _, _, ok in report.goals(runs) if goal.startswith(d + " "))
+        met = any(ok for goal, _, _, ok, _ in report.goals(runs) if goal.startswith(d + " "))
         assert g[f"goal_{d}_met"] == met
         for recipe, key in (("improved", "qt"), ("lr-cosine", "qt_lr_cosine")):  # the sweep with both recipes
             for L, _, qt, _, cl, _ in report.blocks_rows(runs, d, recipe):
