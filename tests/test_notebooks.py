@@ -111,6 +111,9 @@ def test_science_chapter_shows_the_recorded_runs():
     assert 0.4 < cifar["classical CNN, QT's budget"]["mean"] < cifar["classical CNN"]["mean"]
     for L, _, _, _, cl, _ in report.blocks_rows(runs, "cifar10"):
         assert g[f"cifar10_blocks_L{L}_cnn"] == cl
+    qt19 = runs["cifar10"]["blocks"]["qt-L19"]  # the one CIFAR-10 QT run a CPU could afford
+    assert (qt19["qt_params"], qt19["epochs"], qt19["n_train"]) == (19297, 20, 50000)  # + 10 standardise scales
+    assert g["cifar10_blocks_L19_qt"] == qt19["test_accuracy"] > 0.2  # well above chance (10 %)
     long = report.seeds_summary(runs, "cifar10", "long")["classical CNN, QT's budget"]  # 40 epochs
     assert g["cifar10_long_budget_seeds"] == 3 and g["cifar10_long_budget_epochs"] == 40
     assert g["cifar10_long_budget_mean"] == long["mean"] > cifar["classical CNN, QT's budget"]["mean"]
