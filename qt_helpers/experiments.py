@@ -9,6 +9,7 @@ reproduces it) and a `.log` beside it. Runs whose JSON exists are skipped, so an
 command that two grids share runs once.
 """
 import argparse
+import functools
 import json
 import os
 import shlex
@@ -135,11 +136,17 @@ def commands(name, dataset, out="results/runs", epochs=None, data_dir=None, bloc
 OUTPUT_ARGS = ("json", "no_progress", "data_dir", "checkpoint", "resume", "export")  # where, not what
 
 
+@functools.cache
+def train_parser():
+    """The CLI's parser, built once (`finished` parses every recorded command)."""
+    from .cli import build_parser  # the CLI imports this module
+    return build_parser()
+
+
 def run_key(argv):
     """A `train` command's experiment: its parsed arguments (defaults filled in) but the output ones; two
     commands with the same key are the same run, e.g. `--seed 42` and no seed."""
-    from .cli import build_parser  # the CLI imports this module
-    args = vars(build_parser().parse_args(argv))
+    args = vars(train_parser().parse_args(argv))
     return tuple(sorted((k, v) for k, v in args.items() if k not in OUTPUT_ARGS))
 
 
