@@ -53,16 +53,19 @@ def controlled(u):
     return out
 
 
+TARGETS = {"cnot": [[0.0, 1.0], [1.0, 0.0]], "cz": [[1.0, 0.0], [0.0, -1.0]]}  # CNOT = controlled-X, CZ = controlled-Z
+
+
+def target_gate(name, dtype=torch.float32, device=None):
+    """The 2×2 target matrix of the constant controlled gates CNOT (X) and CZ (Z)."""
+    if name not in TARGETS:
+        raise ValueError(f"unknown fixed gate {name!r}")
+    return torch.tensor(TARGETS[name], dtype=dtype, device=device)
+
+
 def fixed_gate(name, dtype=torch.float32, device=None):
     """The constant two-qubit gates CNOT and CZ as 4×4 matrices."""
-    m = torch.eye(4, dtype=dtype, device=device)
-    if name == "cnot":
-        m[2:, 2:] = torch.tensor([[0.0, 1.0], [1.0, 0.0]])
-    elif name == "cz":
-        m[3, 3] = -1
-    else:
-        raise ValueError(f"unknown fixed gate {name!r}")
-    return m
+    return controlled(target_gate(name, dtype, device))
 
 
 # ----------------------------------------------------------------------- ansätze
@@ -104,7 +107,8 @@ class Ansatz:
         return ops
 
     def matrices(self, angles, n):
-        """All gates as batched matrices: one-qubit (L, n, 2, 2), chain (L, n-1, 4, 4), closing (L, 4, 4) or None."""
+        """All gates as batched matrices: one-qubit (L, n, 2, 2), chain (L, n-1, 4, 4) and the closing gate's
+        2×2 target matrix (L, 2, 2), controlled by wire n-1 and acting on wire 0 (None without a ring)."""
         L = angles.shape[0]
         if self.one_q == "u3":
             a = angles[:, : 3 * n].reshape(L, n, 3)
@@ -114,13 +118,12 @@ class Ansatz:
         else:  # alternating RY / RZ layers
             g1 = torch.where((torch.arange(L, device=angles.device) % 2 == 0)[:, None, None, None],
                              ry(angles[:, :n]).to(complex_dtype(angles.dtype)), rz(angles[:, :n]))
-        if self.two_q == "cu3":
+        if self.two_q == "cu3":  # every two-qubit gate is controlled: t holds the targets' 2×2 matrices
             b = angles[:, 3 * n:].reshape(L, -1, 3)
-            g2 = controlled(u3(b[..., 0], b[..., 1], b[..., 2]))
+            t = u3(b[..., 0], b[..., 1], b[..., 2])
         else:
-            g2 = fixed_gate(self.two_q, g1.dtype, angles.device).expand(L, n if self.ring else n - 1, 4, 4)
-        chain, close = (g2[:, : n - 1], g2[:, n - 1]) if self.ring else (g2, None)
-        return g1, chain, close
+            t = target_gate(self.two_q, g1.dtype, angles.device).expand(L, n if self.ring else n - 1, 2, 2)
+        return g1, controlled(t[:, : n - 1]), (t[:, n - 1] if self.ring else None)
 
 
 _ANSATZE = {

@@ -58,82 +58,107 @@ def fuse(g1, chain, plan):
 
 
 # --------------------------------------------------------------- state operations
-# States are stacks (B, 2^n): one state forward, the state and its gradient backward.
-def _apply_window(m, psi, start, width, n):
-    """Apply a 2^w × 2^w matrix on wires [start, start+width) of states (B, 2^n)."""
-    rest = 2 ** (n - start - width)
-    if rest == 1:
-        return (psi.view(-1, 2**width) @ m.mT).reshape(psi.shape)
-    return (m @ psi.view(-1, 2**width, rest)).reshape(psi.shape)
+# States are stacks (B, 2^n): one state forward, the state and its gradient backward. Every operation is one
+# matrix product on a view of the stack, written into a spare buffer (`out`) or in place: no permuted copies.
+def _shape(x, start, width, n):
+    """(K, D, R): states (B, 2^n) seen as (B·2^start, 2^width, 2^(n-start-width)), window wires in the middle."""
+    return x.shape[0] * 2**start, 2**width, 2 ** (n - start - width)
+
+
+def _apply_window(m, x, start, width, n, out=None):
+    """Apply a 2^w × 2^w matrix on wires [start, start+width) of states (B, 2^n), into `out` if given."""
+    K, D, R = _shape(x, start, width, n)
+    if R == 1:  # the last wires: one product with rows of D amplitudes
+        y = torch.mm(x.view(K, D), m.T, out=None if out is None else out.view(K, D))
+    elif K == 1:  # the first wires of a single state: one product with D rows
+        y = torch.mm(m, x.view(D, R), out=None if out is None else out.view(D, R))
+    else:
+        y = torch.bmm(m.expand(K, D, D), x.view(K, D, R), out=None if out is None else out.view(K, D, R))
+    return y.view(x.shape)
 
 
 def _grad_window(g, psi, start, width, n):
-    """d(loss)/d(m) for one window: Σ g ψ^H over the other wires."""
-    shape = (2**start, 2**width, 2 ** (n - start - width))
-    g, psi = g.view(shape), psi.view(shape)
-    if shape[0] <= shape[2]:  # few long slices: one batched product, then a small sum
-        return torch.bmm(g, psi.mH).sum(0)
-    return torch.einsum("aib,ajb->ij", g, psi.conj())
+    """Σ g ψ^H over the wires outside the window: d(loss)/d(m*) of a window from the state before it (ψ)
+    and the gradient after it (g), each one state (2^n,)."""
+    K, D, R = _shape(g[None], start, width, n)
+    if R == 1:
+        return (psi.view(K, D).mH @ g.view(K, D)).T
+    if K == 1:
+        return g.view(D, R) @ psi.view(D, R).mH
+    return torch.bmm(g.view(K, D, R), psi.view(K, D, R).mH).sum(0)
 
 
-def _close_view(psi, n):
-    """States (B, 2^n) as (B, 4, 2^(n-2)) with rows indexed by (wire n-1, wire 0)."""
-    return psi.view(-1, 2, 2 ** (n - 2), 2).permute(0, 3, 1, 2).reshape(-1, 4, 2 ** (n - 2))
+def _controlled_part(x, n):
+    """The amplitudes of states (B, 2^n) whose wire n-1 is 1, as a view (B, 2, 2^(n-2)) indexed by wire 0."""
+    return x.view(-1, 2, 2 ** (n - 2), 2)[..., 1]
 
 
-def _apply_close(m, psi, n):
-    """Apply a 4×4 gate in (control=n-1, target=0) order."""
-    out = (m @ _close_view(psi, n)).view(-1, 2, 2, 2 ** (n - 2))
-    return out.permute(0, 2, 3, 1).reshape(psi.shape)
+def _apply_close(u, x, n, inplace=True):
+    """The closing gate, U on wire 0 controlled by wire n-1, applied to states (B, 2^n) (in place)."""
+    if inplace:
+        v = _controlled_part(x, n)
+        v.copy_(u @ v)
+        return x
+    v = x.view(-1, 2, 2 ** (n - 2), 2)  # out of place, for autograd
+    return torch.stack([v[..., 0], u @ v[..., 1]], -1).view(x.shape)
 
 
-def _ops(mats, plan):
-    """The circuit in order: (block, window index or None for the closing gate, start, width)."""
-    ops = []
-    for b in range(mats[0].shape[0]):
-        ops += [(b, i, start, width) for i, (start, width) in enumerate(plan)]
-        if len(mats) > 1:
-            ops.append((b, None, 0, 0))
-    return ops
+def _grad_close(g, psi, n):
+    """d(loss)/d(U*) of the closing gate: Σ g ψ^H over the amplitudes it acts on (each one state (2^n,))."""
+    g, psi = _controlled_part(g, n)[0], _controlled_part(psi, n)[0]
+    return torch.stack([torch.stack([torch.vdot(psi[j], g[i]) for j in range(2)]) for i in range(2)])
 
 
-def _apply(op, mats, psi, n, adjoint=False):
-    """Apply one op (or its inverse) to states (B, 2^n)."""
-    b, i, start, width = op
-    m = mats[1][b] if i is None else mats[0][b, i]
-    m = m.mH if adjoint else m
-    if i is None:
-        return _apply_close(m, psi, n)
-    return _apply_window(m, psi, start, width, n)
+def _forward(psi, wins, close, plan, n, inplace):
+    """Run the circuit on states (B, 2^n): per block its windows, then its closing gate."""
+    spare = torch.empty_like(psi) if inplace else None
+    for b in range(wins.shape[0]):
+        for (start, width), m in zip(plan, wins[b]):
+            y = _apply_window(m, psi, start, width, n, out=spare)
+            psi, spare = y, (psi if inplace else None)
+        if close is not None:
+            psi = _apply_close(close[b], psi, n, inplace)
+    return psi
 
 
 class _Simulate(torch.autograd.Function):
-    """Final state of a fused circuit, with an adjoint-method backward pass."""
+    """Final state of a fused circuit, with an adjoint-method backward pass.
+
+    The circuit is ψ_L = U_k ··· U_1 ψ_0 and the loss depends on ψ_L alone. With g_k = ∂loss/∂ψ_k* (torch's
+    convention for complex tensors), the chain rule through ψ_k = U_k ψ_(k-1) gives
+        g_(k-1) = U_k^H g_k   and   ∂loss/∂U_k* = g_k ψ_(k-1)^H.
+    Unitarity gives ψ_(k-1) = U_k^H ψ_k too, so walking back from (ψ_L, g_L) needs no stored states: each
+    step undoes one operation on the stack [ψ; g] (one product) and reduces g_k ψ_(k-1)^H over the wires the
+    operation does not touch (one more). That is three state-sized products per operation, forward included.
+    """
 
     @staticmethod
-    def forward(ctx, psi0, plan, n, *mats):
-        psi = psi0[None]
-        for op in _ops(mats, plan):
-            psi = _apply(op, mats, psi, n)
-        ctx.save_for_backward(psi, *mats)
+    def forward(ctx, psi0, plan, n, wins, close):
+        psi = _forward(psi0[None].clone(), wins, close, plan, n, inplace=True)
+        ctx.save_for_backward(psi, wins, close)
         ctx.plan, ctx.n = plan, n
         return psi[0]
 
     @staticmethod
     def backward(ctx, g):
-        psi, *mats = ctx.saved_tensors
-        n = ctx.n
-        grads = [torch.zeros_like(m) for m in mats]
-        both = torch.cat([psi, g[None]])  # undo each op on the state and its gradient together
-        for op in reversed(_ops(mats, ctx.plan)):
-            before = _apply(op, mats, both, n, adjoint=True)
-            b, i, start, width = op
-            if i is None:
-                grads[1][b] = _close_view(both[1], n)[0] @ _close_view(before[0], n)[0].mH
-            else:
-                grads[0][b, i] = _grad_window(both[1], before[0], start, width, n)
-            both = before
-        return (None, None, None, *grads)
+        psi, wins, close = ctx.saved_tensors
+        plan, n = ctx.plan, ctx.n
+        both, spare = torch.cat([psi, g.reshape(1, -1)]), torch.empty(2, psi.shape[1], dtype=psi.dtype,
+                                                                        device=psi.device)
+        grad_wins = torch.zeros_like(wins)
+        grad_close = None if close is None else torch.zeros_like(close)
+        for b in reversed(range(wins.shape[0])):
+            if close is not None:  # in place: undo ψ, take the gradient while g is still g_k, then undo g
+                uh = close[b].mH.resolve_conj()
+                _apply_close(uh, both[:1], n)
+                grad_close[b] = _grad_close(both[1], both[0], n)
+                _apply_close(uh, both[1:], n)
+            for i in reversed(range(len(plan))):
+                start, width = plan[i]
+                _apply_window(wins[b, i].mH.resolve_conj(), both, start, width, n, out=spare)
+                grad_wins[b, i] = _grad_window(both[1], spare[0], start, width, n)
+                both, spare = spare, both
+        return None, None, None, grad_wins, grad_close
 
 
 def initial_state(n, plus, dtype, device=None):
@@ -155,14 +180,11 @@ def simulate(angles, n, ansatz="u3cu3", window=None, adjoint=True):
     a = get_ansatz(ansatz)
     g1, chain, close = a.matrices(angles, n)
     plan = window_plan(n, window or default_window(n))
-    mats = [fuse(g1, chain, plan)] + ([close] if close is not None else [])
+    wins = fuse(g1, chain, plan)
     psi0 = initial_state(n, a.plus, g1.dtype, angles.device)
     if adjoint:
-        return _Simulate.apply(psi0, plan, n, *mats)
-    psi = psi0[None]
-    for op in _ops(mats, plan):
-        psi = _apply(op, mats, psi, n)
-    return psi[0]
+        return _Simulate.apply(psi0, plan, n, wins, close)
+    return _forward(psi0[None], wins, close, plan, n, inplace=False)[0]
 
 
 def probabilities(angles, n, ansatz="u3cu3", window=None, adjoint=True):

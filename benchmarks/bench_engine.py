@@ -1,0 +1,210 @@
+"""The native engine on the CPU, measured side by side: forward, gradient and training steps.
+
+Rows (all on the CPU, float32, one process; every number is the minimum of `--repeats` runs after a warm-up):
+- `forward` / `gradient`: the final state of the u3cu3 circuit on 19 qubits, and the gradient of Σ w·p over its
+  angles (forward included), at 38 and 95 blocks;
+- `qiskit-aer`: Qiskit Aer's statevector forward pass of the same circuit (single precision), for reference;
+- `cifar10-95 step` / `cnn step`: one QT training step (batch 1,000) against the CNN alone on the same batch;
+- `mnist-16 step`: the native QT step against TorchQuantum's (batch 128).
+Each is measured with 1 and with 2 threads. With `--baseline REV` the same rows are measured, in the same run,
+for the engine of commit REV (checked out under build/), so before and after share the machine's state.
+
+    python benchmarks/bench_engine.py --baseline c7a4adb --json results/bench/engine-cpu.json
+    python benchmarks/bench_engine.py --quick     # tiny sizes, a few seconds (CI)
+"""
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def best(fn, warmup=1, repeats=3):
+    """Minimum wall seconds of `fn()` over `repeats` calls after `warmup` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def circuit_rows(n, blocks, repeats):
+    """Forward and gradient seconds of the native engine at n qubits."""
+    from qt_helpers import native
+    from qt_helpers.circuits import get_ansatz
+
+    angles = get_ansatz("u3cu3").init(blocks, n, torch.Generator().manual_seed(0)).requires_grad_(True)
+    w = torch.randn(2**n, generator=torch.Generator().manual_seed(1))
+
+    def forward():
+        with torch.no_grad():
+            native.probabilities(angles, n)
+
+    def gradient():
+        torch.autograd.grad((native.probabilities(angles, n) * w).sum(), angles)
+
+    return {"forward": best(forward, 1, repeats), "gradient": best(gradient, 1, repeats)}
+
+
+def aer_forward(n, blocks, repeats, threads):
+    """Seconds of Qiskit Aer's single-precision statevector run of the same circuit (None without Aer)."""
+    try:
+        from qiskit import QuantumCircuit, transpile
+        from qiskit_aer import AerSimulator
+    except ImportError:
+        return None
+    from qt_helpers.circuits import get_ansatz
+
+    a = get_ansatz("u3cu3")
+    angles = a.init(blocks, n, torch.Generator().manual_seed(0)).tolist()
+    qc = QuantumCircuit(n)
+    q = lambda w: n - 1 - w  # noqa: E731  (our wire 0 is the most significant bit; Qiskit's qubit 0 the least)
+    for b in range(blocks):
+        for name, wires, first, count in a.gates(b, n):
+            t, p, l = angles[b][first:first + count]
+            if name == "u3":
+                qc.u(t, p, l, q(wires[0]))
+            else:
+                qc.cu(t, p, l, 0, q(wires[0]), q(wires[1]))
+    qc.save_statevector()
+    sim = AerSimulator(method="statevector", precision="single", max_parallel_threads=threads,
+                       statevector_parallel_threshold=min(n, 14))
+    qc = transpile(qc, sim, optimization_level=0)
+    return best(lambda: sim.run(qc).result(), 1, repeats)
+
+
+def step_rows(quick, repeats):
+    """Seconds of one training step: QT at CIFAR-10 95 blocks and the CNN alone; MNIST-16 native and TorchQuantum."""
+    from qt_helpers.bench import build, time_steps
+
+    cpu = torch.device("cpu")
+    rows = {}
+    configs = [("mnist-16", "native"), ("mnist-16", "torchquantum")]
+    if not quick:
+        configs = [("cifar10-95", "native"), ("cifar10-95", "cnn")] + configs
+    for config, backend in configs:
+        if backend == "cnn":
+            from qt_helpers.models import cnn
+            from qt_helpers.train import make_optimizer
+
+            net = cnn("cifar10")
+            x, y = torch.randn(1000, 3, 32, 32), torch.randint(0, 10, (1000,))
+            seconds = time_steps(net, x, y, make_optimizer(net)[0], cpu, 1, repeats)[0]
+        else:
+            seconds = time_steps(*build(config if not quick else "tiny", backend, cpu), cpu, 1, repeats)[0]
+        rows[f"{config} {backend} step"] = seconds
+    return rows
+
+
+def measure(quick, repeats, threads_list):
+    """{threads: {row: seconds}} for this process's qt_helpers."""
+    n, blocks_list = (10, [4]) if quick else (19, [38, 95])
+    out = {}
+    for threads in threads_list:
+        torch.set_num_threads(threads)
+        rows = {}
+        for blocks in blocks_list:
+            r = circuit_rows(n, blocks, repeats)
+            rows[f"{n}q L={blocks} forward"] = r["forward"]
+            rows[f"{n}q L={blocks} gradient"] = r["gradient"]
+            aer = aer_forward(n, blocks, repeats, threads)
+            if aer is not None:
+                rows[f"{n}q L={blocks} qiskit-aer forward"] = aer
+        rows.update(step_rows(quick, repeats))
+        out[threads] = rows
+        print(f"  measured {len(rows)} rows with {threads} thread(s)", file=sys.stderr, flush=True)
+    return out
+
+
+def baseline(rev, argv):
+    """The same rows for the engine of commit `rev`, from a checkout under build/, in a subprocess."""
+    path = ROOT / "build" / f"baseline-{rev}"
+    if not path.exists():
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(path), rev], check=True,
+                       capture_output=True)
+    out = ROOT / "build" / f"baseline-{rev}.json"
+    env = {**os.environ, "PYTHONPATH": str(path)}
+    subprocess.run([sys.executable, __file__, *argv, "--rows-only", str(out)], check=True, env=env, cwd=path)
+    return {int(k): v for k, v in json.loads(out.read_text()).items()}
+
+
+def ratios(rows):
+    """The ratios the engine issue asks for, per thread count."""
+    out = {}
+    for key in rows:
+        if key.endswith(" gradient"):
+            out[key.replace(" gradient", " gradient / forward")] = rows[key] / rows[key.replace("gradient", "forward")]
+    if "cifar10-95 native step" in rows:
+        out["cifar10-95 step / cnn step"] = rows["cifar10-95 native step"] / rows["cifar10-95 cnn step"]
+    if "mnist-16 torchquantum step" in rows:
+        out["torchquantum / native (mnist-16 step)"] = rows["mnist-16 torchquantum step"] / rows["mnist-16 native step"]
+    return out
+
+
+def table(after, before=None):
+    """A Markdown table: each row's seconds per thread count, before and after, and the derived ratios."""
+    threads = sorted(after)
+    head = "| row | " + " | ".join((f"before, {t} thr | " if before else "") + f"after, {t} thr" for t in threads)
+    lines = [head + " |", "|---|" + "---:|" * (len(threads) * (2 if before else 1))]
+
+    def cells(get, fmt):
+        return " | ".join(((fmt(get(before, t)) + " | ") if before else "") + fmt(get(after, t)) for t in threads)
+
+    def seconds(v):
+        return "–" if v is None else (f"{v * 1e3:.1f} ms" if v < 1 else f"{v:.2f} s")
+
+    for key in after[threads[0]]:
+        lines.append(f"| {key} | " + cells(lambda d, t: d.get(t, {}).get(key), seconds) + " |")
+    for key in ratios(after[threads[0]]):
+        lines.append(f"| **{key}** | " + cells(lambda d, t: ratios(d.get(t, {})).get(key),
+                                              lambda v: "–" if v is None else f"{v:.2f}×") + " |")
+    if 1 in after and 2 in after and "cifar10-95 native step" in after[1]:
+        scale = after[1]["cifar10-95 native step"] / after[2]["cifar10-95 native step"]
+        lines.append(f"\n2 threads against 1 at cifar10-95 (after): {scale:.2f}× faster")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="tiny sizes (10 qubits, 4 blocks, the tiny step): seconds")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--baseline", help="also measure the engine of this commit (before), in the same run")
+    p.add_argument("--json", help="write the rows, ratios and machine description here")
+    p.add_argument("--rows-only", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    common = (["--quick"] if args.quick else []) + ["--repeats", str(args.repeats), "--threads",
+                                                     *map(str, args.threads)]
+    if args.rows_only:  # the baseline's subprocess
+        Path(args.rows_only).write_text(json.dumps(measure(args.quick, args.repeats, args.threads)))
+        return 0
+    before = baseline(args.baseline, common) if args.baseline else None
+    after = measure(args.quick, args.repeats, args.threads)
+    print(table(after, before))
+    if args.json:
+        meta = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "torch": torch.__version__,
+                "python": platform.python_version(), "cpu": platform.processor() or platform.machine(),
+                "cores": os.cpu_count(), "baseline": args.baseline, "quick": args.quick,
+                "repeats": args.repeats, "commit": subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short",
+                                                                   "HEAD"], capture_output=True,
+                                                                  text=True).stdout.strip()}
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps({"meta": meta, "before": before, "after": after,
+                                               "ratios": {t: ratios(r) for t, r in after.items()}}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
