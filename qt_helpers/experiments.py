@@ -23,23 +23,11 @@ from .circuits import n_qubits_for
 from .data import resolve_name
 from .models import cnn, num_params
 from .published import QT_BLOCKS, qt_params
+from .recipes import RECIPES
 
-RECIPES = {
-    # as published: affine mapping model, Adam lr 1e-4, halve the lr on a plateau
-    "reference": [],
-    # ours: a ReLU mapping model, a 30x larger lr and a cosine decay to 0
-    "improved": ["--activation", "relu", "--lr", "3e-3", "--schedule", "cosine"],
-    # the published affine mapping model with the improved lr and schedule (the ablation's lr-3e-3-cosine row)
-    "lr-cosine": ["--lr", "3e-3", "--schedule", "cosine"],
-}
-SEEDS_RECIPES = ("improved", "lr-cosine")  # the QT recipes of the seeds grid
+SEEDS_RECIPES = ("improved", "lr-cosine")  # the QT recipes of the seeds grid (see qt_helpers.recipes)
 LONG_RECIPE = "lr-cosine"  # the long grid's QT recipe: the seeds grid's best, trained twice as long
 BLOCKS_RECIPES = ("improved", "lr-cosine")  # the QT recipes of the block sweep
-# CIFAR-10's QT runs standardise the generated weights (one trained scale per tensor, 10 more parameters): its
-# activation-free CNN of 285,226 generated weights diverged without (train loss ~10^7 in the first epoch, L = 19,
-# lr 3e-3). The ablation grid keeps its rows as named, so it shows the difference.
-QT_FLAGS = {"cifar10": ["--standardize"]}
-CLASSICAL = ["--model", "classical", "--lr", "1e-3", "--schedule", "cosine"]
 SEEDS = (42, 43, 44)
 SHOTS_EXPONENTS = (0, 2, 4, 6)  # S = 2^(n+k): from one shot per basis state on average to 64
 HEADLINE_BLOCKS = {"mnist": 16, "fashion_mnist": 16, "cifar10": 95}  # the published largest L
@@ -54,10 +42,15 @@ def default_epochs(name, dataset):
     return (CIFAR10_EPOCHS if resolve_name(dataset) == "cifar10" else DEFAULT_EPOCHS)[name]
 
 
-def ablation_rows():
+def flags(recipe, dataset):
+    """`train` flags of the recipe called `recipe` on `dataset`."""
+    return RECIPES[recipe].cli_args(dataset)
+
+
+def ablation_rows(dataset):
     """(run, flags): the reference, then one change at a time, ending at the improved recipe and past it."""
-    improved = RECIPES["improved"]
-    return [("reference", RECIPES["reference"]),
+    improved = flags("improved", dataset)
+    return [("reference", flags("reference", dataset)),
             ("lr-3e-3", ["--lr", "3e-3"]),
             ("lr-3e-3-cosine", ["--lr", "3e-3", "--schedule", "cosine"]),
             ("improved", improved),  # + ReLU mapping model
@@ -84,32 +77,31 @@ def grid(name, dataset, blocks=None):
     dataset = resolve_name(dataset)
     blocks = blocks or HEADLINE_BLOCKS[dataset]
     qt = ["--dataset", dataset, "--blocks", str(blocks)]
-    extra = QT_FLAGS.get(dataset, [])
-    improved = RECIPES["improved"]
+    classical = ["--dataset", dataset, *flags("classical", dataset)]
+    improved = flags("improved", dataset)
     if name == "blocks":
-        runs = [("cnn", ["--dataset", dataset, *CLASSICAL])]
+        runs = [("cnn", classical)]
         for L in QT_BLOCKS[dataset]:
-            runs += [(blocks_run(r, L), ["--dataset", dataset, "--blocks", str(L), *RECIPES[r], *extra])
+            runs += [(blocks_run(r, L), ["--dataset", dataset, "--blocks", str(L), *flags(r, dataset)])
                      for r in BLOCKS_RECIPES]
-            runs.append((f"cnn-budget-L{L}", ["--dataset", dataset, *CLASSICAL, "--budget",
-                                              str(qt_params(dataset, L))]))
+            runs.append((f"cnn-budget-L{L}", [*classical, "--budget", str(qt_params(dataset, L))]))
         return runs
     if name == "ablation":
-        return [(run, qt + flags) for run, flags in ablation_rows()]
+        return [(run, qt + row) for run, row in ablation_rows(dataset)]
     if name in ("seeds", "long"):
-        budget = ["--dataset", dataset, *CLASSICAL, "--budget", str(qt_params(dataset, blocks))]
+        budget = [*classical, "--budget", str(qt_params(dataset, blocks))]
         recipes = SEEDS_RECIPES if name == "seeds" else (LONG_RECIPE,)
         runs = []
         for s in SEEDS:
             seed = ["--seed", str(s)]
-            runs += [(f"qt-{r}-seed{s}", qt + RECIPES[r] + extra + seed) for r in recipes]
+            runs += [(f"qt-{r}-seed{s}", qt + flags(r, dataset) + seed) for r in recipes]
             if name == "seeds":
-                runs.append((f"cnn-seed{s}", ["--dataset", dataset, *CLASSICAL, *seed]))
+                runs.append((f"cnn-seed{s}", classical + seed))
             runs.append((f"cnn-budget-seed{s}", budget + seed))
         return sorted(runs, key=lambda run: not run[0].startswith("qt-"))  # the long QT runs first
     if name == "shots":
-        return [("exact", qt + improved + extra)] + [(f"shots-{s}", qt + improved + extra + ["--shots", str(s)])
-                                                     for s in shots(dataset)]
+        return [("exact", qt + improved)] + [(f"shots-{s}", qt + improved + ["--shots", str(s)])
+                                             for s in shots(dataset)]
     raise ValueError(f"unknown grid {name!r}; choose one of {', '.join(GRIDS)}")
 
 

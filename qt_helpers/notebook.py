@@ -12,20 +12,49 @@ from .train import get_device
 _START = time.perf_counter()
 
 
+PROFILES = {  # what each chapter profile means; chapters set their sizes with `pick`
+    "small": "CI scale on a CPU: data subsets and a few epochs, a regression check, not results",
+    "cpu": "full data, sized for this project's 2-core CPU (hours, in the background)",
+    "paper": "full data at the original's scale (a GPU)",
+}
+
+
 def resolve_profile(profile="auto", device="auto"):
-    """'small' on a CPU, 'paper' on a GPU, for `profile='auto'`; otherwise `profile` itself."""
-    if profile not in ("auto", "small", "paper"):
-        raise ValueError(f"unknown profile {profile!r}; choose one of auto, small, paper")
+    """'small' on a CPU, 'paper' on a GPU, for `profile='auto'`; otherwise `profile` itself (see PROFILES)."""
+    if profile != "auto" and profile not in PROFILES:
+        raise ValueError(f"parameter profile: unknown profile {profile!r}; choose one of auto, {', '.join(PROFILES)}")
     if profile != "auto":
         return profile
     return "paper" if get_device(device).type == "cuda" else "small"
 
 
-def pick(profile, small, paper, override=None):
-    """`override` if given, else the small or paper-scale setting for `profile`."""
+def pick(profile, small, paper, override=None, cpu=None):
+    """`override` if given, else the setting of `profile`: `small`, `paper`, or `cpu` (default: as paper)."""
     if override is not None:
         return override
+    if profile == "cpu":
+        return paper if cpu is None else cpu
     return paper if profile == "paper" else small
+
+
+def check_params(params, counts=(), nonnegative=(), choices=None):
+    """Check a chapter's parameters before any work: each name in `counts` is None or a whole number >= 1,
+    each in `nonnegative` a whole number >= 0, each key of `choices` one of its values. Raises ValueError
+    naming the bad parameter (papermill passes `-p blocks abc` as the text 'abc')."""
+    def whole(v):
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    for name in counts:
+        v = params[name]
+        if v is not None and not (whole(v) and v >= 1):
+            raise ValueError(f"parameter {name}: expected a whole number >= 1 (or None), got {v!r}")
+    for name in nonnegative:
+        v = params[name]
+        if not (whole(v) and v >= 0):
+            raise ValueError(f"parameter {name}: expected a whole number >= 0, got {v!r}")
+    for name, valid in (choices or {}).items():
+        if params[name] not in valid:
+            raise ValueError(f"parameter {name}: {params[name]!r} is not one of {', '.join(map(str, valid))}")
 
 
 def glue(name, value, display=False):
@@ -71,11 +100,24 @@ def train_run(label, net, train_iter, test_iter, num_epochs, lr, device="auto", 
     from .models import num_params
     from .train import fit
 
-    ckpt = None if checkpoint_dir is None else Path(checkpoint_dir) / f"{label.replace(' ', '_')}.pt"
+    ckpt = None if checkpoint_dir is None else Path(checkpoint_dir) / f"{slug(label)}.pt"
+    identity = {"label": label, "model": repr(net), "params": num_params(net), "n_train": len(train_iter.x),
+                "data": data_fingerprint(train_iter), "lr": lr}  # a resumed run must be this run
     history = fit(net, train_iter, test_iter, num_epochs, lr=lr, device=device, checkpoint=ckpt,
-                  resume=ckpt is not None, **fit_args)
+                  resume=ckpt is not None and ckpt.exists(), identity=identity, **fit_args)
     return {"label": label, "params": num_params(net), "test_acc": history["test_acc"][-1],
             "best_test_acc": max(history["test_acc"]), "history": history, "seconds": sum(history["seconds"])}
+
+
+def slug(label):
+    """A file name for a run label: letters, digits, '-', '_' and '.' kept, the rest '_'."""
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in label)
+
+
+def data_fingerprint(loader):
+    """A short fingerprint of a loader's data (size, shape and a checksum of its first images)."""
+    x = loader.x[:256].double()
+    return f"{len(loader.x)}x{tuple(loader.x.shape[1:])}:{x.sum().item():.6e}:{x.square().sum().item():.6e}"
 
 
 def runs_table(runs, published=None):

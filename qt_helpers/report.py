@@ -182,7 +182,7 @@ def ablation_table(runs, dataset):
     grid = runs[dataset].get("ablation", {})
     ref = grid.get("reference")
     rows = []
-    for run, flags in ablation_rows():
+    for run, flags in ablation_rows(dataset):
         r = grid.get(run)
         if r is None:
             continue

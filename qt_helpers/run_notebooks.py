@@ -1,13 +1,24 @@
 """Execute the book's notebooks with papermill: `python -m qt_helpers.run_notebooks --out build/executed`.
 
 Each notebook runs once per output folder: `<out>/<name>.ipynb` (executed) and `<out>/<name>.json` (the
-numbers it glued) are rewritten only when the source notebook is newer. The `small` profile is what CI
-runs on a CPU; `--profile paper` gives the published settings (use a GPU).
+numbers it glued, plus `run`: profile, machine, commit, date and wall time) are rewritten only when the
+source notebook is newer. The `small` profile is what CI runs on a CPU; `--profile cpu` is full data sized
+for a 2-core CPU, `--profile paper` the published settings (a GPU). A recorded run:
+
+    OMP_NUM_THREADS=1 python -m qt_helpers.run_notebooks 05_cifar10_pennylane --profile cpu \
+        --out results/notebooks --checkpoint-dir results/checkpoints
+
+With `--checkpoint-dir`, every training run of a chapter checkpoints each epoch under
+`<dir>/<name>/` and a rerun resumes there, so an interrupted recorded run continues where it stopped.
 """
 import argparse
 import json
+import os
+import platform
+import subprocess
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
@@ -22,18 +33,45 @@ def up_to_date(source, out):
     return all(p.exists() and p.stat().st_mtime >= newest for p in outs)
 
 
-def execute(source, out, profile="small", parameters=None, force=False):
-    """Run one notebook with papermill; returns its glued numbers (a dict)."""
+def commit():
+    """The repository's commit, with '+changes' when the working tree differs from it."""
+    def git(*args):
+        return subprocess.run(["git", "-C", str(NOTEBOOKS.parent), *args], capture_output=True,
+                              text=True).stdout.strip()
+
+    head = git("rev-parse", "--short", "HEAD") or "unknown"
+    return head + ("+changes" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
+def machine():
+    """This machine as a chapter's header states it: the GPU, or the CPU with its cores and torch threads."""
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name()
+    threads = os.environ.get("OMP_NUM_THREADS") or torch.get_num_threads()
+    return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, {threads} thread(s)), no GPU"
+
+
+def execute(source, out, profile="small", parameters=None, force=False, checkpoint_dir=None):
+    """Run one notebook with papermill; returns its glued numbers (a dict, with `run` describing the run)."""
     import papermill
 
     out.mkdir(parents=True, exist_ok=True)
     results = out / f"{source.stem}.json"
     if force or not up_to_date(source, out):
         params = {"profile": profile, "results": str(results.resolve()), **(parameters or {})}
+        if checkpoint_dir is not None:
+            params["checkpoint_dir"] = str((Path(checkpoint_dir) / source.stem).resolve())
+        run = {"profile": profile, "machine": machine(), "commit": commit(),
+               "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         t0 = time.perf_counter()
         papermill.execute_notebook(str(source), str(out / source.name), parameters=params, progress_bar=False,
                                    cwd=str(source.parent))
-        print(f"{source.name}: {time.perf_counter() - t0:.0f} s", flush=True)
+        run["wall_s"] = round(time.perf_counter() - t0, 1)
+        glued = json.loads(results.read_text())
+        results.write_text(json.dumps({**glued, "run": run}, indent=2))
+        print(f"{source.name}: {run['wall_s']:.0f} s", flush=True)
     return json.loads(results.read_text())
 
 
@@ -41,14 +79,16 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("names", nargs="*", help="notebooks to run (default: all in notebooks/)")
     p.add_argument("--out", type=Path, default=Path("build/executed"))
-    p.add_argument("--profile", default="small", choices=("small", "paper", "auto"))
+    p.add_argument("--profile", default="small", choices=("small", "cpu", "paper", "auto"))
     p.add_argument("--force", action="store_true", help="run even if the outputs are up to date")
+    p.add_argument("--checkpoint-dir", type=Path, default=None,
+                   help="checkpoint every training run here (one folder per chapter) and resume from it")
     args = p.parse_args(argv)
     sources = sorted(NOTEBOOKS.glob("*.ipynb"))
     if args.names:
         sources = [s for s in sources if s.stem in args.names or s.name in args.names]
     for source in sources:
-        execute(source, args.out, args.profile, force=args.force)
+        execute(source, args.out, args.profile, force=args.force, checkpoint_dir=args.checkpoint_dir)
     return 0
 
 

@@ -1,7 +1,9 @@
 """One training loop for QT and classical models: Adam, ReduceLROnPlateau, checkpoints, resume."""
 import math
+import os
 import platform
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -75,43 +77,87 @@ def make_optimizer(net, lr=1e-4, weight_decay=1e-5, eps=1e-6, patience=5, factor
     return opt, sched
 
 
-def save_checkpoint(path, net, opt, sched, history):
-    """Write model, optimiser, scheduler and history after an epoch (atomically)."""
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used: unreadable, of another run, missing, or in the way of a new run."""
+
+
+def save_checkpoint(path, net, opt, sched, history, identity=None):
+    """Write model, optimiser, scheduler, history and the run's identity after an epoch (atomically: a unique
+    temporary file in the same folder, then renamed)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {"net": net.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-             "history": history, "rng": torch.get_rng_state()}
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
+             "history": history, "rng": torch.get_rng_state(), "identity": identity}
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
-def load_checkpoint(path, net, opt, sched):
-    """Restore a checkpoint written by `save_checkpoint`; returns its history."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    net.load_state_dict(state["net"])
-    opt.load_state_dict(state["opt"])
-    sched.load_state_dict(state["sched"])
+def load_checkpoint(path, net, opt, sched, identity=None):
+    """Restore a checkpoint written by `save_checkpoint` and return its history; refuse one of another run."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        saved = state.get("identity")
+    except Exception as e:
+        raise CheckpointError(f"checkpoint {path} is unreadable ({type(e).__name__}: {str(e)[:120]}); "
+                              "delete it to start over, or point to another file") from None
+    if identity is not None and saved != identity:
+        saved = saved or {}
+        diff = "; ".join(f"{k}: checkpoint {saved.get(k)!r}, this run {identity.get(k)!r}"
+                         for k in sorted(set(saved) | set(identity)) if saved.get(k) != identity.get(k))
+        raise CheckpointError(f"checkpoint {path} belongs to another run ({diff}); use another checkpoint file, "
+                              "or delete this one to start over")
+    try:
+        net.load_state_dict(state["net"])
+        opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
+    except (KeyError, RuntimeError, ValueError) as e:
+        raise CheckpointError(f"checkpoint {path} does not fit this model ({str(e)[:160]})") from None
     torch.set_rng_state(state["rng"])
     return state["history"]
 
 
+def check_fit_args(num_epochs, lr, checkpoint=None, resume=False, overwrite=False):
+    """Raise ValueError (CheckpointError for checkpoints) for arguments `fit` cannot use, before any work."""
+    if isinstance(num_epochs, bool) or not isinstance(num_epochs, int) or num_epochs < 1:
+        raise ValueError(f"num_epochs must be a whole number >= 1, got {num_epochs!r}")
+    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+        raise ValueError(f"the learning rate must be a positive number, got {lr!r}")
+    if resume and not checkpoint:
+        raise CheckpointError("resume needs a checkpoint file to continue from")
+    if checkpoint and resume and not Path(checkpoint).is_file():
+        raise CheckpointError(f"cannot resume: checkpoint {checkpoint} does not exist (check the path, or start "
+                              "the run without resuming)")
+    if checkpoint and not resume and not overwrite and Path(checkpoint).exists():
+        raise CheckpointError(f"checkpoint {checkpoint} already exists; resume it, or overwrite it explicitly "
+                              "(CLI: --resume or --overwrite)")
+
+
 def fit(net, train_loader, test_loader=None, num_epochs=1, lr=1e-4, weight_decay=1e-5, eps=1e-6,
         patience=5, schedule="plateau", device="auto", checkpoint=None, resume=False, progress=True,
-        on_step=None):
-    """Train `net` with cross-entropy; returns the history (a dict of per-epoch lists).
+        on_step=None, identity=None, overwrite=False):
+    """Train `net` with cross-entropy; returns the history (a dict of per-epoch lists). Chapter 1 explains it.
 
     `schedule`: 'plateau' (the reference) or 'cosine' (see `make_optimizer`).
-    `checkpoint`: a file written after every epoch; with `resume=True` training
-    continues after the last finished epoch in it. `on_step(epoch, step, loss)` is
-    called after each optimiser step (for logging or tests).
+    `checkpoint`: a file written after every epoch; with `resume=True` training continues after the last
+    finished epoch in it, and only if it was written by the same run: `identity` (a dict) plus the epochs,
+    learning rate and schedule. An existing checkpoint is never overwritten unless `overwrite=True`.
+    `on_step(epoch, step, loss)` is called after each optimiser step (for logging or tests).
     """
+    check_fit_args(num_epochs, lr, checkpoint, resume, overwrite)
+    identity = {**(identity or {}), "num_epochs": num_epochs, "lr": lr, "schedule": schedule,
+                "weight_decay": weight_decay, "batch_size": getattr(train_loader, "batch_size", None)}
     device = get_device(device)
     net.to(device)
     opt, sched = make_optimizer(net, lr, weight_decay, eps, patience, schedule=schedule, num_epochs=num_epochs)
     history = {k: [] for k in ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds")}
-    if resume and checkpoint and Path(checkpoint).exists():
-        history = load_checkpoint(checkpoint, net, opt, sched)
+    if resume:
+        history = load_checkpoint(checkpoint, net, opt, sched, identity)
     start = len(history["epoch"])
     train_loader.epoch = start  # the shuffle of epoch e depends on e alone, so a resumed run matches
     loss_fn = nn.CrossEntropyLoss()
@@ -145,5 +191,5 @@ def fit(net, train_loader, test_loader=None, num_epochs=1, lr=1e-4, weight_decay
         tqdm.write(f"epoch {epoch + 1}/{num_epochs}: train loss {total / n:.4f}, train acc {correct / n:.4f}, "
                    f"test acc {test_acc:.4f} ({history['seconds'][-1]:.1f} s)", file=sys.stdout)
         if checkpoint:
-            save_checkpoint(checkpoint, net, opt, sched, history)
+            save_checkpoint(checkpoint, net, opt, sched, history, identity)
     return history

@@ -50,13 +50,35 @@ def terminal_text(text):
     return "\n".join(lines)
 
 
-def stage_notebook(source, dest):
+def banner(source):
+    """The note a chapter page opens with: its recorded run (machine, profile, date, commit, wall time), or,
+    for a CI execution, that its numbers are a regression check and not results."""
+    record = source.with_suffix(".json")
+    run = json.loads(record.read_text()).get("run") if record.exists() else None
+    if source.parent.resolve() == (ROOT / "results/notebooks").resolve():
+        if not run:
+            sys.exit(f"stage_book: {record} has no `run` record (machine, date, commit, wall time); rerun the "
+                     "chapter with `python -m qt_helpers.run_notebooks ... --out results/notebooks`")
+        return (f"```{{admonition}} Recorded run\n:class: note\nThis page is the recorded run of this chapter: "
+                f"profile `{run['profile']}` on {run['machine']}, started {run['started']}, commit "
+                f"`{run['commit']}`, wall time {run['wall_s'] / 60:.0f} minutes. Every number below comes from it."
+                "\n```")
+    return ("```{admonition} CI-scale check, not results\n:class: warning\nThis page was executed by CI at the "
+            "`small` profile (data subsets, a few epochs, a 2-core CPU): its numbers check that the code runs "
+            "and learns, they are not results. No full-scale run of this chapter is recorded yet "
+            "(`results/notebooks/`).\n```")
+
+
+def stage_notebook(source, dest, note=None):
     """Copy an executed notebook for the book, changing only how outputs show, never what they are:
     papermill's injected-parameters cell is hidden (it holds this machine's paths; each chapter prints its
     profile and sizes itself), and stream outputs are shown as a terminal (or Jupyter) shows them, so a
     progress bar is its last state rather than hundreds of lines
-    (and a cleared one, nothing). Nothing is executed."""
+    (and a cleared one, nothing). `note` (Markdown) is inserted after the title cell. Nothing is executed."""
     nb = json.loads(source.read_text(encoding="utf-8"))
+    if note:
+        nb["cells"].insert(1, {"cell_type": "markdown", "id": "staged-note", "metadata": {},
+                               "source": note.splitlines(keepends=True)})
     for cell in nb["cells"]:
         tags = cell.get("metadata", {}).get("tags", [])
         if "injected-parameters" in tags and "remove-cell" not in tags:
@@ -122,7 +144,7 @@ def main(argv=None):
         chosen = paper if paper.exists() else ci
         if not chosen.exists():
             sys.exit(f"stage_book: no executed copy of {f}.ipynb: run `make notebooks` (looked for {paper} and {ci})")
-        stage_notebook(chosen, args.out / f"{f}.ipynb")
+        stage_notebook(chosen, args.out / f"{f}.ipynb", banner(chosen))
         print(f"stage_book: {f}.ipynb <- {chosen.relative_to(ROOT) if chosen.is_relative_to(ROOT) else chosen}")
         staged.append(chosen)
     write_page(ROOT / "book/results.md", args.out / "book/results.md", staged)
