@@ -3,14 +3,33 @@ import matplotlib.pyplot as plt
 import torch
 
 
+# One colour per model across the book; a label is matched by its longest known prefix.
+COLORS = {"QT reference": "C0", "original recipe": "C0", "QT improved": "C1", "improved recipe": "C1",
+          "QT lr-cosine": "C4", "classical CNN": "C3", "classical CNN, QT's budget": "C2", "budget CNN": "C2"}
+LABELS = {"train_loss": "training loss", "test_acc": "test accuracy", "test_loss": "test loss",
+          "train_acc": "training accuracy", "lr": "learning rate"}
+
+
+def model_color(label):
+    """The book's colour for the model a label names (None for a model without one)."""
+    keys = [k for k in COLORS if label.startswith(k)]
+    return COLORS[max(keys, key=len)] if keys else None
+
+
 def plot_history(histories, metrics=("train_loss", "test_acc"), figsize=(10, 3.5)):
-    """Curves of `metrics` per epoch, one line per labelled history."""
+    """Curves of `metrics` per epoch, one line per labelled history (the book's colour per model; runs of one
+    model at several sizes get dashed and dotted lines)."""
     fig, axes = plt.subplots(1, len(metrics), figsize=figsize, squeeze=False)
     for ax, metric in zip(axes[0], metrics):
+        seen = {}
         for label, h in histories.items():
-            ax.plot(h["epoch"], h[metric], marker="o" if len(h["epoch"]) < 20 else None, label=label)
+            color = model_color(label)
+            style = ("-", "--", ":", "-.")[seen.get(color, 0) % 4] if color else "-"
+            seen[color] = seen.get(color, 0) + 1
+            ax.plot(h["epoch"], h[metric], style, color=color, marker="o" if len(h["epoch"]) < 20 else None,
+                    ms=3, label=label)
         ax.set_xlabel("epoch")
-        ax.set_ylabel(metric.replace("_", " "))
+        ax.set_ylabel(LABELS.get(metric, metric.replace("_", " ")))
         if "loss" in metric:
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
