@@ -1,6 +1,12 @@
-"""Command line: `python -m qt_helpers train ...` trains a QT or classical model and reports it."""
+"""Command line: `python -m qt_helpers train ...` trains a QT or classical model and reports it.
+
+Every argument is checked before any data is loaded or any training starts; a mistake ends in one line,
+`error: ...`, and exit code 2 (`--debug` shows the traceback instead).
+"""
 import argparse
 import json
+import math
+import os
 import platform
 import shlex
 import sys
@@ -10,22 +16,39 @@ from pathlib import Path
 
 import torch
 
-from .circuits import ANSATZE, INITS
-from . import experiments
-from .data import DATASETS, load_loaders, resolve_name
+from . import __version__, experiments
+from .circuits import ANSATZE, INITS, n_qubits_for
+from .data import DATASETS, DataNotFoundError, load_loaders, resolve_name
 from .models import budget_cnn, cnn, num_params
 from .qnn import BACKENDS
 from .qt import ACTIVATIONS, PRESETS, qt_model
-from .train import SCHEDULES, device_name, fit, get_device, set_seed
+from .recipes import RECIPES
+from .train import SCHEDULES, CheckpointError, check_fit_args, device_name, fit, get_device, set_seed
 
 MODELS = ("qt", "classical")
+FULL_SIZES = {"mnist": (60000, 10000), "fashion_mnist": (60000, 10000), "cifar10": (50000, 10000)}
+USER_ERRORS = (ValueError, DataNotFoundError, FloatingPointError, ImportError, OSError)
+
+
+class UsageError(ValueError):
+    """A command-line mistake; its message is the one line the CLI prints."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a mistake is one line `error: ...` and exit code 2 (no usage block)."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser():
     """The argument parser of `python -m qt_helpers`."""
-    p = argparse.ArgumentParser(prog="python -m qt_helpers", description=__doc__)
-    sub = p.add_subparsers(dest="command", required=True)
+    p = Parser(prog="python -m qt_helpers", description=__doc__)
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
     t = sub.add_parser("train", help="train a QT or classical model on a dataset")
+    t.add_argument("--recipe", default=None,
+                   help=f"a named recipe ({', '.join(RECIPES)}): its options are the defaults of the ones below")
     t.add_argument("--dataset", default="mnist", help=f"one of {', '.join(DATASETS)}")
     t.add_argument("--model", default="qt", help=f"one of {', '.join(MODELS)}")
     t.add_argument("--backend", default="native", help=f"QNN backend, one of {', '.join(BACKENDS)}")
@@ -55,7 +78,9 @@ def build_parser():
     t.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
     t.add_argument("--seed", type=int, default=42)
     t.add_argument("--checkpoint", default=None, help="checkpoint file written after every epoch")
-    t.add_argument("--resume", action="store_true", help="continue from --checkpoint")
+    t.add_argument("--resume", action="store_true", help="continue from --checkpoint (it must exist)")
+    t.add_argument("--overwrite", action="store_true",
+                   help="replace an existing --checkpoint, --json or --export file (never done without it)")
     t.add_argument("--json", default=None, help="write the results to this JSON file")
     t.add_argument("--export", default=None, help="save the trained CNN's state_dict (plain torch) here")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -64,10 +89,109 @@ def build_parser():
 
 
 def choose(value, valid, what):
-    """`value` if it is in `valid`, else exit with the valid choices."""
+    """`value` if it is in `valid`, else a UsageError listing the valid choices."""
     if value not in valid:
-        raise SystemExit(f"error: unknown {what} {value!r}; choose one of: {', '.join(valid)}")
+        raise UsageError(f"unknown {what} {value!r}; choose one of: {', '.join(valid)}")
     return value
+
+
+def at_least(value, low, flag, what="a whole number"):
+    """Check that an optional number is >= `low`."""
+    if value is not None and value < low:
+        raise UsageError(f"{flag} must be {what} >= {low}, got {value}")
+
+
+def writable(path, flag, overwrite):
+    """Check before any work that `path` can be written: its folder exists and is writable, and an existing
+    file is replaced only with --overwrite."""
+    if path is None:
+        return
+    path = Path(path)
+    if path.is_dir():
+        raise UsageError(f"{flag} {path} is a folder; give a file name")
+    if not path.parent.is_dir():
+        raise UsageError(f"{flag} {path}: folder {path.parent} does not exist; create it first")
+    if not os.access(path.parent, os.W_OK):
+        raise UsageError(f"{flag} {path}: folder {path.parent} is not writable")
+    if path.exists() and not overwrite:
+        raise UsageError(f"{flag} {path} already exists; pass --overwrite to replace it, or choose another name")
+
+
+def apply_recipe(args):
+    """Fill the options a named --recipe sets, where the command line left them at their defaults."""
+    if args.recipe is None:
+        return
+    r = RECIPES[choose(args.recipe, tuple(RECIPES), "recipe")]
+    if r.model == "classical":
+        args.model = "classical"
+    if args.activation is None and r.activation != "none":
+        args.activation = r.activation
+    args.standardize = args.standardize or "standardize" in r.options(args.dataset)
+    args.lr = r.lr if args.lr is None else args.lr
+    args.schedule = r.schedule if args.schedule == "plateau" else args.schedule
+
+
+def check_args(args):
+    """Check every `train` argument before any work (raises UsageError); fills in the dataset's defaults."""
+    try:
+        args.dataset = resolve_name(args.dataset)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    apply_recipe(args)
+    choose(args.model, MODELS, "model")
+    choose(args.backend, BACKENDS, "backend")
+    choose(args.ansatz, ANSATZE, "ansatz")
+    choose(args.schedule, SCHEDULES, "schedule")
+    choose(args.preset, tuple(PRESETS), "preset")
+    if args.activation is not None:
+        choose(args.activation, tuple(ACTIVATIONS), "activation")
+    if args.init is not None:
+        choose(args.init, INITS, "init")
+    for flag, value in (("--epochs", args.epochs), ("--blocks", args.blocks), ("--batch-size", args.batch_size),
+                        ("--n-train", args.n_train), ("--n-test", args.n_test), ("--budget", args.budget)):
+        at_least(value, 1, flag)
+    if args.shots is not None and args.shots < 1:
+        raise UsageError(f"--shots must be a positive number of measurements, not {args.shots}")
+    at_least(args.qubits, 2, "--qubits")
+    for flag, value, full in zip(("--n-train", "--n-test"), (args.n_train, args.n_test), FULL_SIZES[args.dataset]):
+        if value is not None and value > full:
+            raise UsageError(f"{flag} {value:,} is more than {args.dataset}'s {full:,} images")
+    if not 0 <= args.seed < 2**32:
+        raise UsageError(f"--seed must be a whole number from 0 to 2**32 - 1, got {args.seed}")
+    if args.lr is not None and not (math.isfinite(args.lr) and args.lr > 0):
+        raise UsageError(f"--lr must be a positive number, got {args.lr}")
+    if args.model == "classical":
+        if args.shots is not None or args.activation is not None or args.standardize or args.trainable_transform:
+            raise UsageError("--shots, --activation, --standardize and --trainable-transform are QT options; "
+                             "drop them for --model classical")
+    elif args.budget is not None:
+        raise UsageError("--budget is for --model classical; a QT model's size is set by --blocks")
+    if args.model == "qt" and args.qubits is not None:
+        m = num_params(cnn(args.dataset, args.relu))
+        if 2**args.qubits < m:
+            raise UsageError(f"{args.qubits} qubits give 2^{args.qubits} = {2**args.qubits:,} basis states, fewer "
+                             f"than the CNN's {m:,} weights; use at least {n_qubits_for(m)} qubits")
+    try:
+        device = get_device(args.device)
+    except RuntimeError as e:
+        raise UsageError(f"--device {args.device!r} is not a device torch knows ({str(e).splitlines()[0]}); "
+                         "use auto, cpu or cuda") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {args.device}: this machine has no CUDA GPU; use --device cpu (or auto)")
+    if device.type not in ("cpu", "cuda"):
+        raise UsageError(f"--device {args.device}: only cpu and cuda are supported")
+    args.batch_size = args.batch_size or (1000 if args.dataset == "cifar10" else 128)
+    args.lr = args.lr if args.lr is not None else (1e-4 if args.model == "qt" else 1e-3)
+    for flag, path in (("--json", args.json), ("--export", args.export)):
+        writable(path, flag, args.overwrite)
+    if args.checkpoint is not None:
+        writable(args.checkpoint, "--checkpoint", overwrite=True)  # its own rules follow
+    try:
+        check_fit_args(args.epochs, args.lr, args.checkpoint, args.resume, args.overwrite)
+    except ValueError as e:
+        raise UsageError(str(e).replace("resume it, or overwrite it explicitly (CLI: --resume or --overwrite)",
+                                        "pass --resume to continue it or --overwrite to start over")) from None
+    return device
 
 
 def format_table(rows):
@@ -77,34 +201,15 @@ def format_table(rows):
 
 
 def build_model(args):
-    """The QT or classical model the arguments ask for, and its parameter rows."""
+    """The QT or classical model the (checked) arguments ask for, and its parameter rows."""
     if args.model == "classical":
-        try:
-            net = cnn(args.dataset, args.relu) if args.budget is None else budget_cnn(args.dataset, args.budget,
-                                                                                       args.relu)
-        except ValueError as e:
-            raise SystemExit(f"error: {e}") from None
+        net = cnn(args.dataset, args.relu) if args.budget is None else budget_cnn(args.dataset, args.budget,
+                                                                                   args.relu)
         return net, {"cnn_params": num_params(net), "qt_params": None, "qubits": None}
-    if args.budget is not None:
-        raise SystemExit("error: --budget is for --model classical; a QT model's size is set by --blocks")
-    options = {}
-    if args.activation is not None:
-        options["activation"] = choose(args.activation, tuple(ACTIVATIONS), "activation")
-    if args.trainable_transform:
-        options["trainable_transform"] = True
-    if args.standardize:
-        options["standardize"] = True
-    if args.init is not None:
-        options["init"] = choose(args.init, INITS, "init")
-    if args.shots is not None:
-        if args.shots < 1:
-            raise SystemExit(f"error: --shots must be a positive number of measurements, not {args.shots}")
-        options["shots"] = args.shots
-    try:
-        net = qt_model(args.dataset, args.blocks, args.backend, args.ansatz, args.preset, relu=args.relu,
-                       seed=args.seed, n_qubits=args.qubits, **options)
-    except (ValueError, ImportError) as e:
-        raise SystemExit(f"error: {e}") from None
+    options = {k: getattr(args, k) for k in ("activation", "init", "shots") if getattr(args, k) is not None}
+    options.update({k: True for k in ("trainable_transform", "standardize") if getattr(args, k)})
+    net = qt_model(args.dataset, args.blocks, args.backend, args.ansatz, args.preset, relu=args.relu,
+                   seed=args.seed, n_qubits=args.qubits, **options)
     return net, net.param_table()
 
 
@@ -123,31 +228,24 @@ def print_params(info):
 
 def train(args, argv=None):
     """The `train` command; `argv` (its arguments) is recorded in the JSON as the command that reproduces it."""
-    try:
-        args.dataset = resolve_name(args.dataset)
-    except ValueError as e:
-        raise SystemExit(f"error: {e}") from None
-    choose(args.model, MODELS, "model")
-    choose(args.backend, BACKENDS, "backend")
-    choose(args.ansatz, ANSATZE, "ansatz")
-    choose(args.schedule, SCHEDULES, "schedule")
+    device = check_args(args)
     set_seed(args.seed)
-    device = get_device(args.device)
-    batch_size = args.batch_size or (1000 if args.dataset == "cifar10" else 128)
-    lr = args.lr or (1e-4 if args.model == "qt" else 1e-3)
+    net, info = build_model(args)  # before the data: the model's own checks (a backend installed, ...)
+    batch_size, lr = args.batch_size, args.lr
     t0 = time.perf_counter()
     train_loader, test_loader, data = load_loaders(args.dataset, batch_size, args.n_train, args.n_test,
                                                    args.data_dir, args.seed, device)
     load_seconds = time.perf_counter() - t0
     print(f"{args.dataset}: {len(data.y_train):,} train / {len(data.y_test):,} test images from {data.source} "
           f"({load_seconds:.1f} s)")
-    net, info = build_model(args)
     label = "classical CNN" if args.model == "classical" else f"QT ({args.backend}, {args.ansatz})"
     print(f"{label} on {device}:")
     print_params(info)
     t0 = time.perf_counter()
+    identity = {k: v for k, v in sorted(vars(args).items()) if k not in experiments.OUTPUT_ARGS}
     history = fit(net, train_loader, test_loader, args.epochs, lr=lr, schedule=args.schedule, device=device,
-                  checkpoint=args.checkpoint, resume=args.resume, progress=not args.no_progress)
+                  checkpoint=args.checkpoint, resume=args.resume, progress=not args.no_progress,
+                  identity={**identity, "qt_helpers": __version__}, overwrite=args.overwrite)
     train_seconds = time.perf_counter() - t0
     test_loss, test_acc = history["test_loss"][-1], history["test_acc"][-1]
     print(f"test accuracy: {test_acc:.4f} (loss {test_loss:.4f}) on {len(data.y_test):,} images; "
@@ -177,13 +275,21 @@ def train(args, argv=None):
 
 
 def main(argv=None):
-    """Entry point of `python -m qt_helpers` and the `qt-helpers` script."""
+    """Entry point of `python -m qt_helpers` and the `qt-helpers` script: 0 on success, 2 for a user error
+    (printed as one line, `error: ...`), 1 when an experiment's run failed."""
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
-    if args.command == "experiment":
-        return experiments.main(args)
-    train(args, argv)
-    return 0
+    try:
+        if args.command == "experiment":
+            return experiments.main(args)
+        train(args, [a for a in argv if a != "--debug"])
+        return 0
+    except USER_ERRORS as e:
+        if args.debug:
+            raise
+        message = str(e).strip().replace("\n", " ")
+        print(f"error: {message}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

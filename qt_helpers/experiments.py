@@ -16,6 +16,7 @@ import shlex
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
 from fnmatch import fnmatch
 from pathlib import Path
 
@@ -125,7 +126,8 @@ def commands(name, dataset, out="results/runs", epochs=None, data_dir=None, bloc
     return result
 
 
-OUTPUT_ARGS = ("json", "no_progress", "data_dir", "checkpoint", "resume", "export")  # where, not what
+OUTPUT_ARGS = ("json", "no_progress", "data_dir", "checkpoint", "resume", "export", "overwrite", "debug",
+               "command", "recipe")  # where and how, not what (a --recipe is applied to the other arguments)
 
 
 @functools.cache
@@ -138,17 +140,35 @@ def train_parser():
 def run_key(argv):
     """A `train` command's experiment: its parsed arguments (defaults filled in) but the output ones; two
     commands with the same key are the same run, e.g. `--seed 42` and no seed."""
-    args = vars(train_parser().parse_args(argv))
-    return tuple(sorted((k, v) for k, v in args.items() if k not in OUTPUT_ARGS))
+    from .cli import apply_recipe
+
+    args = train_parser().parse_args(argv)
+    args.dataset = resolve_name(args.dataset)
+    apply_recipe(args)
+    return tuple(sorted((k, v) for k, v in vars(args).items() if k not in OUTPUT_ARGS))
+
+
+def _die_with_parent():
+    """In a child process: receive SIGTERM when the parent dies (even by kill -9), on Linux."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the child may outlive a killed parent
+        pass
 
 
 def run_one(path, argv, threads):
-    """Run one `train` command in a subprocess (its output to `<run>.log`); returns its exit code."""
+    """Run one `train` command in a subprocess (its output appended to `<run>.log`); returns its exit code."""
     path.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    with open(path.with_suffix(".log"), "w") as log:
+    with open(path.with_suffix(".log"), "a") as log:
+        log.write(f"=== {datetime.now(timezone.utc).isoformat(timespec='seconds')}: python -m qt_helpers "
+                  f"{shlex.join(argv)}\n")
+        log.flush()
         return subprocess.call([sys.executable, "-m", "qt_helpers", *argv], stdout=log, stderr=subprocess.STDOUT,
-                               env=env)
+                               env=env, preexec_fn=_die_with_parent if sys.platform == "linux" else None)
 
 
 def copy_run(src, dst):
@@ -159,13 +179,34 @@ def copy_run(src, dst):
     dst.write_text(json.dumps(record, indent=2))
 
 
+def read_record(path):
+    """The run record at `path`, or None (with a note naming the file) when it is not a finished run's JSON."""
+    try:
+        record = json.loads(Path(path).read_text())
+        argv = shlex.split(record["command"])[3:]
+        if len(record["history"]["epoch"]) != record["epochs"]:
+            raise ValueError(f"{len(record['history']['epoch'])} of {record['epochs']} epochs")
+        return record, run_key(argv)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, SystemExit) as e:
+        print(f"  not a finished run, will be redone: {path} ({type(e).__name__}: {str(e)[:80]})", flush=True)
+        return None
+
+
+def done(path, argv):
+    """True when `path` holds the finished record of exactly this command (recipe, data scale, epochs...)."""
+    if not Path(path).exists():
+        return False
+    found = read_record(path)
+    return found is not None and found[1] == run_key(argv)
+
+
 def finished(out):
-    """{run key: JSON path} of the finished runs under `out`."""
+    """{run key: JSON path} of the finished runs under `out` (broken files are named and skipped)."""
     runs = {}
     for path in sorted(Path(out).glob("**/*.json")):
-        record = json.loads(path.read_text())
-        if record.get("command") and "same_run_as" not in record:
-            runs.setdefault(run_key(shlex.split(record["command"])[3:]), path)
+        found = read_record(path)
+        if found is not None and "same_run_as" not in found[0]:
+            runs.setdefault(found[1], path)
     return runs
 
 
@@ -173,7 +214,7 @@ def run_commands(cmds, out, jobs=1, force=False, threads=None):
     """Run the missing ones of [(json path, argv)], `jobs` at a time; an identical command runs once."""
     todo = {}  # key -> [(path, argv)]: the first is run, the others get a copy of its JSON
     for path, argv in cmds:
-        if not (path.exists() and not force):
+        if force or not done(path, argv):
             todo.setdefault(run_key(argv), []).append((path, argv))
     threads = threads or max(1, (os.cpu_count() or 1) // jobs)
     print(f"{len(todo)} runs to do, {jobs} at a time with {threads} thread(s) each", flush=True)
@@ -186,7 +227,7 @@ def run_commands(cmds, out, jobs=1, force=False, threads=None):
             rc = 0
             copy_run(same, path)
         else:
-            rc = run_one(path, argv, threads)
+            rc = run_one(path, argv + ["--overwrite"] * path.exists(), threads)
         state = "same as " + str(same) if same else "done" if rc == 0 else f"FAILED (exit {rc}), see the .log"
         print(f"  {state}: {path}", flush=True)
         if rc:
@@ -224,17 +265,38 @@ def add_parser(sub):
     return e
 
 
+RESULTS = Path(__file__).resolve().parents[1] / "results" / "runs"  # the science results the book reads
+
+
+def check_args(args):
+    """Check the `experiment` arguments before any work (raises ValueError with the message to print)."""
+    for flag in ("epochs", "blocks", "jobs", "threads", "n_train", "n_test"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            raise ValueError(f"--{flag.replace('_', '-')} must be a whole number >= 1, got {value}")
+    for name in args.grids:
+        if name not in GRIDS:
+            raise ValueError(f"unknown grid {name!r}; choose one of {', '.join(GRIDS)}")
+    for d in args.dataset:
+        resolve_name(d)
+    out = Path(args.out).resolve()
+    if (args.n_train or args.n_test) and (out == RESULTS or RESULTS in out.parents):
+        raise ValueError(f"--n-train/--n-test make subset runs, which must not mix with the full-scale results in "
+                         f"{args.out}; write them elsewhere, e.g. --out build/subset-runs")
+
+
 def main(args):
     """Run the `experiment` subcommand (all grids x datasets, in that order); exit code 1 if a run failed."""
+    check_args(args)
     try:
         extra = [x for k in ("n_train", "n_test") if getattr(args, k) for x in (f"--{k.replace('_', '-')}",
                                                                                 str(getattr(args, k)))]
         cmds = [c for name in args.grids for d in args.dataset
                 for c in commands(name, d, args.out, args.epochs, args.data_dir, args.blocks, extra, args.runs)]
     except ValueError as e:
-        raise SystemExit(f"error: {e}") from None
+        raise ValueError(str(e)) from None
     if not cmds:
-        raise SystemExit(f"error: no run of {', '.join(args.grids)} matches {' '.join(args.runs)}; "
+        raise ValueError(f"no run of {', '.join(args.grids)} matches {' '.join(args.runs)}; "
                          "see the run names with --dry-run")
     if args.dry_run:
         for _, argv in cmds:
