@@ -86,7 +86,9 @@ def save_checkpoint(path, net, opt, sched, history, identity=None):
     temporary file in the same folder, then renamed)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {"net": net.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+    frozen = {k for k, p in net.named_parameters() if not p.requires_grad}  # e.g. QT's CNN template: never changes
+    state = {"net": {k: v for k, v in net.state_dict().items() if k not in frozen}, "opt": opt.state_dict(),
+             "sched": sched.state_dict(),
              "history": history, "rng": torch.get_rng_state(), "identity": identity}
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -113,7 +115,10 @@ def load_checkpoint(path, net, opt, sched, identity=None):
         raise CheckpointError(f"checkpoint {path} belongs to another run ({diff}); use another checkpoint file, "
                               "or delete this one to start over")
     try:
-        net.load_state_dict(state["net"])
+        missing, unexpected = net.load_state_dict(state["net"], strict=False)
+        frozen = {k for k, p in net.named_parameters() if not p.requires_grad}
+        if unexpected or set(missing) - frozen:
+            raise KeyError(f"missing {sorted(set(missing) - frozen)[:3]}, unexpected {sorted(unexpected)[:3]}")
         opt.load_state_dict(state["opt"])
         sched.load_state_dict(state["sched"])
     except (KeyError, RuntimeError, ValueError) as e:
