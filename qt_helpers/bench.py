@@ -91,12 +91,15 @@ def time_steps(net, x, y, opt, device, warmup, repeats):
 
 
 
-def run(configs, backends, devices, warmup, repeats):
-    """All rows of the table, ratios to TorchQuantum filled in per (config, device)."""
+def run(configs, backends, devices, warmup, repeats, skip=()):
+    """All rows of the table but the (config, backend, device) in `skip`, with ratios to TorchQuantum per
+    (config, device)."""
     rows = []
     for device in map(torch.device, devices):
         for config in configs:
             for backend in backends:
+                if (config, backend, device.type) in skip:
+                    continue
                 try:
                     seconds, peak = time_steps(*build(config, backend, device), device, warmup, repeats)
                 except ImportError as e:

@@ -28,7 +28,8 @@ def device_name(device):
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"{platform.processor() or platform.machine()} CPU ({torch.get_num_threads()} threads)"
+    n = torch.get_num_threads()
+    return f"{platform.processor() or platform.machine()} CPU ({n} thread{'' if n == 1 else 's'})"
 
 
 def set_seed(seed):
