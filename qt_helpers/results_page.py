@@ -45,8 +45,30 @@ def _pct(value):
 
 
 def _ours(ch, key):
+    """A glued accuracy (a fraction) in %, or None."""
     value = ch["numbers"].get(key)
-    return None if not isinstance(value, (int, float)) else 100 * value if value <= 1 else value
+    return None if isinstance(value, bool) or not isinstance(value, (int, float)) else 100 * value
+
+
+def recorded(ch):
+    """True for a chapter's recorded full-scale run (results/notebooks/), False for a CI-scale execution."""
+    run = ch["numbers"].get("run")
+    return bool(run) and run.get("profile") != "small"
+
+
+def _scale(ch):
+    """The column heading of a chapter's run: profile, data, epochs where glued, hardware."""
+    n, run = ch["numbers"], ch["numbers"].get("run") or {}
+    parts = [f"`{ch['params'].get('profile', '?')}`"]
+    if "n_train" in n:
+        parts.append(f"{n['n_train']:,}/{n.get('n_test', 0):,} images")
+    epochs = n.get("qt_epochs") or ch["params"].get("qt_epochs") or ch["params"].get("epochs")
+    if epochs:
+        parts.append(f"{epochs} epochs")
+    parts.append("1 seed")
+    if run.get("machine"):
+        parts.append(run["machine"].split(" (")[0] + (", no GPU" if "no GPU" in run["machine"] else ""))
+    return ", ".join(parts)
 
 
 def dataset_table(dataset, chapters):
@@ -54,7 +76,8 @@ def dataset_table(dataset, chapters):
     pub = PUBLISHED[dataset]
     rows = [("classical CNN", pub["classical_params"], pub["classical_acc"], "classical_acc")]
     for L in QT_BLOCKS[dataset]:
-        rows.append((f"QT reference, L = {L}", qt_params(dataset, L), published_qt(dataset, L), f"qt_L{L}_acc"))
+        rows.append((f"QT reference, L = {L}", qt_params(dataset, L), published_qt(dataset, L),
+                     f"qt_reference_L{L}_acc"))
     chapters = [ch for ch in chapters if any(_ours(ch, k) is not None for *_, k in rows)
                 or _ours(ch, "qt_reference_acc") is not None]
     if not chapters:
@@ -62,17 +85,18 @@ def dataset_table(dataset, chapters):
 
     def ours(ch, key):
         blocks = ch["params"].get("blocks")
-        if key == f"qt_L{blocks}_acc" and key not in ch["numbers"]:
+        if key == f"qt_reference_L{blocks}_acc" and key not in ch["numbers"]:
             key = "qt_reference_acc"  # a chapter at one block count glues qt_reference_acc
         return _ours(ch, key)
 
     head = "| model | trained parameters | published | " + " | ".join(
-        f"{{doc}}`{ch['name']} <../notebooks/{ch['name']}>` ({ch['params'].get('profile', '?')})" for ch in chapters)
+        f"{{doc}}`{ch['name']} <../notebooks/{ch['name']}>` ({_scale(ch)})" for ch in chapters)
     lines = [head + " |", "|---|---:|---:|" + "---:|" * len(chapters)]
     for label, n, published, key in rows:
         lines.append(f"| {label} | {n:,} | {_pct(published)} | " + " | ".join(_pct(ours(ch, key)) for ch in chapters) + " |")
     extra = sorted({k[:-4] for ch in chapters for k in ch["numbers"]
-                    if k.endswith("_acc") and (k.startswith("classical_budget") or k.startswith("qt_improved"))})
+                    if k.endswith("_acc") and not k.endswith("_best_acc") and "_Lmax_" not in k
+                    and (k.startswith("classical_budget") or k.startswith("qt_improved"))})
     for key in extra:
         params = {ch["numbers"].get(f"{key}_params") for ch in chapters} - {None}
         label = key.replace("classical_budget", "classical CNN, QT's budget").replace("qt_improved", "QT improved")
@@ -118,9 +142,31 @@ def seeds_table(ch):
     return "\n".join([head, "|---|---:|---:|" + "---:|" * len(models), *rows])
 
 
+def cifar10_qt_science(ch):
+    """Chapter 7's CIFAR-10 QT runs of the block sweep (one seed each), as table rows, or []."""
+    n = ch["numbers"]
+    rows = []
+    for key in sorted((k for k in n if k.startswith("cifar10_blocks_L") and k.endswith("_qt")),
+                      key=lambda k: int(k.split("_L")[1].split("_")[0])):
+        L = int(key.split("_L")[1].split("_")[0])
+        cnn = n.get(f"cifar10_blocks_L{L}_cnn")
+        if n[key] is not None:
+            rows.append(f"| {L} | {_pct(_ours(ch, key))} | {_pct(_ours(ch, f'cifar10_blocks_L{L}_cnn'))} |"
+                        if cnn is not None else f"| {L} | {_pct(_ours(ch, key))} | – |")
+    if not rows:
+        return []
+    return ["## CIFAR-10 QT in the science chapter", "",
+            f"Chapter 7's block sweep ({{doc}}`../notebooks/{ch['name']}`): full data, 20 epochs, one seed, the "
+            "improved recipe, on this project's 2-core CPU; beside it the classical CNN of the same budget.", "",
+            "| QNN blocks L | QT improved | budget CNN |", "|---:|---:|---:|", *rows, ""]
+
+
 def render(paths):
-    """The generated part of the page, for these executed notebooks."""
-    chapters = [chapter(p) for p in paths]
+    """The generated part of the page, for these executed notebooks. Only recorded runs stand beside the
+    published numbers; CI-scale executions are listed apart, as checks."""
+    everything = [chapter(p) for p in paths]
+    chapters = [ch for ch in everything if recorded(ch) or ch["name"] == "07_science"]
+    checks = [ch for ch in everything if ch not in chapters]
     out = []
     for ch in chapters:
         table = seeds_table(ch)
@@ -128,17 +174,29 @@ def render(paths):
             out += [f"## Headline: mean ± std over seeds ({{doc}}`../notebooks/{ch['name']}`)", "",
                     "Full test sets; trained parameters in brackets; every model trained with the same protocol.",
                     "", table, ""]
+        out += cifar10_qt_science(ch)
     for dataset in PUBLISHED:
         table = dataset_table(dataset, [ch for ch in chapters if ch["params"].get("dataset") == dataset])
         if table:
-            out += [f"## {TITLES.get(dataset, dataset)}", "", "Test accuracy after the last epoch.", "", table, ""]
-    out += ["## The runs", "", "| chapter | run | glued numbers |", "|---|---|---:|"]
-    for ch in chapters:
-        out.append(f"| {{doc}}`../notebooks/{ch['name']}` | {_sizes(ch)} | {len(ch['numbers'])} |")
+            out += [f"## {TITLES.get(dataset, dataset)}", "",
+                    "Test accuracy after the last epoch of each recorded run (heading: profile, data, epochs, "
+                    "seeds, hardware).", "", table, ""]
+    out += ["## The runs", "", "| chapter | run | machine | wall time | glued numbers |", "|---|---|---|---:|---:|"]
+    for ch in everything:
+        run = ch["numbers"].get("run") or {}
+        kind = "recorded" if recorded(ch) else "CI-scale check, not a result"
+        wall = f"{run['wall_s'] / 60:.0f} min" if "wall_s" in run else "–"
+        out.append(f"| {{doc}}`../notebooks/{ch['name']}` | {kind}: {_sizes(ch)} | {run.get('machine', '–')} | "
+                   f"{wall} | {len(ch['numbers'])} |")
     out.append("")
-    for ch in chapters:
+    if checks:
+        out += ["Chapters without a recorded run are built from CI's small executions; their numbers check that "
+                "the code runs and learns, and are not shown beside published results.", ""]
+    for ch in everything:
         out += [f":::{{dropdown}} All numbers glued by {ch['name']}", "", "| name | value |", "|---|---:|"]
         for key, value in ch["numbers"].items():
+            if key == "run":
+                continue
             value = f"{value:.6g}" if isinstance(value, float) else f"{value:,}" if isinstance(value, int) else value
             out.append(f"| `{key}` | {value} |")
         out += [":::", ""]

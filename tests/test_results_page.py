@@ -8,8 +8,13 @@ from qt_helpers.published import PUBLISHED
 from qt_helpers.results_page import chapter, render, write_page
 
 
+RUN = {"profile": "cpu", "machine": "CPU (x86_64, 2 cores, 1 thread(s)), no GPU", "commit": "abc1234",
+       "started": "2026-11-27T22:00:00+00:00", "wall_s": 600.0}
+
+
 def executed(path, numbers, dataset="mnist", blocks=16, with_json=True):
-    """A stand-in executed notebook: a parameters cell, papermill's parameters, and the numbers' JSON file."""
+    """A stand-in executed notebook: a parameters cell, papermill's parameters, and the numbers' JSON file
+    (with a `run` record in `numbers`, it is a recorded run)."""
     nb = nbformat.v4.new_notebook()
     params = nbformat.v4.new_code_cell(f'profile = "auto"\ndataset = "{dataset}"\nblocks = {blocks}\n')
     params.metadata["tags"] = ["parameters"]
@@ -33,9 +38,14 @@ def test_numbers_from_json(tmp_path):
 def test_table_puts_ours_beside_published(tmp_path):
     mnist = executed(tmp_path / "02_mnist.ipynb", {"qt_reference_acc": 0.875, "classical_acc": 0.9512,
                                                    "classical_budget_acc": 0.9, "classical_budget_params": 1400,
-                                                   "qt_improved_acc": 0.93, "qt_improved_params": 1497})
-    cifar = executed(tmp_path / "04_cifar10.ipynb", {"qt_L19_acc": 0.25, "classical_acc": 0.4}, dataset="cifar10")
+                                                   "qt_improved_acc": 0.93, "qt_improved_params": 1497,
+                                                   "n_train": 60000, "n_test": 10000, "run": RUN})
+    cifar = executed(tmp_path / "04_cifar10.ipynb", {"qt_reference_L19_acc": 0.25, "qt_reference_L19_best_acc": 0.3,
+                                                     "classical_acc": 0.4, "qt_epochs": 10, "run": RUN},
+                     dataset="cifar10")
     page = render([mnist, cifar])
+    assert "60,000/10,000 images" in page and "10 epochs" in page and "1 seed" in page and "no GPU" in page
+    assert "best" not in page.split("## The runs")[0]
     row = next(line for line in page.splitlines() if line.startswith("| QT reference, L = 16 |"))
     assert f"{PUBLISHED['mnist']['qt_acc'][-1]:.2f} %" in row and "87.50 %" in row
     row = next(line for line in page.splitlines() if line.startswith("| classical CNN |") and "95.12" in line)
@@ -48,7 +58,8 @@ def test_table_puts_ours_beside_published(tmp_path):
 def test_write_page_replaces_the_marker(tmp_path):
     template = tmp_path / "results.md"
     template.write_text("# Results\n\nprose\n\n<!-- RESULTS: generated -->\nold\n")
-    out = write_page(template, tmp_path / "out.md", [executed(tmp_path / "02_mnist.ipynb", {"qt_reference_acc": 0.5})])
+    out = write_page(template, tmp_path / "out.md", [executed(tmp_path / "02_mnist.ipynb",
+                                                              {"qt_reference_acc": 0.5, "run": RUN})])
     text = out.read_text()
     assert text.startswith("# Results\n\nprose\n") and "old" not in text and "50.00 %" in text
 
@@ -62,3 +73,16 @@ def test_science_chapter_gives_the_headline_table(tmp_path):
     assert "## Headline: mean ± std over seeds" in page
     assert "| MNIST | 10 | 3 | 95.00 ± 0.40 % (1,497) | – | 98.50 ± 0.10 % (6,690) | – |" in page
     assert "| FashionMNIST | 20 | 3 | – | 84.00 ± 0.20 % | – | – |" in page  # the long grid: no params glued
+
+
+def test_ci_scale_numbers_never_stand_beside_published_ones(tmp_path):
+    small = executed(tmp_path / "02_mnist.ipynb", {"qt_reference_acc": 0.1234, "classical_acc": 0.5})
+    page = render([small])
+    assert "12.34 %" not in page.split(":::")[0] and "## MNIST" not in page  # only in its dropdown of numbers
+    assert "CI-scale check, not a result" in page
+
+
+def test_science_chapter_s_cifar10_qt_runs_are_on_the_page(tmp_path):
+    numbers = {"cifar10_blocks_L19_qt": 0.5459, "cifar10_blocks_L19_cnn": 0.5444, "cifar10_blocks_L38_qt": None}
+    page = render([executed(tmp_path / "07_science.ipynb", numbers)])
+    assert "## CIFAR-10 QT in the science chapter" in page and "| 19 | 54.59 % | 54.44 % |" in page
