@@ -96,17 +96,45 @@ def environment():
 
 
 def train_run(label, net, train_iter, test_iter, num_epochs, lr, device="auto", checkpoint_dir=None, **fit_args):
-    """Train `net` with `fit` and summarise it: label, trained parameters, accuracy, history, seconds."""
+    """Train `net` with `fit` and summarise it: label, trained parameters, accuracy, history, seconds.
+    Prints one line per run (the chapters plot the curves); `checkpoint_dir` makes it resumable."""
     from .models import num_params
     from .train import fit
 
     ckpt = None if checkpoint_dir is None else Path(checkpoint_dir) / f"{slug(label)}.pt"
     identity = {"label": label, "model": repr(net), "params": num_params(net), "n_train": len(train_iter.x),
                 "data": data_fingerprint(train_iter), "lr": lr}  # a resumed run must be this run
+    fit_args = {"log_epochs": False, **fit_args}
     history = fit(net, train_iter, test_iter, num_epochs, lr=lr, device=device, checkpoint=ckpt,
                   resume=ckpt is not None and ckpt.exists(), identity=identity, **fit_args)
-    return {"label": label, "params": num_params(net), "test_acc": history["test_acc"][-1],
-            "best_test_acc": max(history["test_acc"]), "history": history, "seconds": sum(history["seconds"])}
+    run = {"label": label, "params": num_params(net), "test_acc": history["test_acc"][-1],
+           "best_test_acc": max(history["test_acc"]), "history": history, "seconds": sum(history["seconds"])}
+    print(f"{label}: {run['params']:,} trained parameters, {len(history['epoch'])} epochs, test accuracy "
+          f"{run['test_acc']:.2%} (best {run['best_test_acc']:.2%}), {run['seconds'] / 60:.1f} min")
+    return run
+
+
+def train_models(dataset, blocks, train_iter, test_iter, qt_epochs, classical_epochs, device="auto",
+                 checkpoint_dir=None, backend="native", seed=42):
+    """Chapter 2's four runs on `dataset`: QT with the reference and the improved recipe, the classical CNN and
+    the CNN with QT's budget, each by its named recipe (`qth.RECIPES`)."""
+    from .models import budget_cnn, num_params
+    from .recipes import RECIPES
+
+    runs = []
+    for label, recipe, epochs in (("QT reference", "reference", qt_epochs), ("classical CNN", "classical",
+                                  classical_epochs), ("classical CNN, QT's budget", "classical", classical_epochs),
+                                  ("QT improved", "improved", qt_epochs)):
+        r = RECIPES[recipe]
+        torch.manual_seed(seed)
+        if label.endswith("budget"):
+            net = budget_cnn(dataset, num_params(RECIPES["reference"].build(dataset, blocks)))
+        else:
+            net = r.build(dataset, blocks, backend=backend, seed=seed) if r.model == "qt" else r.build(dataset)
+        label = f"{label} (L={blocks})" if r.model == "qt" else label
+        runs.append(train_run(label, net, train_iter, test_iter, epochs, r.lr, device, checkpoint_dir,
+                              schedule=r.schedule))
+    return runs
 
 
 def slug(label):

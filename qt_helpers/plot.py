@@ -63,17 +63,26 @@ def plot_weights(weights, figsize=(10, 3)):
     return fig
 
 
-def plot_bars(values, ylabel, reference=None, figsize=(7, 3.5)):
-    """Bars of named values, with optional reference values beside them."""
+def plot_bars(values, ylabel, reference=None, figsize=(8, 3.5)):
+    """Bars of named values in the book's model colours, each labelled, on an axis zoomed to the values (not
+    from 0), with optional reference values beside them."""
     fig, ax = plt.subplots(figsize=figsize)
     names = list(values)
     x = torch.arange(len(names)).numpy()
     width = 0.4 if reference else 0.8
-    ax.bar(x - (width / 2 if reference else 0), [values[k] for k in names], width, label="this book")
+    bars = ax.bar(x - (width / 2 if reference else 0), [values[k] for k in names], width, label="this book",
+                  color=[model_color(k) or "C7" for k in names])
+    ax.bar_label(bars, fmt="%.2f", padding=2, fontsize=8)
+    shown = [values[k] for k in names]
     if reference:
-        ax.bar(x + width / 2, [reference.get(k, float("nan")) for k in names], width, label="published")
+        ref = [reference.get(k, float("nan")) for k in names]
+        ax.bar_label(ax.bar(x + width / 2, ref, width, label="published", color="0.75"), fmt="%.2f", padding=2,
+                     fontsize=8)
+        shown += [v for v in ref if v == v]
         ax.legend()
-    ax.set_xticks(x, names, rotation=15)
+    low, high = min(shown), max(shown)
+    ax.set_ylim(max(0.0, low - 0.15 * (high - low) - 1), high + 0.15 * (high - low) + 1)
+    ax.set_xticks(x, names, rotation=12)
     ax.set_ylabel(ylabel)
     fig.tight_layout()
     return fig

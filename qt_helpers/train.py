@@ -146,14 +146,15 @@ def check_fit_args(num_epochs, lr, checkpoint=None, resume=False, overwrite=Fals
 
 def fit(net, train_loader, test_loader=None, num_epochs=1, lr=1e-4, weight_decay=1e-5, eps=1e-6,
         patience=5, schedule="plateau", device="auto", checkpoint=None, resume=False, progress=True,
-        on_step=None, identity=None, overwrite=False):
+        on_step=None, identity=None, overwrite=False, log_epochs=True):
     """Train `net` with cross-entropy; returns the history (a dict of per-epoch lists). Chapter 1 explains it.
 
     `schedule`: 'plateau' (the reference) or 'cosine' (see `make_optimizer`).
     `checkpoint`: a file written after every epoch; with `resume=True` training continues after the last
     finished epoch in it, and only if it was written by the same run: `identity` (a dict) plus the epochs,
     learning rate and schedule. An existing checkpoint is never overwritten unless `overwrite=True`.
-    `on_step(epoch, step, loss)` is called after each optimiser step (for logging or tests).
+    `on_step(epoch, step, loss)` is called after each optimiser step (for logging or tests); `log_epochs`
+    prints one line per epoch (the chapters show curves instead).
     """
     check_fit_args(num_epochs, lr, checkpoint, resume, overwrite)
     identity = {**(identity or {}), "num_epochs": num_epochs, "lr": lr, "schedule": schedule,
@@ -194,8 +195,9 @@ def fit(net, train_loader, test_loader=None, num_epochs=1, lr=1e-4, weight_decay
         for k, v in zip(history, (epoch + 1, total / n, correct / n, test_loss, test_acc,
                                   opt.param_groups[0]["lr"], time.perf_counter() - t0)):
             history[k].append(v)
-        tqdm.write(f"epoch {epoch + 1}/{num_epochs}: train loss {total / n:.4f}, train acc {correct / n:.4f}, "
-                   f"test acc {test_acc:.4f} ({history['seconds'][-1]:.1f} s)", file=sys.stdout)
+        if log_epochs:
+            tqdm.write(f"epoch {epoch + 1}/{num_epochs}: train loss {total / n:.4f}, train acc {correct / n:.4f}, "
+                       f"test acc {test_acc:.4f} ({history['seconds'][-1]:.1f} s)", file=sys.stdout)
         if checkpoint:
             save_checkpoint(checkpoint, net, opt, sched, history, identity)
     return history
