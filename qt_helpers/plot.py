@@ -53,12 +53,47 @@ def plot_probabilities(p, m=None, figsize=(10, 3)):
     return fig
 
 
-def plot_weights(weights, figsize=(10, 3)):
-    """Histogram of each generated weight tensor (a dict name -> tensor)."""
-    fig, axes = plt.subplots(1, len(weights), figsize=figsize, squeeze=False)
-    for ax, (name, w) in zip(axes[0], weights.items()):
-        ax.hist(w.detach().cpu().flatten().numpy(), bins=40)
+def plot_weights(weights, cols=4):
+    """Histogram of each generated weight tensor (a dict name -> tensor), `cols` panels per row."""
+    rows = -(-len(weights) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(10, 2.4 * rows), squeeze=False)
+    for ax, (name, w) in zip(axes.flat, weights.items()):
+        ax.hist(w.detach().cpu().flatten().numpy(), bins=40, color=COLORS["QT reference"])
         ax.set_title(f"{name} ({w.numel():,})", fontsize=9)
+        ax.set_xlabel("weight value", fontsize=8)
+        ax.set_ylabel("count", fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(weights):]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    return fig
+
+
+def plot_pipeline():
+    """Chapter 1's picture of Quantum-Train: from angles to the CNN's weights, and the gradient back."""
+    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+
+    steps = [("QNN angles θ\n(L blocks · 6n)", "C0"), ("circuit on n qubits\n|ψ(θ)⟩", "C0"),
+             ("probabilities\np = |ψ|², 2ⁿ", "C0"), ("mapping model\n(bits, x(p)) → weight", "C1"),
+             ("first M outputs\n= CNN weights", "C1"), ("classical CNN\nimages → loss", "C3")]
+    fig, ax = plt.subplots(figsize=(11, 2.6))
+    w, gap = 1.55, 0.35
+    for i, (label, color) in enumerate(steps):
+        x = i * (w + gap)
+        ax.add_patch(FancyBboxPatch((x, 0.9), w, 0.9, boxstyle="round,pad=0.04", fc=color, alpha=0.18, ec=color))
+        ax.text(x + w / 2, 1.35, label, ha="center", va="center", fontsize=9)
+        if i:
+            ax.add_patch(FancyArrowPatch((x - gap, 1.35), (x, 1.35), arrowstyle="-|>", mutation_scale=12))
+    end = len(steps) * (w + gap) - gap
+    ax.add_patch(FancyArrowPatch((end - w / 2, 0.85), (w / 2, 0.85), connectionstyle="arc3,rad=-0.12",
+                                 arrowstyle="-|>", mutation_scale=12, ls="--", color="0.35"))
+    ax.text(end / 2, 0.05, "backpropagation: the loss's gradient trains θ and the mapping model only",
+            ha="center", fontsize=9, color="0.25")
+    ax.text(end / 2, 2.05, "quantum part (simulated exactly)" + " " * 40 + "classical part", ha="center",
+            fontsize=8, color="0.4")
+    ax.set_xlim(-0.1, end + 0.1)
+    ax.set_ylim(-0.1, 2.2)
+    ax.axis("off")
     fig.tight_layout()
     return fig
 

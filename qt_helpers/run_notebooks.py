@@ -66,8 +66,10 @@ def execute(source, out, profile="small", parameters=None, force=False, checkpoi
         run = {"profile": profile, "machine": machine(), "commit": commit(),
                "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         t0 = time.perf_counter()
-        papermill.execute_notebook(str(source), str(out / source.name), parameters=params, progress_bar=False,
+        running = out / f".{source.stem}.running.ipynb"  # published below only when finished
+        papermill.execute_notebook(str(source), str(running), parameters=params, progress_bar=False,
                                    cwd=str(source.parent))
+        running.replace(out / source.name)
         run["wall_s"] = round(time.perf_counter() - t0, 1)
         glued = json.loads(results.read_text())
         results.write_text(json.dumps({**glued, "run": run}, indent=2))

@@ -50,6 +50,15 @@ def terminal_text(text):
     return "\n".join(lines)
 
 
+def complete(path):
+    """True for a recorded run that finished: papermill's end time, no exception, and its `run` record."""
+    if not path.exists() or not path.with_suffix(".json").exists():
+        return False
+    pm = json.loads(path.read_text(encoding="utf-8"))["metadata"].get("papermill", {})
+    return bool(pm.get("end_time")) and not pm.get("exception") and "run" in json.loads(
+        path.with_suffix(".json").read_text())
+
+
 def banner(source):
     """The note a chapter page opens with: its recorded run (machine, profile, date, commit, wall time), or,
     for a CI execution, that its numbers are a regression check and not results."""
@@ -141,7 +150,10 @@ def main(argv=None):
             continue
         name = Path(f).name
         paper, ci = args.paper / f"{name}.ipynb", args.executed / f"{name}.ipynb"
-        chosen = paper if paper.exists() else ci
+        chosen = paper if complete(paper) else ci
+        if paper.exists() and chosen is ci:
+            print(f"stage_book: NOTE: {paper.name} is not a finished recorded run (still running, or failed); "
+                  "using the CI execution")
         if not chosen.exists():
             sys.exit(f"stage_book: no executed copy of {f}.ipynb: run `make notebooks` (looked for {paper} and {ci})")
         stage_notebook(chosen, args.out / f"{f}.ipynb", banner(chosen))

@@ -1,0 +1,59 @@
+"""The publication rules of the chapters, read from their sources (no execution): every closing section cites
+glued numbers, every chapter checks its parameters first, no runtime is written by hand, and the staging opens
+each page with its recorded run or with a CI banner."""
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+CLOSING = ("## What we saw", "## Summary", "## What the numbers say")
+sys.path.insert(0, str(ROOT / "tools"))
+import stage_book  # noqa: E402
+
+
+def cells(path):
+    return json.loads(path.read_text())["cells"]
+
+
+def text(cell):
+    return "".join(cell["source"])
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_closing_section_cites_glued_numbers(path):
+    cs = cells(path)
+    closing = [i for i, c in enumerate(cs) if c["cell_type"] == "markdown"
+               and any(re.search(f"^{h}$", text(c), re.M) for h in CLOSING)]
+    assert closing, f"{path.name}: no closing section ({' / '.join(CLOSING)})"
+    i = closing[-1]
+    body = re.split("|".join(f"^{h}$" for h in CLOSING), text(cs[i]), flags=re.M)[-1]
+    computed = i + 1 < len(cs) and "report.findings" in text(cs[i + 1])  # chapter 7: findings computed from runs
+    assert "{glue:text}`" in body or computed, f"{path.name}: its closing section cites no glued number"
+    glued = {m for c in cs if c["cell_type"] == "code" for m in re.findall(r'glue\(f?"([a-zA-Z0-9_{}\[\]"\']+)"', text(c))}
+    for key in re.findall(r"\{glue:text\}`([a-zA-Z0-9_]+)", body):
+        assert any(re.fullmatch(re.sub(r"\{[^}]*\}", ".+", g), key) for g in glued), f"{path.name}: {key} is never glued"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_no_hand_written_runtime_and_parameters_checked_first(path):
+    cs = cells(path)
+    assert not any("**Runtime:**" in text(c) for c in cs if c["cell_type"] == "markdown"), path.name
+    params = next(i for i, c in enumerate(cs) if "parameters" in c["metadata"].get("tags", []))
+    first_code = next(c for c in cs[params + 1:] if c["cell_type"] == "code")
+    if path.stem not in ("01_concept", "07_science"):
+        assert "check_params(" in text(first_code), f"{path.name}: the first code cell does not check the parameters"
+
+
+def test_staging_banner_says_recorded_or_ci(tmp_path):
+    recorded = ROOT / "results" / "notebooks"
+    for nb in filter(stage_book.complete, recorded.glob("*.ipynb")):
+        note = stage_book.banner(nb)
+        run = json.loads(nb.with_suffix(".json").read_text())["run"]
+        assert "Recorded run" in note and run["commit"] in note and run["machine"] in note
+    ci = tmp_path / "01_concept.ipynb"
+    ci.write_text("{}")
+    assert "CI-scale check, not results" in stage_book.banner(ci)
