@@ -17,6 +17,11 @@ from . import native
 from .circuits import get_ansatz
 
 BACKENDS = ("native", "torchquantum", "pennylane")
+INSTALL = {  # pip commands for the optional backends (TorchQuantum's own metadata pulls packages it never imports)
+    "torchquantum": "pip install 'qt-helpers[torchquantum]' && pip install --no-deps torchquantum==0.1.8 "
+                    "torchpack==0.3.1  (Python 3.10 to 3.12: qiskit-aer 0.14 has no wheel for 3.13)",
+    "pennylane": "pip install 'qt-helpers[pennylane]'",
+}
 
 
 class QNN(nn.Module):
@@ -129,5 +134,6 @@ def _import(module):
             warnings.simplefilter("ignore")
             return importlib.import_module(module)
     except ImportError as e:
-        raise ImportError(f"backend needs {module.split('.')[0]!r} ({e}); install it as the README's "
-                          "setup does (`make setup`), or use backend='native'") from e
+        name = module.split(".")[0]
+        hint = INSTALL.get(name, f"pip install {name}")
+        raise ImportError(f"backend needs {name!r} ({e}); install it with `{hint}`, or use backend='native'") from e

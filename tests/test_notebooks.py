@@ -39,7 +39,9 @@ def test_mnist_chapters(name, margins):
     # measured (small profile; QT reference / classical / budget CNN / QT improved):
     # MNIST 0.156 / 0.96 / 0.909 / 0.785; FashionMNIST 0.2435 / 0.7915 / 0.74 / 0.717
     g = run(name)
-    assert g["prob_diff"] < 1e-5 and g["logit_diff"] < 1e-3
+    if name == "02_mnist":  # chapter 3 reuses chapter 2's runs and does not repeat the backend check
+        assert g["prob_diff"] < 1e-5 and g["logit_diff"] < 1e-3 and g["step_speedup"] > 0
+    assert g["qt_improved_vs_budget"] == pytest.approx(g["qt_improved_acc"] - g["classical_budget_acc"])
     assert (g["qt_reference_params"], g["classical_params"], g["qt_improved_params"]) == (1497, 6690, 1497)
     assert 1000 < g["classical_budget_params"] <= 1497
     assert (g["n_train"], g["n_test"]) == (10000, 2000)
@@ -48,15 +50,18 @@ def test_mnist_chapters(name, margins):
 
 
 def test_cifar10_chapter():
-    # measured (small profile): classical 0.435, budget CNN 0.313; QT at 2,000 images and a few epochs stays
-    # near chance (0.066 and 0.092 for L = 19, 38), so for QT we check that its training loss falls.
+    # measured (small profile, 5,000 / 1,000 images, 1 thread): classical 0.533, budget CNN 0.399, QT reference
+    # 0.134 (loss 66.8 -> 2.45), QT improved 0.195 (2.32 -> 2.12) after 2 epochs at L = 19
     g = run("04_cifar10")
     assert g["prob_diff"] < 1e-5
-    assert (g["qt_L19_params"], g["qt_L38_params"], g["classical_params"]) == (19287, 21453, 285226)
-    assert 15000 < g["classical_budget_params"] <= 21453 and g["qt_improved_L38_params"] == 21453 + 10
-    assert g["classical_acc"] > 0.35 and g["classical_budget_acc"] > 0.25
-    for key in ("qt_L19", "qt_L38", "qt_improved_L38"):
+    assert (g["qt_reference_L19_params"], g["qt_improved_L19_params"], g["classical_params"]) == (19287, 19297,
+                                                                                                285226)
+    assert 15000 < g["classical_budget_params"] <= 19287 and g["L_max"] == 19
+    assert g["classical_acc"] > 0.4 and g["classical_budget_acc"] > 0.3
+    assert g["qt_improved_L19_acc"] > 0.15  # QT learns: well above chance (10 %) at CI scale
+    for key in ("qt_reference_L19", "qt_improved_L19"):
         assert g[f"{key}_last_loss"] < g[f"{key}_first_loss"], key
+    assert g["qt_improved_Lmax_acc"] == g["qt_improved_L19_acc"]
 
 
 def test_pennylane_chapter():
@@ -73,6 +78,9 @@ def test_gpu_speedup_chapter():
     g = run("06_gpu_speedup")
     # timings are never asserted (machines are noisy); the native rows must exist with a ratio
     assert g["speedup_native_mnist_16_cpu"] > 0 and g["speedup_native_tiny_cpu"] > 0
+    assert g["native_mnist_16_cpu_ms"] > 0 and g["torchquantum_mnist_16_cpu_ms"] > 0
+    assert g["engine_step_before_s"] > 0 and g["engine_step_after_s"] > 0  # read from results/bench
+    assert g["gpu_status"].startswith(("recorded", "not measured"))
 
 
 def test_science_chapter_shows_the_recorded_runs():
