@@ -33,6 +33,35 @@ def up_to_date(source, out):
     return all(p.exists() and p.stat().st_mtime >= newest for p in outs)
 
 
+def terminal_text(text):
+    """Stream text as a terminal shows it: a carriage return rewrites its line (tqdm's progress bars)."""
+    lines = []
+    for line in text.split("\n"):
+        parts = [part for part in line.split("\r") if part]
+        lines.append(parts[-1].rstrip() if parts else "")
+    return "\n".join(lines)
+
+
+def compact_streams(nb):
+    """A notebook's stream outputs as a terminal shows them: consecutive streams merged, a progress bar at its
+    last state, a cleared one dropped. Only how outputs show changes, never what they are."""
+    for cell in nb["cells"]:
+        outputs = []
+        for out in cell.get("outputs", []):
+            if out["output_type"] == "stream":
+                out = {**out, "text": "".join(out["text"]) if isinstance(out["text"], list) else out["text"]}
+                if outputs and outputs[-1]["output_type"] == "stream" and outputs[-1]["name"] == out["name"]:
+                    outputs[-1]["text"] += out["text"]
+                    continue
+            outputs.append(out)
+        for out in outputs:
+            if out["output_type"] == "stream":
+                out["text"] = terminal_text(out["text"])
+        if "outputs" in cell:
+            cell["outputs"] = [o for o in outputs if o["output_type"] != "stream" or o["text"].strip()]
+    return nb
+
+
 def commit():
     """The repository's commit, with '+changes' when the working tree differs from it."""
     def git(*args):
@@ -69,6 +98,8 @@ def execute(source, out, profile="small", parameters=None, force=False, checkpoi
         running = out / f".{source.stem}.running.ipynb"  # published below only when finished
         papermill.execute_notebook(str(source), str(running), parameters=params, progress_bar=False,
                                    cwd=str(source.parent))
+        nb = compact_streams(json.loads(running.read_text(encoding="utf-8")))  # progress bars: last state
+        running.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
         running.replace(out / source.name)
         run["wall_s"] = round(time.perf_counter() - t0, 1)
         glued = json.loads(results.read_text())

@@ -19,6 +19,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from qt_helpers.results_page import write_page  # noqa: E402
+from qt_helpers.run_notebooks import DEPENDS, compact_streams  # noqa: E402
 
 
 def toc_files(node):
@@ -39,15 +40,6 @@ def drop_files(node, missing):
         node = [drop_files(v, missing) for v in node if not (isinstance(v, dict) and v.get("file") in missing)]
         return [v for v in node if not (isinstance(v, dict) and "caption" in v and "chapters" not in v)]
     return node
-
-
-def terminal_text(text):
-    """Stream text as a terminal shows it: a carriage return rewrites its line (tqdm's progress bars)."""
-    lines = []
-    for line in text.split("\n"):
-        parts = [part for part in line.split("\r") if part]
-        lines.append(parts[-1].rstrip() if parts else "")
-    return "\n".join(lines)
 
 
 def complete(path):
@@ -72,6 +64,10 @@ def banner(source):
                 f"profile `{run['profile']}` on {run['machine']}, started {run['started']}, commit "
                 f"`{run['commit']}`, wall time {run['wall_s'] / 60:.0f} minutes. Every number below comes from it."
                 "\n```")
+    if source.stem in DEPENDS:  # a chapter that reads recorded runs (chapter 7: results/runs/)
+        return (f"```{{admonition}} Recorded runs\n:class: note\nThis page reads the recorded runs in "
+                f"`{DEPENDS[source.stem].relative_to(ROOT)}/`: each run's command, machine, date and wall time are "
+                "in its record. The page itself was executed by CI, which trains nothing here.\n```")
     return ("```{admonition} CI-scale check, not results\n:class: warning\nThis page was executed by CI at the "
             "`small` profile (data subsets, a few epochs, a 2-core CPU): its numbers check that the code runs "
             "and learns, they are not results. No full-scale run of this chapter is recorded yet "
@@ -84,7 +80,7 @@ def stage_notebook(source, dest, note=None):
     profile and sizes itself), and stream outputs are shown as a terminal (or Jupyter) shows them, so a
     progress bar is its last state rather than hundreds of lines
     (and a cleared one, nothing). `note` (Markdown) is inserted after the title cell. Nothing is executed."""
-    nb = json.loads(source.read_text(encoding="utf-8"))
+    nb = compact_streams(json.loads(source.read_text(encoding="utf-8")))
     if note:
         nb["cells"].insert(1, {"cell_type": "markdown", "id": "staged-note", "metadata": {},
                                "source": note.splitlines(keepends=True)})
@@ -92,20 +88,6 @@ def stage_notebook(source, dest, note=None):
         tags = cell.get("metadata", {}).get("tags", [])
         if "injected-parameters" in tags and "remove-cell" not in tags:
             cell["metadata"]["tags"] = tags + ["remove-cell"]
-        outputs = []
-        for out in cell.get("outputs", []):
-            if out["output_type"] == "stream":
-                out = {**out, "text": "".join(out["text"]) if isinstance(out["text"], list) else out["text"]}
-                if outputs and outputs[-1]["output_type"] == "stream" and outputs[-1]["name"] == out["name"]:
-                    outputs[-1]["text"] += out["text"]
-                    continue
-            outputs.append(out)
-        for out in outputs:
-            if out["output_type"] == "stream":
-                out["text"] = terminal_text(out["text"])
-        outputs = [o for o in outputs if o["output_type"] != "stream" or o["text"].strip()]  # a cleared bar
-        if "outputs" in cell:
-            cell["outputs"] = outputs
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
