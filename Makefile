@@ -10,7 +10,7 @@ BOOK_SRC        := build/book-src
 MATHJAX_VERSION := 3.2.2
 MATHJAX         := build/node/node_modules/mathjax/es5/tex-mml-chtml.js
 
-.PHONY: setup test train book notebooks bench science lock clean gpu-pack gpu
+.PHONY: setup test lint train book notebooks bench science lock clean gpu-pack gpu
 
 setup:
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -22,6 +22,9 @@ setup:
 
 test:
 	$(PY) -m pytest
+
+lint:
+	$(VENV)/bin/ruff check .
 
 # Execute every notebooks/*.ipynb once with papermill (small CPU profile) into build/executed/<name>.ipynb
 # and <name>.json; notebooks whose outputs are newer than the source are skipped.

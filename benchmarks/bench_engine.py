@@ -72,11 +72,11 @@ def aer_forward(n, blocks, repeats, threads):
     q = lambda w: n - 1 - w  # noqa: E731  (our wire 0 is the most significant bit; Qiskit's qubit 0 the least)
     for b in range(blocks):
         for name, wires, first, count in a.gates(b, n):
-            t, p, l = angles[b][first:first + count]
+            theta, phi, lam = angles[b][first:first + count]
             if name == "u3":
-                qc.u(t, p, l, q(wires[0]))
+                qc.u(theta, phi, lam, q(wires[0]))
             else:
-                qc.cu(t, p, l, 0, q(wires[0]), q(wires[1]))
+                qc.cu(theta, phi, lam, 0, q(wires[0]), q(wires[1]))
     qc.save_statevector()
     sim = AerSimulator(method="statevector", precision="single", max_parallel_threads=threads,
                        statevector_parallel_threshold=min(n, 14))

@@ -42,7 +42,8 @@ class GatewiseQNN(QNN):
     backend = "gatewise"
 
     def forward(self):
-        return torch.view_as_real(native.simulate_gatewise(self.angles, self.n_qubits, self.ansatz.name)).square().sum(-1)
+        psi = native.simulate_gatewise(self.angles, self.n_qubits, self.ansatz.name)
+        return torch.view_as_real(psi).square().sum(-1)
 
 
 def build(config, backend, device, seed=0):
@@ -109,7 +110,8 @@ def run(configs, backends, devices, warmup, repeats, skip=()):
                              "device_name": device_name(device), "step_ms": seconds * 1e3, "peak_mib": peak})
                 print(f"  {config:<11} {backend:<12} {device}: {seconds * 1e3:9.2f} ms", file=sys.stderr, flush=True)
     for r in rows:
-        ref = [q for q in rows if (q["config"], q["device"], q["backend"]) == (r["config"], r["device"], "torchquantum")]
+        ref = [q for q in rows
+               if (q["config"], q["device"], q["backend"]) == (r["config"], r["device"], "torchquantum")]
         r["vs_torchquantum"] = ref[0]["step_ms"] / r["step_ms"] if ref else None
     return rows
 

@@ -23,7 +23,7 @@ from .models import budget_cnn, cnn, num_params
 from .qnn import BACKENDS
 from .qt import ACTIVATIONS, PRESETS, qt_model
 from .recipes import RECIPES
-from .train import SCHEDULES, CheckpointError, check_fit_args, device_name, fit, get_device, set_seed
+from .train import SCHEDULES, check_fit_args, device_name, fit, get_device, set_seed
 
 MODELS = ("qt", "classical")
 FULL_SIZES = {"mnist": (60000, 10000), "fashion_mnist": (60000, 10000), "cifar10": (50000, 10000)}

@@ -62,7 +62,9 @@ class Data:
     source: str
 
     def __repr__(self):
-        shape = lambda x: "×".join(map(str, x.shape))
+        def shape(x):
+            return "×".join(map(str, x.shape))
+
         return (f"Data({self.name!r}, train={shape(self.x_train)}, test={shape(self.x_test)}, "
                 f"classes={len(self.classes)}, source={self.source!r})")
 

@@ -281,7 +281,8 @@ def findings(runs, dataset):
             gap = 100 * b["mean"] - pub
             line += (f" This book's best budget CNN ({100 * b['mean']:.2f} %, {b['epochs']} epochs) is {abs(gap):.2f} "
                      f"points {'below' if gap < 0 else 'above'} the published QT figure at L = {L} ({pub:.2f} %, "
-                     "reference recipe, measured differently); only a QT run with this protocol can tell which is ahead.")
+                     "reference recipe, measured differently); only a QT run with this protocol can tell which "
+                     "is ahead.")
         out.append(line)
     shots = shots_rows(runs, dataset)
     exact = [a for s, a in shots if s is None]

@@ -93,7 +93,8 @@ def dataset_table(dataset, chapters):
         f"{{doc}}`{ch['name']} <../notebooks/{ch['name']}>` ({_scale(ch)})" for ch in chapters)
     lines = [head + " |", "|---|---:|---:|" + "---:|" * len(chapters)]
     for label, n, published, key in rows:
-        lines.append(f"| {label} | {n:,} | {_pct(published)} | " + " | ".join(_pct(ours(ch, key)) for ch in chapters) + " |")
+        cells = " | ".join(_pct(ours(ch, key)) for ch in chapters)
+        lines.append(f"| {label} | {n:,} | {_pct(published)} | {cells} |")
     extra = sorted({k[:-4] for ch in chapters for k in ch["numbers"]
                     if k.endswith("_acc") and not k.endswith("_best_acc") and "_Lmax_" not in k
                     and (k.startswith("classical_budget") or k.startswith("qt_improved"))})

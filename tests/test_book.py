@@ -101,7 +101,8 @@ def site():
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
     if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
-        unavailable(f"headless Chromium not installed ({CHROMIUM}, {CHROMEDRIVER}): apt-get install chromium chromium-driver")
+        unavailable(f"headless Chromium not installed ({CHROMIUM}, {CHROMEDRIVER}): "
+                    "apt-get install chromium chromium-driver")
     try:
         from selenium import webdriver
     except ImportError:

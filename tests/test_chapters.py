@@ -33,9 +33,11 @@ def test_closing_section_cites_glued_numbers(path):
     body = re.split("|".join(f"^{h}$" for h in CLOSING), text(cs[i]), flags=re.M)[-1]
     computed = i + 1 < len(cs) and "report.findings" in text(cs[i + 1])  # chapter 7: findings computed from runs
     assert "{glue:text}`" in body or computed, f"{path.name}: its closing section cites no glued number"
-    glued = {m for c in cs if c["cell_type"] == "code" for m in re.findall(r'glue\(f?"([a-zA-Z0-9_{}\[\]"\']+)"', text(c))}
+    pattern = r'glue\(f?"([a-zA-Z0-9_{}\[\]"\']+)"'
+    glued = {m for c in cs if c["cell_type"] == "code" for m in re.findall(pattern, text(c))}
     for key in re.findall(r"\{glue:text\}`([a-zA-Z0-9_]+)", body):
-        assert any(re.fullmatch(re.sub(r"\{[^}]*\}", ".+", g), key) for g in glued), f"{path.name}: {key} is never glued"
+        found = any(re.fullmatch(re.sub(r"\{[^}]*\}", ".+", g), key) for g in glued)
+        assert found, f"{path.name}: {key} is never glued"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

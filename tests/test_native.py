@@ -19,7 +19,8 @@ def probs_and_grad(probs_fn, angles, weights):
 
 
 @pytest.mark.parametrize("ansatz", ANSATZE)
-@pytest.mark.parametrize("n, n_blocks, window", [(2, 3, 2), (3, 2, 2), (5, 3, 3), (6, 2, 4), (7, 3, 5), (8, 2, 8), (9, 2, 4), (10, 2, 6)])
+@pytest.mark.parametrize("n, n_blocks, window", [(2, 3, 2), (3, 2, 2), (5, 3, 3), (6, 2, 4), (7, 3, 5), (8, 2, 8),
+                                                 (9, 2, 4), (10, 2, 6)])
 def test_fused_matches_gatewise(ansatz, n, n_blocks, window):
     angles = random_angles(ansatz, n_blocks, n, seed=n)
     weights = torch.randn(2**n, dtype=torch.float64, generator=torch.Generator().manual_seed(1))

@@ -19,7 +19,8 @@ def run(name):
 
 def test_all_chapters_are_tested():
     assert {p.stem for p in NOTEBOOKS.glob("*.ipynb")} == {
-        "01_concept", "02_mnist", "03_fashion_mnist", "04_cifar10", "05_cifar10_pennylane", "06_gpu_speedup", "07_science"}
+        "01_concept", "02_mnist", "03_fashion_mnist", "04_cifar10", "05_cifar10_pennylane", "06_gpu_speedup",
+        "07_science"}
 
 
 def test_concept():

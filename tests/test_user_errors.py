@@ -186,7 +186,7 @@ def test_bad_experiment_arguments(args, message, capsys):
 
 
 def test_a_killed_grid_takes_its_runs_with_it(tmp_path):
-    script = textwrap.dedent(f"""
+    script = textwrap.dedent("""
         import subprocess, sys, time
         from qt_helpers.experiments import _die_with_parent
         child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], preexec_fn=_die_with_parent)

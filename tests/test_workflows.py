@@ -60,5 +60,6 @@ def test_book_workflow_builds_and_deploys_pages():
     assert "make book" in runs and "tests/test_book.py" in runs
     assert {"actions/upload-pages-artifact", "actions/deploy-pages"} <= set(uses(workflow))
     assert workflow["permissions"].get("pages") == "write" and workflow["permissions"].get("id-token") == "write"
-    deploy = next(job for job in workflow["jobs"].values() if any("deploy-pages" in s.get("uses", "") for s in job["steps"]))
+    deploy = next(job for job in workflow["jobs"].values()
+                  if any("deploy-pages" in s.get("uses", "") for s in job["steps"]))
     assert deploy["environment"]["name"] == "github-pages"
