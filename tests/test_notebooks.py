@@ -66,13 +66,15 @@ def test_cifar10_chapter():
 
 
 def test_pennylane_chapter():
-    # measured (small profile): original recipe 3686 -> 2.370 (logit std 0.165), standardised 2.361 -> 2.278
+    # measured (small profile, 4,000 / 1,000 images, batch 100): original recipe 3,651 -> collapsed (logit std
+    # 0.07 after one epoch), improved recipe 2.33 -> 19.9 % test accuracy after 2 epochs
     g = run("05_cifar10_pennylane")
     assert g["prob_diff"] < 1e-5 and g["grad_diff"] < 1e-4
     assert (g["original_params"], g["fixed_params"]) == (50 * 19 + 17121, 50 * 19 + 17121 + 10)
     assert g["original_first_loss"] > 100  # the generated network starts with enormous logits ...
-    assert abs(g["original_last_loss"] - 2.303) < 0.2 and g["original_logit_std"] < 1  # ... and collapses
+    assert g["original_logit_std"] < 1 and g["original_acc"] < 0.15  # ... and collapses to a constant output
     assert g["fixed_first_loss"] < 3 and g["fixed_last_loss"] < g["fixed_first_loss"]
+    assert g["fixed_acc"] > 0.15  # QT learns: well above chance (10 %) at CI scale
 
 
 def test_gpu_speedup_chapter():
