@@ -46,8 +46,7 @@ def test_no_hand_written_runtime_and_parameters_checked_first(path):
     assert not any("**Runtime:**" in text(c) for c in cs if c["cell_type"] == "markdown"), path.name
     params = next(i for i, c in enumerate(cs) if "parameters" in c["metadata"].get("tags", []))
     first_code = next(c for c in cs[params + 1:] if c["cell_type"] == "code")
-    if path.stem not in ("01_concept", "07_science"):
-        assert "check_params(" in text(first_code), f"{path.name}: the first code cell does not check the parameters"
+    assert "check_params(" in text(first_code), f"{path.name}: the first code cell does not check the parameters"
 
 
 def test_staging_banner_says_recorded_or_ci(tmp_path):
