@@ -7,7 +7,10 @@ Rows (all on the CPU, float32, one process; every number is the minimum of `--re
 - `cifar10-95 step` / `cnn step`: one QT training step (batch 1,000) against the CNN alone on the same batch;
 - `mnist-16 step`: the native QT step against TorchQuantum's (batch 128).
 Each is measured with 1 and with 2 threads. With `--baseline REV` the same rows are measured, in the same run,
-for the engine of commit REV (checked out under build/), so before and after share the machine's state.
+for the engine of commit REV (checked out under build/): before and after alternate `--rounds` times, each in a
+fresh process, and the fastest of each row is kept, so a drift of the machine hits both alike. Rows whose code
+did not change (the CNN step, TorchQuantum's step, Qiskit Aer) show how far apart two measurements of the
+same thing land: read the other ratios against them. Run it on a quiet machine.
 
     python benchmarks/bench_engine.py --baseline c7a4adb --json results/bench/engine-cpu.json
     python benchmarks/bench_engine.py --quick     # tiny sizes, a few seconds (CI)
@@ -107,9 +110,9 @@ def step_rows(quick, repeats):
     return rows
 
 
-def measure(quick, repeats, threads_list):
+def measure(quick, repeats, threads_list, blocks_list=(38, 95), aer=True):
     """{threads: {row: seconds}} for this process's qt_helpers."""
-    n, blocks_list = (10, [4]) if quick else (19, [38, 95])
+    n, blocks_list = (10, [4]) if quick else (19, list(blocks_list))
     out = {}
     for threads in threads_list:
         torch.set_num_threads(threads)
@@ -118,25 +121,41 @@ def measure(quick, repeats, threads_list):
             r = circuit_rows(n, blocks, repeats)
             rows[f"{n}q L={blocks} forward"] = r["forward"]
             rows[f"{n}q L={blocks} gradient"] = r["gradient"]
-            aer = aer_forward(n, blocks, repeats, threads)
-            if aer is not None:
-                rows[f"{n}q L={blocks} qiskit-aer forward"] = aer
+            seconds = aer_forward(n, blocks, repeats, threads) if aer else None
+            if seconds is not None:
+                rows[f"{n}q L={blocks} qiskit-aer forward"] = seconds
         rows.update(step_rows(quick, repeats))
         out[threads] = rows
         print(f"  measured {len(rows)} rows with {threads} thread(s)", file=sys.stderr, flush=True)
     return out
 
 
-def baseline(rev, argv):
-    """The same rows for the engine of commit `rev`, from a checkout under build/, in a subprocess."""
+def in_subprocess(argv, path=ROOT):
+    """The rows measured by a fresh process that imports qt_helpers from `path` (a checkout)."""
+    out = ROOT / "build" / f"rows-{path.name}.json"
+    out.parent.mkdir(exist_ok=True)
+    env = {**os.environ, "PYTHONPATH": str(path)}
+    subprocess.run([sys.executable, __file__, *argv, "--rows-only", str(out)], check=True, env=env, cwd=path)
+    return {int(k): v for k, v in json.loads(out.read_text()).items()}
+
+
+def checkout(rev):
+    """A checkout of commit `rev` under build/ (made once)."""
     path = ROOT / "build" / f"baseline-{rev}"
     if not path.exists():
         subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(path), rev], check=True,
                        capture_output=True)
-    out = ROOT / "build" / f"baseline-{rev}.json"
-    env = {**os.environ, "PYTHONPATH": str(path)}
-    subprocess.run([sys.executable, __file__, *argv, "--rows-only", str(out)], check=True, env=env, cwd=path)
-    return {int(k): v for k, v in json.loads(out.read_text()).items()}
+    return path
+
+
+def fastest(runs):
+    """Per thread count and row, the fastest of several measurements."""
+    out = {}
+    for run in runs:
+        for threads, rows in run.items():
+            for key, v in rows.items():
+                out.setdefault(threads, {})[key] = min(v, out.get(threads, {}).get(key, v))
+    return out
 
 
 def ratios(rows):
@@ -182,21 +201,33 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     p.add_argument("--baseline", help="also measure the engine of this commit (before), in the same run")
+    p.add_argument("--rounds", type=int, default=2,
+                   help="with --baseline: before and after measured alternately this many times (fastest kept)")
+    p.add_argument("--blocks", type=int, nargs="+", default=[38, 95], help="circuit depths of the 19-qubit rows")
+    p.add_argument("--no-aer", action="store_true", help="leave out the Qiskit Aer rows")
     p.add_argument("--json", help="write the rows, ratios and machine description here")
     p.add_argument("--rows-only", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     common = (["--quick"] if args.quick else []) + ["--repeats", str(args.repeats), "--threads",
-                                                     *map(str, args.threads)]
-    if args.rows_only:  # the baseline's subprocess
-        Path(args.rows_only).write_text(json.dumps(measure(args.quick, args.repeats, args.threads)))
+                                                     *map(str, args.threads), "--blocks", *map(str, args.blocks)]
+    common += ["--no-aer"] if args.no_aer else []
+    if args.rows_only:  # a measuring subprocess
+        rows = measure(args.quick, args.repeats, args.threads, args.blocks, not args.no_aer)
+        Path(args.rows_only).write_text(json.dumps(rows))
         return 0
-    before = baseline(args.baseline, common) if args.baseline else None
-    after = measure(args.quick, args.repeats, args.threads)
+    if args.baseline:  # alternate before and after, so that a drift of the machine hits both alike
+        old, pairs = checkout(args.baseline), [[], []]
+        for _ in range(args.rounds):
+            pairs[0].append(in_subprocess(common, old))
+            pairs[1].append(in_subprocess(common))
+        before, after = fastest(pairs[0]), fastest(pairs[1])
+    else:
+        before, after = None, measure(args.quick, args.repeats, args.threads, args.blocks, not args.no_aer)
     print(table(after, before))
     if args.json:
         meta = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "torch": torch.__version__,
                 "python": platform.python_version(), "cpu": platform.processor() or platform.machine(),
-                "cores": os.cpu_count(), "baseline": args.baseline, "quick": args.quick,
+                "cores": os.cpu_count(), "baseline": args.baseline, "quick": args.quick, "rounds": args.rounds,
                 "repeats": args.repeats, "commit": subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short",
                                                                    "HEAD"], capture_output=True,
                                                                   text=True).stdout.strip()}

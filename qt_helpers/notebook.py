@@ -109,7 +109,8 @@ def train_run(label, net, train_iter, test_iter, num_epochs, lr, device="auto", 
                   resume=ckpt is not None and ckpt.exists(), identity=identity, **fit_args)
     run = {"label": label, "params": num_params(net), "test_acc": history["test_acc"][-1],
            "best_test_acc": max(history["test_acc"]), "history": history, "seconds": sum(history["seconds"])}
-    print(f"{label}: {run['params']:,} trained parameters, {len(history['epoch'])} epochs, test accuracy "
+    epochs = len(history["epoch"])
+    print(f"{label}: {run['params']:,} trained parameters, {epochs} epoch{'s' * (epochs != 1)}, test accuracy "
           f"{run['test_acc']:.2%} (best {run['best_test_acc']:.2%}), {run['seconds'] / 60:.1f} min")
     return run
 

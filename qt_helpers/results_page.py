@@ -172,8 +172,10 @@ def render(paths):
     for ch in chapters:
         table = seeds_table(ch)
         if table:
-            out += [f"## Headline: mean ± std over seeds ({{doc}}`../notebooks/{ch['name']}`)", "",
-                    "Full test sets; trained parameters in brackets; every model trained with the same protocol.",
+            out += ["## Headline: mean ± std over seeds", "",
+                    f"From {{doc}}`../notebooks/{ch['name']}`'s recorded runs (`results/runs/`): full training and "
+                    "test sets, this project's 2-core CPU, no GPU; trained parameters in brackets; every model "
+                    "trained with the same protocol.",
                     "", table, ""]
         out += cifar10_qt_science(ch)
     for dataset in PUBLISHED:
@@ -185,7 +187,8 @@ def render(paths):
     out += ["## The runs", "", "| chapter | run | machine | wall time | glued numbers |", "|---|---|---|---:|---:|"]
     for ch in everything:
         run = ch["numbers"].get("run") or {}
-        kind = "recorded" if recorded(ch) else "CI-scale check, not a result"
+        kind = ("recorded" if recorded(ch) else "reads the recorded runs in `results/runs/`"
+                if ch["name"] == "07_science" else "CI-scale check, not a result")
         wall = f"{run['wall_s'] / 60:.0f} min" if "wall_s" in run else "–"
         out.append(f"| {{doc}}`../notebooks/{ch['name']}` | {kind}: {_sizes(ch)} | {run.get('machine', '–')} | "
                    f"{wall} | {len(ch['numbers'])} |")

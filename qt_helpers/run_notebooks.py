@@ -78,8 +78,9 @@ def machine():
 
     if torch.cuda.is_available():
         return torch.cuda.get_device_name()
-    threads = os.environ.get("OMP_NUM_THREADS") or torch.get_num_threads()
-    return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, {threads} thread(s)), no GPU"
+    threads = int(os.environ.get("OMP_NUM_THREADS") or torch.get_num_threads())
+    return (f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, {threads} "
+            f"thread{'s' * (threads != 1)}), no GPU")
 
 
 def execute(source, out, profile="small", parameters=None, force=False, checkpoint_dir=None):
