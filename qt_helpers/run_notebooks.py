@@ -63,13 +63,14 @@ def compact_streams(nb):
 
 
 def commit():
-    """The repository's commit, with '+changes' when the working tree differs from it."""
+    """The repository's commit, with '+changes' when the code in the working tree differs from it."""
     def git(*args):
         return subprocess.run(["git", "-C", str(NOTEBOOKS.parent), *args], capture_output=True,
                               text=True).stdout.strip()
 
-    head = git("rev-parse", "--short", "HEAD") or "unknown"
-    return head + ("+changes" if git("status", "--porcelain", "--untracked-files=no") else "")
+    head = git("rev-parse", "--short", "HEAD") or "unknown"  # changes to recorded results do not count
+    code = ("qt_helpers", "notebooks", "tools", "benchmarks", "pyproject.toml")
+    return head + ("+changes" if git("status", "--porcelain", "--untracked-files=no", "--", *code) else "")
 
 
 def machine():
