@@ -74,6 +74,9 @@ def build_parser():
                    help=f"learning-rate schedule, one of {', '.join(SCHEDULES)} (the reference: plateau)")
     t.add_argument("--n-train", type=int, default=None, help="class-balanced training subset (default: all)")
     t.add_argument("--n-test", type=int, default=None, help="class-balanced test subset (default: all)")
+    t.add_argument("--val-fraction", type=float, default=0.0,
+                   help="carve a class-balanced validation split of this fraction from the training set (the same "
+                        "for every seed) and record its accuracy every epoch (default: none)")
     t.add_argument("--data-dir", default=None, help="folder with <dataset>.npz packs (default: $QT_DATA_DIR)")
     t.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
     t.add_argument("--seed", type=int, default=42)
@@ -156,6 +159,8 @@ def check_args(args):
     for flag, value, full in zip(("--n-train", "--n-test"), (args.n_train, args.n_test), FULL_SIZES[args.dataset]):
         if value is not None and value > full:
             raise UsageError(f"{flag} {value:,} is more than {args.dataset}'s {full:,} images")
+    if not 0 <= args.val_fraction < 1:
+        raise UsageError(f"--val-fraction must be at least 0 and below 1, got {args.val_fraction}")
     if not 0 <= args.seed < 2**32:
         raise UsageError(f"--seed must be a whole number from 0 to 2**32 - 1, got {args.seed}")
     if args.lr is not None and not (math.isfinite(args.lr) and args.lr > 0):
@@ -234,9 +239,10 @@ def train(args, argv=None):
     batch_size, lr = args.batch_size, args.lr
     t0 = time.perf_counter()
     train_loader, test_loader, data = load_loaders(args.dataset, batch_size, args.n_train, args.n_test,
-                                                   args.data_dir, args.seed, device)
+                                                   args.data_dir, args.seed, device, val_fraction=args.val_fraction)
     load_seconds = time.perf_counter() - t0
-    print(f"{args.dataset}: {len(data.y_train):,} train / {len(data.y_test):,} test images from {data.source} "
+    val = "" if data.y_val is None else f" / {len(data.y_val):,} validation"
+    print(f"{args.dataset}: {len(data.y_train):,} train{val} / {len(data.y_test):,} test images from {data.source} "
           f"({load_seconds:.1f} s)")
     label = "classical CNN" if args.model == "classical" else f"QT ({args.backend}, {args.ansatz})"
     print(f"{label} on {device}:")
@@ -245,7 +251,8 @@ def train(args, argv=None):
     identity = {k: v for k, v in sorted(vars(args).items()) if k not in experiments.OUTPUT_ARGS}
     history = fit(net, train_loader, test_loader, args.epochs, lr=lr, schedule=args.schedule, device=device,
                   checkpoint=args.checkpoint, resume=args.resume, progress=not args.no_progress,
-                  identity={**identity, "qt_helpers": __version__}, overwrite=args.overwrite)
+                  identity={**identity, "qt_helpers": __version__}, overwrite=args.overwrite,
+                  val_loader=data.val_iter)
     train_seconds = time.perf_counter() - t0
     test_loss, test_acc = history["test_loss"][-1], history["test_acc"][-1]
     print(f"test accuracy: {test_acc:.4f} (loss {test_loss:.4f}) on {len(data.y_test):,} images; "
@@ -266,6 +273,8 @@ def train(args, argv=None):
                   "device_name": device_name(device),
                   "epochs": args.epochs, "batch_size": batch_size, "lr": lr, "seed": args.seed,
                   "n_train": len(data.y_train), "n_test": len(data.y_test), "data_source": data.source,
+                  "n_val": None if data.y_val is None else len(data.y_val),
+                  "val_accuracy": history["val_acc"][-1] if "val_acc" in history else None,
                   "history": history, "torch": torch.__version__, "python": platform.python_version(),
                   "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                   "command": None if argv is None else shlex.join(["python", "-m", "qt_helpers", *argv])}

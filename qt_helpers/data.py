@@ -60,12 +60,15 @@ class Data:
     y_test: Tensor
     classes: list[str]
     source: str
+    x_val: Tensor = None  # the validation split, when one was carved from the training set
+    y_val: Tensor = None
 
     def __repr__(self):
         def shape(x):
             return "×".join(map(str, x.shape))
 
-        return (f"Data({self.name!r}, train={shape(self.x_train)}, test={shape(self.x_test)}, "
+        val = "" if self.x_val is None else f", val={shape(self.x_val)}"
+        return (f"Data({self.name!r}, train={shape(self.x_train)}{val}, test={shape(self.x_test)}, "
                 f"classes={len(self.classes)}, source={self.source!r})")
 
 
@@ -115,22 +118,23 @@ def read_pack(path, name):
     """Read a `.npz` pack into {'train': (images, labels), 'test': ..., 'classes': [...]}; ValueError if bad."""
     out, keys = {}, set()
     try:
-        z = np.load(path, allow_pickle=False)
-        if not isinstance(z, np.lib.npyio.NpzFile):
-            raise ValueError("holds a single array, not named arrays")
-        with z:
-            keys = set(z.files)
-            for split in ("train", "test"):
-                if f"x_{split}" in keys:
-                    imgs = z[f"x_{split}"]
-                elif {f"x_{split}_jpeg", f"x_{split}_offsets"} <= keys:
-                    imgs = Jpegs(z[f"x_{split}_jpeg"], z[f"x_{split}_offsets"], path)
-                else:
-                    raise KeyError(f"x_{split} (or x_{split}_jpeg + x_{split}_offsets)")
-                if f"y_{split}" not in keys:
-                    raise KeyError(f"y_{split}")
-                out[split] = (imgs, z[f"y_{split}"])
-            out["classes"] = [str(c) for c in z["classes"]] if "classes" in keys else CLASSES[name]
+        with open(path, "rb") as f:  # closed even when numpy fails on a broken pack
+            z = np.load(f, allow_pickle=False)
+            if not isinstance(z, np.lib.npyio.NpzFile):
+                raise ValueError("holds a single array, not named arrays")
+            with z:
+                keys = set(z.files)
+                for split in ("train", "test"):
+                    if f"x_{split}" in keys:
+                        imgs = z[f"x_{split}"]
+                    elif {f"x_{split}_jpeg", f"x_{split}_offsets"} <= keys:
+                        imgs = Jpegs(z[f"x_{split}_jpeg"], z[f"x_{split}_offsets"], path)
+                    else:
+                        raise KeyError(f"x_{split} (or x_{split}_jpeg + x_{split}_offsets)")
+                    if f"y_{split}" not in keys:
+                        raise KeyError(f"y_{split}")
+                    out[split] = (imgs, z[f"y_{split}"])
+                out["classes"] = [str(c) for c in z["classes"]] if "classes" in keys else CLASSES[name]
     except KeyError as e:
         raise ValueError(f"{path}: missing key {e.args[0]}; the pack has {sorted(keys)}") from None
     except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError) as e:
@@ -246,14 +250,34 @@ def normalize(x, name):
     return x.float().div_(255).sub_(mean).div_(std)
 
 
-def load_data(name, n_train=None, n_test=None, data_dir=None, seed=42, download=None):
-    """Load a dataset as normalised tensors, with optional class-balanced subsets of train/test."""
+VAL_SEED = 0  # the validation split is the same for every run, whatever its seed
+
+
+def validation_indices(y, fraction, num_classes):
+    """(train, validation) indices: a class-balanced `fraction` of the training set, fixed by VAL_SEED."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"the validation fraction must be between 0 and 1, got {fraction}")
+    val = np.sort(balanced_indices(y, round(fraction * len(y)), num_classes, seed=(VAL_SEED, 2)))
+    return np.setdiff1d(np.arange(len(y)), val), val
+
+
+def load_data(name, n_train=None, n_test=None, data_dir=None, seed=42, download=None, val_fraction=0.0):
+    """Load a dataset as normalised tensors, with optional class-balanced subsets of train/test. With
+    `val_fraction`, a class-balanced validation split is first carved from the training set (the same for every
+    seed; see `validation_indices`), and `n_train` counts what is left. The book's protocol is explained in
+    chapter 7."""
     name = resolve_name(name)
     raw, source = find_raw(name, data_dir, download)
     out = {}
+    imgs, y = raw["train"]
+    pool = np.arange(len(y))
+    if val_fraction:
+        pool, val = validation_indices(y, val_fraction, len(raw["classes"]))
+        out["x_val"], out["y_val"] = normalize(select(imgs, val, name), name), torch.from_numpy(y[val].astype(np.int64))
     for i, (split, n) in enumerate((("train", n_train), ("test", n_test))):
         imgs, y = raw[split]
-        idx = balanced_indices(y, n, len(raw["classes"]), seed=(seed, i))
+        where = pool if split == "train" else np.arange(len(y))
+        idx = where[balanced_indices(y[where], n, len(raw["classes"]), seed=(seed, i))]
         out[f"x_{split}"] = normalize(select(imgs, idx, name), name)
         out[f"y_{split}"] = torch.from_numpy(y[idx].astype(np.int64))
     return Data(name=name, classes=list(raw["classes"]), source=source, **out)
@@ -289,9 +313,11 @@ class TensorLoader:
 
 
 def load_loaders(name, batch_size, n_train=None, n_test=None, data_dir=None, seed=42, device="cpu",
-                 download=None):
-    """Return (train_loader, test_loader, data): train shuffled with `seed`, test in order."""
-    data = load_data(name, n_train, n_test, data_dir, seed, download)
+                 download=None, val_fraction=0.0):
+    """Return (train_loader, test_loader, data): train shuffled with `seed`, test in order. With `val_fraction`,
+    `data.val_iter` serves the validation split (in order)."""
+    data = load_data(name, n_train, n_test, data_dir, seed, download, val_fraction)
     train = TensorLoader(data.x_train, data.y_train, batch_size, shuffle=True, seed=seed, device=device)
     test = TensorLoader(data.x_test, data.y_test, batch_size, shuffle=False, device=device)
+    data.val_iter = None if data.x_val is None else TensorLoader(data.x_val, data.y_val, batch_size, device=device)
     return train, test, data

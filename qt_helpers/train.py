@@ -109,10 +109,10 @@ def load_checkpoint(path, net, opt, sched, identity=None):
     except Exception as e:
         raise CheckpointError(f"checkpoint {path} is unreadable ({type(e).__name__}: {str(e)[:120]}); "
                               "delete it to start over, or point to another file") from None
-    if identity is not None and saved != identity:
-        saved = saved or {}
-        diff = "; ".join(f"{k}: checkpoint {saved.get(k)!r}, this run {identity.get(k)!r}"
-                         for k in sorted(set(saved) | set(identity)) if saved.get(k) != identity.get(k))
+    saved = saved or {}
+    diff = "; ".join(f"{k}: checkpoint {saved.get(k)!r}, this run {identity.get(k)!r}"  # a key one side lacks
+                     for k in sorted(set(saved) | set(identity or {})) if saved.get(k) != (identity or {}).get(k))
+    if identity is not None and diff:  # counts as None: identities may gain keys without breaking old checkpoints
         raise CheckpointError(f"checkpoint {path} belongs to another run ({diff}); use another checkpoint file, "
                               "or delete this one to start over")
     try:
@@ -146,7 +146,7 @@ def check_fit_args(num_epochs, lr, checkpoint=None, resume=False, overwrite=Fals
 
 def fit(net, train_loader, test_loader=None, num_epochs=1, lr=1e-4, weight_decay=1e-5, eps=1e-6,
         patience=5, schedule="plateau", device="auto", checkpoint=None, resume=False, progress=True,
-        on_step=None, identity=None, overwrite=False, log_epochs=True):
+        on_step=None, identity=None, overwrite=False, log_epochs=True, val_loader=None):
     """Train `net` with cross-entropy; returns the history (a dict of per-epoch lists). Chapter 1 explains it.
 
     `schedule`: 'plateau' (the reference) or 'cosine' (see `make_optimizer`).
@@ -154,15 +154,18 @@ def fit(net, train_loader, test_loader=None, num_epochs=1, lr=1e-4, weight_decay
     finished epoch in it, and only if it was written by the same run: `identity` (a dict) plus the epochs,
     learning rate and schedule. An existing checkpoint is never overwritten unless `overwrite=True`.
     `on_step(epoch, step, loss)` is called after each optimiser step (for logging or tests); `log_epochs`
-    prints one line per epoch (the chapters show curves instead).
+    prints one line per epoch (the chapters show curves instead). With `val_loader`, the history also holds
+    the validation loss and accuracy of every epoch (choices are made on those, never on the test set).
     """
     check_fit_args(num_epochs, lr, checkpoint, resume, overwrite)
     identity = {**(identity or {}), "num_epochs": num_epochs, "lr": lr, "schedule": schedule,
+                "validation": None if val_loader is None else len(val_loader.x),
                 "weight_decay": weight_decay, "batch_size": getattr(train_loader, "batch_size", None)}
     device = get_device(device)
     net.to(device)
     opt, sched = make_optimizer(net, lr, weight_decay, eps, patience, schedule=schedule, num_epochs=num_epochs)
-    history = {k: [] for k in ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds")}
+    keys = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds")
+    history = {k: [] for k in keys + (("val_loss", "val_acc") if val_loader is not None else ())}
     if resume:
         history = load_checkpoint(checkpoint, net, opt, sched, identity)
     start = len(history["epoch"])
@@ -192,9 +195,12 @@ def fit(net, train_loader, test_loader=None, num_epochs=1, lr=1e-4, weight_decay
                 on_step(epoch, step, value)
         sched.step(total / n) if schedule == "plateau" else sched.step()
         test_loss, test_acc = evaluate(net, test_loader) if test_loader is not None else (math.nan, math.nan)
-        for k, v in zip(history, (epoch + 1, total / n, correct / n, test_loss, test_acc,
-                                  opt.param_groups[0]["lr"], time.perf_counter() - t0)):
+        for k, v in zip(keys, (epoch + 1, total / n, correct / n, test_loss, test_acc,
+                               opt.param_groups[0]["lr"], time.perf_counter() - t0)):
             history[k].append(v)
+        if val_loader is not None:
+            for k, v in zip(("val_loss", "val_acc"), evaluate(net, val_loader)):
+                history[k].append(v)
         if log_epochs:
             tqdm.write(f"epoch {epoch + 1}/{num_epochs}: train loss {total / n:.4f}, train acc {correct / n:.4f}, "
                        f"test acc {test_acc:.4f} ({history['seconds'][-1]:.1f} s)", file=sys.stdout)

@@ -81,3 +81,13 @@ def test_budget_gives_a_narrower_classical_cnn(pack_dir):
 def test_bad_recipe_options_are_clear_errors(pack_dir, args, message, capsys):
     assert main(["train", "--data-dir", str(pack_dir), "--no-progress", "--epochs", "1", *args]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_validation_accuracy_is_recorded_every_epoch(pack_dir):
+    out = pack_dir / "v.json"
+    main(["train", "--model", "classical", "--epochs", "2", "--batch-size", "50", "--val-fraction", "0.1",
+          "--data-dir", str(pack_dir), "--json", str(out), "--no-progress"])
+    r = json.loads(out.read_text())
+    assert (r["n_train"], r["n_val"], r["n_test"]) == (180, 20, 100)
+    assert len(r["history"]["val_acc"]) == 2 and r["val_accuracy"] == r["history"]["val_acc"][-1]
+    assert 0 <= r["val_accuracy"] <= 1

@@ -355,3 +355,17 @@ def test_load_loaders(tmp_path):
     xb, yb = next(iter(train))
     assert xb.shape == (8, 1, 28, 28) and yb.dtype == torch.int64
     assert torch.equal(torch.cat([yb for _, yb in test]), d.y_test)  # test loader keeps order
+
+
+def test_validation_split_is_balanced_disjoint_and_the_same_for_every_seed(pack_dir):
+    a = D.load_data("mnist", data_dir=pack_dir, seed=1, val_fraction=0.1)
+    b = D.load_data("mnist", n_train=90, data_dir=pack_dir, seed=2, val_fraction=0.1)
+    assert len(a.y_val) == 20 and len(a.y_train) == 180 and len(b.y_train) == 90
+    assert torch.bincount(a.y_val, minlength=10).tolist() == [2] * 10  # class-balanced
+    assert torch.equal(a.x_val, b.x_val) and torch.equal(a.y_val, b.y_val)  # fixed, whatever the run's seed
+    val = {tuple(x.flatten().tolist()) for x in a.x_val}
+    assert not val & {tuple(x.flatten().tolist()) for x in a.x_train}  # never trained on
+    assert not val & {tuple(x.flatten().tolist()) for x in b.x_train}
+    assert D.load_data("mnist", data_dir=pack_dir).x_val is None
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        D.load_data("mnist", data_dir=pack_dir, val_fraction=1.5)
