@@ -197,7 +197,10 @@ def done(path, argv):
     if not Path(path).exists():
         return False
     found = read_record(path)
-    return found is not None and found[1] == run_key(argv)
+    if found is not None and found[1] != run_key(argv):
+        print(f"  {path} holds another run (other arguments); it will be replaced by this grid's run", flush=True)
+        return False
+    return found is not None
 
 
 def finished(out):

@@ -169,7 +169,8 @@ def test_broken_records_are_named_and_redone(pack_dir, tmp_path, capsys):
     assert list(finished(out).values()) == [path]
     other = commands("shots", "mnist", out, extra=[*small[:2], "--epochs", "2", *small[4:]])[:1]
     assert run_commands(other, out, force=False) == []  # 2 epochs is another run: the 1-epoch record is redone
-    assert "1 runs to do" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "1 runs to do" in printed and f"{path} holds another run" in printed
     assert path.with_suffix(".log").read_text().count("=== ") == 2  # the log is appended to, not truncated
 
 
