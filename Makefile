@@ -53,9 +53,11 @@ bench:
 	$(PY) benchmarks/bench_step.py
 
 # The GPU run (tools/gpu_run.py). `make gpu-pack` here prepares what the GPU machine lacks: the TorchQuantum
-# stack as wheels for its Python 3.12 (symengine, 49 MB, is optional for qiskit and left out) and the CIFAR-10
-# pack; `make gpu` there installs the wheels into build/gpu/site and runs the stages into $OUT.
+# stack as wheels for its Python 3.12 (symengine, 49 MB, is optional for qiskit and left out) and the MNIST and
+# CIFAR-10 packs; `make gpu` there installs the wheels (once) into build/gpu/site and runs the stages into $OUT.
+# A call carries at most 64 MiB: the wheels and MNIST go with stages 1-3, CIFAR-10 with stage 4.
 GPU_DIR    := build/gpu
+QT_COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null)
 GPU_WHEELS := torchquantum==0.1.8 torchpack==0.3.1 qiskit==0.46.3 qiskit-terra==0.46.3 qiskit-aer==0.14.2 \
               qiskit-ibm-runtime==0.20.0 rustworkx==0.18.1 stevedore==5.10.0 pbr==7.1.3 dill==0.4.1 ply==3.11 \
               pathos==0.3.5 multiprocess==0.70.19 ppft==1.7.8 pox==0.3.7 multimethod==2.1 toml==0.10.2 \
@@ -65,14 +67,14 @@ gpu-pack:
 	$(PIP) download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 	  --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
 	  -d $(GPU_DIR)/wheels $(GPU_WHEELS)
-	cp "$${QT_DATA_DIR:-../shared/data}/cifar10.npz" $(GPU_DIR)/data/
-	du -sh $(GPU_DIR)/wheels $(GPU_DIR)/data
+	cp "$${QT_DATA_DIR:-../shared/data}/mnist.npz" "$${QT_DATA_DIR:-../shared/data}/cifar10.npz" $(GPU_DIR)/data/
+	du -sh $(GPU_DIR)/wheels $(GPU_DIR)/data/*
 
 gpu:
-	if ls $(GPU_DIR)/wheels/*.whl >/dev/null 2>&1; then \
+	if [ ! -d $(GPU_DIR)/site ] && ls $(GPU_DIR)/wheels/*.whl >/dev/null 2>&1; then \
 	  python3 -m pip install -q --no-index --no-deps --target $(GPU_DIR)/site $(GPU_DIR)/wheels/*.whl; fi
-	PYTHONPATH=$(GPU_DIR)/site:. QT_DATA_DIR=$(GPU_DIR)/data python3 tools/gpu_run.py --out $${OUT:-results/bench/gpu} \
-	  $(GPU_ARGS)
+	PYTHONPATH=$(GPU_DIR)/site:. QT_DATA_DIR=$(GPU_DIR)/data PYTHONUNBUFFERED=1 QT_COMMIT=$(QT_COMMIT) \
+	  python3 tools/gpu_run.py --out $${OUT:-results/bench/gpu} $(GPU_ARGS)
 
 # The science chapter's grids (results/runs/): hours on a CPU; finished runs are skipped. JOBS=2 for two cores.
 JOBS ?= 1

@@ -8,6 +8,7 @@ of a basis-state index, as in TorchQuantum and PennyLane.
 Each ansatz gives (i) a gate list that the TorchQuantum and PennyLane backends
 replay, and (ii) the same gates as batched matrices for the native simulator.
 """
+import functools
 import math
 from dataclasses import dataclass
 
@@ -60,6 +61,12 @@ def target_gate(name, dtype=torch.float32, device=None):
     """The 2×2 target matrix of the constant controlled gates CNOT (X) and CZ (Z)."""
     if name not in TARGETS:
         raise ValueError(f"unknown fixed gate {name!r}")
+    return _constant(name, dtype, torch.device(device or "cpu"))
+
+
+@functools.cache
+def _constant(name, dtype, device):
+    """A target matrix made once per dtype and device (read-only: callers expand or multiply it)."""
     return torch.tensor(TARGETS[name], dtype=dtype, device=device)
 
 

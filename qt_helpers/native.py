@@ -10,6 +10,8 @@ The gradient uses the adjoint method: the backward pass walks the circuit in
 reverse, undoing each (unitary) window on the state instead of storing it, so
 memory stays at a few state vectors whatever the depth.
 """
+import functools
+
 import torch
 
 from . import circuits as c
@@ -32,6 +34,17 @@ def _apply_local(mats, cols, a, g, w):
     return torch.einsum("lij,lajb->laib", mats, v).reshape(B, 2**w, C)
 
 
+@functools.cache
+def _plan_index(plan, device):
+    """(done, wires) of a window plan, made once per device: the last wire each window's left neighbour
+    covers (windows,), and each window's wires (windows, width). (No host-to-device copy per step, which
+    also lets a CUDA graph capture the step.)"""
+    width = plan[0][1]
+    starts = torch.tensor([s for s, _ in plan], device=device)
+    done = torch.cat([starts.new_tensor([-1]), starts[:-1] + width - 1])
+    return done, starts[:, None] + torch.arange(width, device=device)
+
+
 def fuse(g1, chain, plan):
     """Window matrices (L, windows, 2^w, 2^w): each window's new one-qubit gates, then its new chain gates.
 
@@ -41,9 +54,7 @@ def fuse(g1, chain, plan):
     """
     L, n = g1.shape[:2]
     width = plan[0][1]
-    starts = torch.tensor([s for s, _ in plan], device=g1.device)
-    done = torch.cat([starts.new_tensor([-1]), starts[:-1] + width - 1])  # last wire of the previous window
-    wires = starts[:, None] + torch.arange(width, device=g1.device)  # (windows, width)
+    done, wires = _plan_index(tuple(plan), g1.device)
     eye2, eye4 = torch.eye(2, dtype=g1.dtype, device=g1.device), torch.eye(4, dtype=g1.dtype, device=g1.device)
     ones = torch.where((wires > done[:, None])[..., None, None], g1[:, wires], eye2)  # (L, windows, w, 2, 2)
     edges = wires[:, :-1]

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -20,27 +21,44 @@ def run(out, *args):
 
 def test_stages_write_their_records_and_resume(tmp_path):
     out = tmp_path / "gpu"
-    printed = run(out, "--stages", "1", "2", "3", "--budget-s", "300")
+    printed = run(out, "--stages", "1", "3", "2", "--budget-s", "300")
     table = json.loads((out / "step-table.json").read_text())
     backends = {r["backend"] for r in table["rows"]}
     assert {"native", "gatewise"} <= backends and all(r["step_ms"] > 0 for r in table["rows"])
-    assert all(r["device"] == "cpu" and r["peak_mib"] is None for r in table["rows"])
+    assert all(r["device"] == "cpu" and r["peak_mib"] is None for r in table["rows"]) and not table["errors"]
     assert "| tiny | native | cpu |" in printed
     compiled = json.loads((out / "compiled.json").read_text())
-    assert compiled["kept"] in (True, False) and ("same_numbers" in compiled or "error" in compiled)
-    epoch = json.loads((out / "mnist-epoch.json").read_text())
-    assert epoch["steps"] == 16 and epoch["fifty_epochs_s_extrapolated"] == pytest.approx(50 * epoch["epoch_s"])
+    graph, comp = compiled["rows"]
+    assert graph["variant"] == "cuda-graph" and "need a CUDA GPU" in graph["error"] and not graph["kept"]
+    assert comp["variant"] == "torch.compile" and comp["same_numbers"] and comp["kept"] in (True, False)
+    mnist = json.loads((out / "mnist-epoch.json").read_text())
+    assert mnist["whole_run"] and mnist["num_epochs"] == len(mnist["epoch_s"]) == 2
+    assert mnist["steps_per_epoch"] == 16 and 0 <= mnist["test_acc"] <= 1 and mnist["step_ms"] > 0
     again = run(out, "--stages", "2", "3", "--budget-s", "300")
     assert "compiled.json: done before, skipped" in again and "mnist-epoch.json: done before, skipped" in again
 
 
+def test_mnist_stage_extrapolates_from_its_finished_epochs(tmp_path):
+    sys.path.insert(0, str(SCRIPT.parent))
+    from gpu_run import extrapolate
+
+    epochs, seconds = extrapolate(100.0, [101.0, 110.0, 114.0, 119.0], 50)  # 3 epochs finished: 10, 4, 5 s
+    assert epochs == [10.0, 4.0, 5.0] and seconds == 10.0 + 49 * 4.5
+    with pytest.raises(RuntimeError, match="mnist-cap-s"):
+        extrapolate(100.0, [101.0], 50)
+    printed = run(tmp_path / "gpu", "--stages", "3", "--mnist-cap-s", "0")  # not one epoch: said, not recorded
+    assert "mnist-epoch.json: FAILED" in printed and not (tmp_path / "gpu" / "mnist-epoch.json").exists()
+
+
 @pytest.mark.skipif(not (Path(os.environ.get("QT_DATA_DIR", "")) / "cifar10.npz").exists(),
                     reason="needs QT_DATA_DIR with cifar10.npz")
-def test_cifar_seeds_stage_runs_resumable_train_commands(tmp_path):
-    out = tmp_path / "gpu"
-    printed = run(out, "--stages", "4", "--budget-s", "240")
-    finished = sorted(p.name for p in out.glob("cifar10-seeds-*.json"))
-    assert finished and f"finished runs {finished}" in printed
-    record = json.loads((out / finished[0]).read_text())
+def test_cifar_stage_runs_resumable_train_commands_and_bundles_them(tmp_path):
+    out, runs = tmp_path / "gpu", tmp_path / "runs"
+    printed = run(out, "--stages", "4", "--budget-s", "240", "--runs-dir", str(runs), "--workers", "2")
+    finished = sorted(p.relative_to(runs).as_posix() for p in runs.glob("cifar10/*/*.json"))
+    assert finished and "stage 4: finished runs" in printed
+    record = json.loads((runs / finished[0]).read_text())
     assert record["blocks"] == 2 and record["n_train"] == 200 and "--checkpoint" in record["command"]
-    assert not list(out.glob("*.pt"))  # finished runs drop their checkpoints
+    with tarfile.open(out / "cifar10-runs.tar") as tar:
+        assert set(finished) <= set(tar.getnames())
+    assert not list(runs.glob("**/*.pt"))  # finished runs drop their checkpoints

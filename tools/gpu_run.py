@@ -1,26 +1,29 @@
 """The GPU numbers in one prepared run: everything the book needs from a rare, short GPU lease.
 
-Stages, in this order; each writes its JSON under --out as soon as it exists, and a stage whose JSON is
-already there is skipped, so a cut-off run loses at most the stage in flight:
+Stages, run in the order given by --stages; each writes its JSON under --out as soon as it exists, and a
+stage whose JSON is already there is skipped, so a cut-off run loses at most the stage in flight:
 
 1. `step-table.json`: one QT training step per config × backend × device (`qt_helpers.bench`), with peak
-   GPU memory; rows are appended as they finish.
-2. `compiled.json`: the native backend's step under `torch.compile` (CUDA graphs on a GPU), against the eager
-   step on the same batch: kept only if it is faster and gives the same loss and gradients.
-3. `mnist-epoch.json`: one epoch of the MNIST chapter's paper-scale QT training (60,000 images, batch 128),
-   timed, and the 50 epochs extrapolated from it.
-4. `cifar10-seeds-<run>.json`: CIFAR-10 QT seeds at 95 blocks (the seeds grid's improved runs), each
-   resumable from its checkpoint `<run>.pt` beside it (deleted once the run is finished), started only while
-   the time budget allows; their output goes to `cifar10-seeds.log`. (Files sit directly in --out: the
-   device tool brings back at most 8 files, at most 2 folders down.)
+   GPU memory; the GPU's rows first, then the same machine's CPU; rows are appended as they finish.
+2. `compiled.json`: the native step captured whole as a CUDA graph, and under `torch.compile`, each against
+   the eager step (MNIST-16 and CIFAR-10 at 95 blocks): kept only if faster and giving the same loss and
+   gradients. Runs in a child process with a time limit (a compiler may take minutes).
+3. `mnist-epoch.json`: the MNIST chapter's paper-scale QT training (reference recipe, 60,000 images, batch
+   128, 50 epochs) timed: the whole run if it ends within --mnist-cap-s, else its finished epochs,
+   extrapolated to 50.
+4. `cifar10-runs.tar`: CIFAR-10 QT runs of the science grids (seeds at 95 blocks with the improved recipe,
+   the block sweep's QT side, then the seeds' lr-cosine runs), --workers at a time on the one GPU, each
+   resumable from its checkpoint; the runs already recorded in results/runs are skipped. The tar (records,
+   logs, checkpoints of unfinished runs) is rewritten whenever a run ends: unpack it over build/gpu/runs.
+   (The device tool brings back at most 8 files, at most 2 folders down.)
 
-    make gpu-pack                                                     # here: wheels and the CIFAR-10 pack
-    make gpu GPU_ARGS="--stages 1 2 3"                                # there, with build/gpu/wheels carried
-    make gpu GPU_ARGS="--stages 4"                                    # there, with build/gpu/data carried
+    make gpu-pack                                                     # here: wheels and the data packs
+    make gpu GPU_ARGS="--stages 1 3 2"                                # there, with the wheels and MNIST
+    make gpu GPU_ARGS="--stages 4"                                    # there, with the CIFAR-10 pack
     python tools/gpu_run.py --out build/gpu-dry --quick --budget-s 60  # tiny sizes on a CPU (what CI runs)
 
 The GPU machine has Python 3.12 and torch but no package index, and a call carries at most 64 MiB: the
-TorchQuantum stack (about 24 MB of wheels) and the CIFAR-10 pack (56 MB) travel in two calls.
+TorchQuantum stack (about 24 MB of wheels) with MNIST, and the CIFAR-10 pack (56 MB), travel in two calls.
 
 Without `pennylane` or `torchquantum` installed, their rows are skipped and say so.
 """
@@ -28,8 +31,10 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
+import tarfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -39,8 +44,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from qt_helpers import bench  # noqa: E402
-from qt_helpers.experiments import commands  # noqa: E402
+from qt_helpers.experiments import commands, done, run_key  # noqa: E402
 from qt_helpers.train import device_name  # noqa: E402
+
+RUNS_DIR = ROOT / "build/gpu/runs"  # stage 4's records while they run (bundled into --out); --runs-dir
+CIFAR_QUEUE = (("seeds", "qt-improved-*"), ("blocks", "qt-L*"), ("seeds", "qt-lr-cosine-*"),
+               ("blocks", "qt-lr-cosine-L*"))  # stage 4's runs, most wanted first
 
 
 def write(path, record):
@@ -54,29 +63,39 @@ def meta():
     """Where and when: device names, versions, date."""
     return {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "torch": torch.__version__,
             "cuda": torch.version.cuda, "python": platform.python_version(), "cpu_cores": os.cpu_count(),
-            "devices": {d: device_name(d) for d in devices()}}
+            "cpu_threads": torch.get_num_threads(), "devices": {d: device_name(d) for d in devices()},
+            "commit": os.environ.get("QT_COMMIT")}  # the GPU machine gets the tree without .git: `make gpu` passes it
 
 
 def devices():
-    return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    """The GPU first (its rows matter most), then the same machine's CPU."""
+    return (["cuda"] if torch.cuda.is_available() else []) + ["cpu"]
 
 
-def step_table(path, configs, backends, warmup, repeats):
-    """Stage 1: the step benchmark table, one row at a time."""
+def step_table(path, configs, backends, warmup, repeats, deadline):
+    """Stage 1: the step benchmark table, one row at a time; a row that fails is recorded, not fatal."""
     record = json.loads(path.read_text()) if path.exists() else {"meta": meta(), "rows": [], "skipped": []}
+    record.setdefault("errors", [])
     have = {(r["config"], r["backend"], r["device"]) for r in record["rows"]}
     for device in devices():
         for config in configs:
             for backend in backends:
-                if (config, backend, device) in have:
+                slow = backend in ("torchquantum", "gatewise", "pennylane") and "cifar" in config
+                if (config, backend, device) in have or (device == "cpu" and slow):
+                    continue  # a gate-by-gate CIFAR-10 step takes minutes on a CPU: the GPU's time is worth more
+                if time.time() > deadline:
+                    record["skipped"].append(f"{config} {backend} {device}: out of time")
                     continue
-                if device == "cpu" and backend in ("torchquantum", "gatewise", "pennylane") and "cifar" in config:
-                    continue  # minutes per step on a CPU: the GPU's time is worth more
                 try:
-                    rows = bench.run([config], [backend], [device], warmup, repeats)
+                    rows = bench.run([config], [backend], [device], warmup, 3 if slow else repeats)
                 except ImportError as e:
                     record["skipped"].append(f"{backend}: {e}")
                     rows = []
+                except Exception as e:  # noqa: BLE001 - one broken row must not cost the lease's other rows
+                    record["errors"].append(f"{config} {backend} {device}: {type(e).__name__}: {str(e)[:300]}")
+                    rows = []
+                    if device == "cuda":
+                        torch.cuda.empty_cache()
                 record["rows"] += rows
                 write(path, record)
     for r in record["rows"]:  # ratios against TorchQuantum on the same device, whichever ran
@@ -85,49 +104,123 @@ def step_table(path, configs, backends, warmup, repeats):
         r["vs_torchquantum"] = ref[0]["step_ms"] / r["step_ms"] if ref else None
     write(path, record)
     print(bench.table(record["rows"]), flush=True)
+    for e in record["errors"]:
+        print(f"  error: {e}", flush=True)
     return record
 
 
-def compiled(path, config, repeats, quick):
-    """Stage 2: torch.compile of the native step; kept only if faster and equal."""
-    device = torch.device(devices()[-1])
-    net, x, y, opt = bench.build(config, "native", device)
-    eager_s = bench.time_steps(net, x, y, opt, device, 1, repeats)[0]
-    loss_fn = torch.nn.CrossEntropyLoss()
+def same_numbers(loss_a, grads_a, loss_b, grads_b):
+    """True when two steps' losses and gradients agree to float32 round-off."""
+    return abs(loss_a - loss_b) <= 1e-4 * abs(loss_b) and all(
+        torch.allclose(a, b, rtol=1e-3, atol=1e-6) for a, b in zip(grads_a, grads_b))
 
-    def grads(model):
-        model.zero_grad(set_to_none=True)
-        loss = loss_fn(model(x), y)
+
+def eager_grads(net, x, y):
+    """(loss, gradients) of one step of `net` at its current parameters."""
+    net.zero_grad(set_to_none=True)
+    loss = torch.nn.functional.cross_entropy(net(x), y)
+    loss.backward()
+    return loss.item(), [p.grad.clone() for p in net.parameters() if p.requires_grad]
+
+
+def cuda_graph_step(config, device, repeats):
+    """The whole training step (weights, CNN, backward, Adam) captured as one CUDA graph and replayed."""
+    net, x, y, _ = bench.build(config, "native", device)
+    ref = bench.build(config, "native", device)[0]
+    params = [p for p in net.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=1e-4, weight_decay=1e-5, eps=1e-6, capturable=True)
+
+    def step():
+        loss = torch.nn.functional.cross_entropy(net(x), y)
         loss.backward()
-        return loss.item(), [p.grad.clone() for p in net.parameters() if p.requires_grad]
+        opt.step()
+        return loss
 
-    record = {"meta": meta(), "config": config, "device": str(device), "eager_ms": eager_s * 1e3}
-    try:
-        mode = "reduce-overhead" if device.type == "cuda" else None
-        model = torch.compile(net, backend="eager" if quick else "inductor", mode=mode)
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm-up on a side stream, as capture requires
+        for _ in range(3):
+            opt.zero_grad(set_to_none=True)
+            step()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    opt.zero_grad(set_to_none=True)
+    with torch.cuda.graph(graph):
+        loss = step()
+    ref.load_state_dict(net.state_dict())  # the eager model at the parameters the next replay starts from
+    graph.replay()
+    torch.cuda.synchronize()
+    same = same_numbers(loss.item(), [p.grad for p in params], *eager_grads(ref, x, y))
+    times = []
+    for _ in range(repeats):
         t0 = time.perf_counter()
-        loss_c, g_c = grads(model)
-        record["compile_s"] = time.perf_counter() - t0
-        loss_e, g_e = grads(net)
-        same = abs(loss_c - loss_e) <= 1e-4 * abs(loss_e) and all(
-            torch.allclose(a, b, rtol=1e-3, atol=1e-6) for a, b in zip(g_c, g_e))
-        compiled_s = bench.time_steps(model, x, y, opt, device, 1, repeats)[0]
-        record.update(compiled_ms=compiled_s * 1e3, same_numbers=same, kept=same and compiled_s < eager_s)
-    except Exception as e:  # a compiler that cannot handle the step is a finding, not a crash
-        record.update(error=f"{type(e).__name__}: {str(e)[:300]}", kept=False)
-    write(path, record)
-    print(f"compiled native step: {record}", flush=True)
+        graph.replay()
+        torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), same
+
+
+def compiled_step(config, device, repeats, quick):
+    """The step with the QT model under torch.compile (inductor; the eager backend in --quick)."""
+    net, x, y, opt = bench.build(config, "native", device)
+    model = torch.compile(net, backend="eager" if quick else "inductor")
+    t0 = time.perf_counter()
+    loss_c, grads_c = eager_grads(model, x, y)
+    compile_s = time.perf_counter() - t0
+    same = same_numbers(loss_c, grads_c, *eager_grads(net, x, y))
+    return bench.time_steps(model, x, y, opt, device, 1, repeats)[0], same, compile_s
+
+
+def compiled(path, configs, repeats, quick):
+    """Stage 2 (in a child process): CUDA graph and torch.compile variants of the native step, each kept only
+    if it is faster than the eager step and gives the same numbers; the record is rewritten after each."""
+    device = torch.device(devices()[0])
+    record = {"meta": meta(), "device": str(device), "rows": []}
+    for config in configs:
+        net, x, y, opt = bench.build(config, "native", device)
+        eager_s = bench.time_steps(net, x, y, opt, device, 1, repeats)[0]
+        for variant in ("cuda-graph", "torch.compile"):
+            row = {"config": config, "variant": variant, "eager_ms": eager_s * 1e3}
+            try:
+                if variant == "cuda-graph":
+                    if device.type != "cuda":
+                        raise RuntimeError("CUDA graphs need a CUDA GPU")
+                    seconds, same = cuda_graph_step(config, device, repeats)
+                else:
+                    seconds, same, row["compile_s"] = compiled_step(config, device, repeats, quick)
+                row.update(ms=seconds * 1e3, same_numbers=same, speedup=eager_s / seconds,
+                           kept=same and seconds < eager_s)
+            except Exception as e:  # noqa: BLE001 - a variant that cannot handle the step is a finding
+                row.update(error=f"{type(e).__name__}: {str(e)[:300]}", kept=False)
+            record["rows"].append(row)
+            write(path, record)
+            print(f"  {config} {variant}: {row}", flush=True)
     return record
 
 
-def mnist_epoch(path, quick, data_dir):
-    """Stage 3: one epoch of the MNIST chapter's paper-scale QT training, timed and extrapolated to 50."""
+class TimeUp(Exception):
+    """Raised from a training callback when a stage's time is spent."""
+
+
+def extrapolate(t0, starts, num_epochs):
+    """(seconds of each finished epoch, the whole run's seconds extrapolated) of a run started at `t0` whose
+    epoch e's first step ended at `starts[e]`: the first epoch plus the median later epoch for each other."""
+    edges = [t0] + starts[1:]  # an epoch ends when the next one's first step ends (its test included)
+    epochs = [b - a for a, b in zip(edges, edges[1:])]
+    if not epochs:
+        raise RuntimeError("not one MNIST epoch finished in the stage's time; give it more (--mnist-cap-s)")
+    return epochs, epochs[0] + (num_epochs - 1) * statistics.median(epochs[1:] or epochs)
+
+
+def mnist_run(path, quick, data_dir, stop_at):
+    """Stage 3: the MNIST chapter's paper-scale QT training, whole if it ends by `stop_at`, else its finished
+    epochs timed and extrapolated to all of them."""
     from qt_helpers.data import TensorLoader, load_data
     from qt_helpers.recipes import RECIPES
     from qt_helpers.train import fit
 
-    device = torch.device(devices()[-1])
-    n_train = 2000 if quick else None
+    device = torch.device(devices()[0])
+    num_epochs, n_train = (2, 2000) if quick else (50, None)
     try:
         data = load_data("mnist", n_train, 1000 if quick else None, data_dir)
         x, y, xt, yt, source = data.x_train, data.y_train, data.x_test, data.y_test, data.source
@@ -139,48 +232,105 @@ def mnist_epoch(path, quick, data_dir):
     net = r.build("mnist", 16, seed=42)
     train_iter = TensorLoader(x, y, 128, shuffle=True, seed=42, device=device)
     test_iter = TensorLoader(xt, yt, 1000, device=device)
+    starts = []  # when each epoch's first step ended
+
+    def on_step(epoch, step, loss):
+        if len(starts) == epoch:
+            starts.append(time.perf_counter())
+        if time.time() > stop_at:
+            raise TimeUp
+
     t0 = time.perf_counter()
-    h = fit(net, train_iter, test_iter, 1, progress=False, device=device, **r.fit_options())
-    seconds = time.perf_counter() - t0
-    record = {"meta": meta(), "device": str(device), "data": source, "n_train": len(x), "epoch_s": seconds,
-              "steps": len(train_iter), "step_ms": 1e3 * seconds / len(train_iter),
-              "fifty_epochs_s_extrapolated": 50 * seconds, "test_acc_after_1_epoch": h["test_acc"][-1]}
+    record = {"meta": meta(), "device": str(device), "data": source, "n_train": len(x), "recipe": "reference",
+              "blocks": 16, "num_epochs": num_epochs, "steps_per_epoch": len(train_iter)}
+    try:
+        h = fit(net, train_iter, test_iter, num_epochs, progress=False, device=device, on_step=on_step,
+                log_epochs=False, **r.fit_options())
+        seconds = time.perf_counter() - t0
+        record.update(whole_run=True, seconds=seconds, epoch_s=h["seconds"], test_acc=h["test_acc"][-1],
+                      best_test_acc=max(h["test_acc"]), test_acc_per_epoch=h["test_acc"])
+    except TimeUp:
+        epochs, seconds = extrapolate(t0, starts, num_epochs)
+        record.update(whole_run=False, epochs_finished=len(epochs), epoch_s=epochs, seconds=seconds,
+                      extrapolated="first epoch + (num_epochs - 1) × the median later epoch")
+    record["step_ms"] = 1e3 * statistics.median(record["epoch_s"][1:] or record["epoch_s"]) / len(train_iter)
     write(path, record)
-    print(f"MNIST paper-scale QT: one epoch {seconds:.1f} s, 50 epochs ≈ {50 * seconds / 60:.1f} min", flush=True)
+    how = "measured" if record["whole_run"] else f"extrapolated from {record['epochs_finished']} epochs"
+    print(f"MNIST paper-scale QT, {num_epochs} epochs: {seconds / 60:.1f} min ({how})", flush=True)
     return record
 
 
-def cifar_seeds(out, deadline, quick, data_dir, epochs, min_left=60):
-    """Stage 4: the CIFAR-10 seeds grid's improved QT runs at L = 95, each resumable, while time allows."""
+def bundle(out, runs_dir):
+    """Stage 4's records, logs and checkpoints as one tar in --out (rewritten atomically)."""
+    tmp = out / "cifar10-runs.tar.tmp"
+    with tarfile.open(tmp, "w") as tar:
+        for f in sorted(runs_dir.rglob("*")):
+            if f.is_file():
+                tar.add(f, arcname=str(f.relative_to(runs_dir)))
+    tmp.replace(out / "cifar10-runs.tar")
+
+
+def cifar_queue(runs_dir, quick, data_dir, epochs):
+    """[(json path, train argv)] of stage 4: CIFAR_QUEUE's runs not yet recorded in results/runs, each once."""
     extra = ["--n-train", "200", "--n-test", "100", "--blocks", "2", "--batch-size", "100"] if quick else []
-    done = []
-    for grid_path, argv in commands("seeds", "cifar10", out, epochs=epochs, data_dir=data_dir, extra=extra,
-                                    runs=["qt-improved-*"]):
-        path = out / f"cifar10-seeds-{grid_path.stem}.json"
-        ckpt = path.with_suffix(".pt")
-        argv = argv[:argv.index("--json")] + ["--json", str(path)] + argv[argv.index("--json") + 2:]
-        if path.exists():
-            done.append(path.name)
-            continue
-        left = deadline - time.time()
-        if left < min_left:
-            print(f"stage 4: {left:.0f} s left, not starting {path.name}", flush=True)
+    queue, keys = [], set()
+    for grid, pattern in CIFAR_QUEUE:
+        for path, argv in commands(grid, "cifar10", runs_dir, epochs=epochs, data_dir=data_dir, extra=extra,
+                                   runs=[pattern]):
+            key = run_key(argv)
+            recorded = ROOT / "results/runs" / path.relative_to(runs_dir)
+            if key in keys or (not quick and done(recorded, argv)) or done(path, argv):
+                continue
+            keys.add(key)
+            queue.append((path, argv))
+    return queue
+
+
+def cifar_runs(out, runs_dir, deadline, quick, data_dir, epochs, workers, min_left):
+    """Stage 4: the queue's runs, `workers` at a time, started while at least `min_left` s remain and
+    stopped (their checkpoints kept) at the deadline."""
+    queue = cifar_queue(runs_dir, quick, data_dir, epochs)
+    print(f"stage 4: {len(queue)} runs to do, {workers} at a time", flush=True)
+    threads = str(max(1, (os.cpu_count() or 1) // workers))
+    running, finished = {}, []
+    while queue or running:
+        while queue and len(running) < workers and deadline - time.time() > min_left:
+            path, argv = queue.pop(0)
+            ckpt = path.with_suffix(".pt")
+            argv = argv + ["--checkpoint", str(ckpt)] + (["--resume"] if ckpt.exists() else ["--overwrite"])
+            path.parent.mkdir(parents=True, exist_ok=True)
+            log = open(path.with_suffix(".log"), "a")
+            proc = subprocess.Popen([sys.executable, "-m", "qt_helpers", *argv], stdout=log,
+                                    stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": threads})
+            running[proc] = (path, log, time.time())
+            print(f"stage 4: started {path.relative_to(runs_dir)}", flush=True)
+        if not running:
+            print(f"stage 4: {deadline - time.time():.0f} s left, not starting {len(queue)} more runs", flush=True)
             break
-        argv += ["--checkpoint", str(ckpt)] + (["--resume"] if ckpt.exists() else [])
-        with open(out / "cifar10-seeds.log", "a") as log:
-            try:
-                rc = subprocess.run([sys.executable, "-m", "qt_helpers", *argv], stdout=log, stderr=subprocess.STDOUT,
-                                    timeout=max(left - 30, 1), cwd=ROOT).returncode
-            except subprocess.TimeoutExpired:
-                print(f"stage 4: {path.name} stopped at the time budget; {ckpt.name} resumes it", flush=True)
-                break
-        if rc == 0:
-            done.append(path.name)
-            ckpt.unlink(missing_ok=True)
-        else:
-            print(f"stage 4: {path.name} failed (exit {rc}); see cifar10-seeds.log", flush=True)
-    print(f"stage 4: finished runs {done}", flush=True)
-    return done
+        time.sleep(1 if quick else 5)
+        for proc in [p for p in running if p.poll() is not None]:
+            path, log, started = running.pop(proc)
+            log.close()
+            name = path.relative_to(runs_dir)
+            if proc.returncode == 0:
+                finished.append(str(name))
+                path.with_suffix(".pt").unlink(missing_ok=True)
+                print(f"stage 4: finished {name} in {time.time() - started:.0f} s", flush=True)
+            else:
+                print(f"stage 4: {name} failed (exit {proc.returncode}); see its .log", flush=True)
+            bundle(out, runs_dir)
+        if time.time() > deadline:
+            for proc, (path, log, _) in running.items():
+                proc.terminate()
+                proc.wait()
+                log.close()
+                print(f"stage 4: stopped {path.relative_to(runs_dir)} at the deadline; its checkpoint resumes it",
+                      flush=True)
+            running = {}
+            break
+    bundle(out, runs_dir)
+    print(f"stage 4: finished runs {finished}", flush=True)
+    return finished
 
 
 def main(argv=None):
@@ -189,24 +339,36 @@ def main(argv=None):
     p.add_argument("--budget-s", type=float, default=540, help="stop starting work after this many seconds")
     p.add_argument("--quick", action="store_true", help="tiny sizes: a check that every stage runs (CI, a CPU)")
     p.add_argument("--data-dir", default=None, help="folder with the data packs (default: $QT_DATA_DIR)")
-    p.add_argument("--cifar-epochs", type=int, default=20)
-    p.add_argument("--stages", type=int, nargs="+", default=[1, 2, 3, 4], choices=[1, 2, 3, 4],
-                   help="which stages to run (e.g. 1 2 3 with the wheels, then 4 with the CIFAR-10 pack)")
+    p.add_argument("--cifar-epochs", type=int, default=None, help="epochs of stage 4's runs (default: the grids')")
+    p.add_argument("--workers", type=int, default=3, help="stage 4's runs at a time on the one GPU")
+    p.add_argument("--mnist-cap-s", type=float, default=150, help="stage 3's longest time before extrapolating")
+    p.add_argument("--stages", type=int, nargs="+", default=[1, 3, 2, 4], choices=[1, 2, 3, 4],
+                   help="which stages to run, in this order (e.g. 1 3 2 with the wheels, then 4 with CIFAR-10)")
+    p.add_argument("--runs-dir", type=Path, default=RUNS_DIR, help="stage 4's runs while they run")
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)  # stage 2 inside its time limit
     args = p.parse_args(argv)
     deadline = time.time() + args.budget_s
     args.out.mkdir(parents=True, exist_ok=True)
     configs = ["tiny"] if args.quick else ["mnist-16", "cifar10-38", "cifar10-95"]
     backends = ["torchquantum", "gatewise", "native"] + ([] if args.quick else ["pennylane"])
     repeats = 2 if args.quick else 5
-    stages = [
-        ("step-table.json", lambda path: step_table(path, configs, backends, 1, repeats)),
-        ("compiled.json", lambda path: compiled(path, "tiny" if args.quick else "cifar10-95", repeats, args.quick)),
-        ("mnist-epoch.json", lambda path: mnist_epoch(path, args.quick, args.data_dir)),
-    ]
-    for number, (name, stage) in enumerate(stages, 1):
-        path = args.out / name
-        if number not in args.stages:
+    if args.child:
+        compiled(args.out / "compiled.json", ["tiny"] if args.quick else ["mnist-16", "cifar10-95"], repeats,
+                 args.quick)
+        return 0
+    stages = {
+        1: ("step-table.json", lambda path: step_table(path, configs, backends, 1, repeats, deadline)),
+        2: ("compiled.json", lambda path: run_child(path, args, deadline)),
+        3: ("mnist-epoch.json", lambda path: mnist_run(path, args.quick, args.data_dir,
+                                                      min(deadline, time.time() + args.mnist_cap_s))),
+    }
+    for number in args.stages:
+        if number == 4:
+            cifar_runs(args.out, args.runs_dir, deadline, args.quick, args.data_dir,
+                       1 if args.quick else args.cifar_epochs, args.workers, 5 if args.quick else 60)
             continue
+        name, stage = stages[number]
+        path = args.out / name
         if path.exists() and name != "step-table.json":
             print(f"{name}: done before, skipped", flush=True)
             continue
@@ -214,12 +376,24 @@ def main(argv=None):
             print(f"{name}: out of time, skipped", flush=True)
             continue
         t0 = time.perf_counter()
-        stage(path)
+        try:
+            stage(path)
+        except Exception as e:  # noqa: BLE001 - the next stages still get their turn
+            print(f"{name}: FAILED: {type(e).__name__}: {str(e)[:300]}", flush=True)
         print(f"{name}: {time.perf_counter() - t0:.0f} s", flush=True)
-    if 4 in args.stages:
-        cifar_seeds(args.out, deadline, args.quick, args.data_dir, 1 if args.quick else args.cifar_epochs,
-                    min_left=5 if args.quick else 60)
     return 0
+
+
+def run_child(path, args, deadline):
+    """Stage 2 in a child process, stopped at the deadline (what it wrote by then is kept)."""
+    argv = [sys.executable, __file__, "--child", "--out", str(args.out)] + ["--quick"] * args.quick
+    try:
+        subprocess.run(argv, timeout=max(deadline - time.time(), 10), check=False)
+    except subprocess.TimeoutExpired:
+        record = json.loads(path.read_text()) if path.exists() else {"meta": meta(), "rows": []}
+        record["stopped"] = "at the time budget"
+        write(path, record)
+        print("compiled.json: stopped at the time budget", flush=True)
 
 
 if __name__ == "__main__":
