@@ -62,3 +62,10 @@ def test_cifar_stage_runs_resumable_train_commands_and_bundles_them(tmp_path):
     with tarfile.open(out / "cifar10-runs.tar") as tar:
         assert set(finished) <= set(tar.getnames())
     assert not list(runs.glob("**/*.pt"))  # finished runs drop their checkpoints
+    sys.path.insert(0, str(SCRIPT.parent))
+    from gpu_run import unpack
+
+    unpack(out / "cifar10-runs.tar", tmp_path / "back", results=tmp_path / "results")  # here, after the lease
+    assert {f.relative_to(tmp_path / "results").as_posix() for f in (tmp_path / "results").glob("*/*/*.json")} \
+        == set(finished)
+    unpack(out / "cifar10-runs.tar", tmp_path / "back", results=tmp_path / "results")  # again: nothing replaced

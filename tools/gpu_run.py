@@ -20,6 +20,7 @@ stage whose JSON is already there is skipped, so a cut-off run loses at most the
     make gpu-pack                                                     # here: wheels and the data packs
     make gpu GPU_ARGS="--stages 1 3 2"                                # there, with the wheels and MNIST
     make gpu GPU_ARGS="--stages 4"                                    # there, with the CIFAR-10 pack
+    python tools/gpu_run.py --unpack $OUT/cifar10-runs.tar             # here again: record stage 4's runs
     python tools/gpu_run.py --out build/gpu-dry --quick --budget-s 60  # tiny sizes on a CPU (what CI runs)
 
 The GPU machine has Python 3.12 and torch but no package index, and a call carries at most 64 MiB: the
@@ -333,6 +334,37 @@ def cifar_runs(out, runs_dir, deadline, quick, data_dir, epochs, workers, min_le
     return finished
 
 
+def unpack(tar_path, runs_dir, results=ROOT / "results/runs"):
+    """Here, after the lease: stage 4's tar unpacked into `runs_dir`, and each finished run's record copied into
+    the grids' results (an identical command's second grid name, e.g. the block sweep's qt-L95 and the seeds'
+    qt-improved-seed42, gets a copy naming the first); records already there are kept, never replaced."""
+    from qt_helpers.experiments import copy_run, read_record
+
+    with tarfile.open(tar_path) as tar:
+        tar.extractall(runs_dir, filter="data")
+    found = {}
+    for path in sorted(runs_dir.glob("cifar10/*/*.json")):
+        record = read_record(path)
+        if record is None:
+            continue
+        found[record[1]] = path
+        dst = results / path.relative_to(runs_dir)
+        if dst.exists():
+            print(f"kept {dst} (already there)")
+            continue
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        for src in (path, path.with_suffix(".log")):  # the record and its log, beside the grid's others
+            if src.exists():
+                dst.with_suffix(src.suffix).write_text(src.read_text())
+        print(f"recorded {dst}")
+    for name in ("seeds", "blocks"):
+        for path, argv in commands(name, "cifar10", results, epochs=None):
+            key = run_key(argv)
+            if key in found and not path.exists():
+                copy_run(results / found[key].relative_to(runs_dir), path)
+                print(f"recorded {path} (the same run as {found[key].relative_to(runs_dir)})")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=ROOT / "results/bench/gpu")
@@ -345,8 +377,13 @@ def main(argv=None):
     p.add_argument("--stages", type=int, nargs="+", default=[1, 3, 2, 4], choices=[1, 2, 3, 4],
                    help="which stages to run, in this order (e.g. 1 3 2 with the wheels, then 4 with CIFAR-10)")
     p.add_argument("--runs-dir", type=Path, default=RUNS_DIR, help="stage 4's runs while they run")
+    p.add_argument("--unpack", type=Path, metavar="TAR", help="here, after the lease: record stage 4's runs "
+                   "from the tar it brought back (into --runs-dir and results/runs), then stop")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)  # stage 2 inside its time limit
     args = p.parse_args(argv)
+    if args.unpack:
+        unpack(args.unpack, args.runs_dir)
+        return 0
     deadline = time.time() + args.budget_s
     args.out.mkdir(parents=True, exist_ok=True)
     configs = ["tiny"] if args.quick else ["mnist-16", "cifar10-38", "cifar10-95"]
