@@ -92,9 +92,9 @@ def time_steps(net, x, y, opt, device, warmup, repeats):
 
 
 
-def run(configs, backends, devices, warmup, repeats, skip=()):
+def run(configs, backends, devices, warmup, repeats, skip=(), skipped=None):
     """All rows of the table but the (config, backend, device) in `skip`, with ratios to TorchQuantum per
-    (config, device)."""
+    (config, device); a backend that is not installed is left out, and why is added to the list `skipped`."""
     rows = []
     for device in map(torch.device, devices):
         for config in configs:
@@ -105,6 +105,8 @@ def run(configs, backends, devices, warmup, repeats, skip=()):
                     seconds, peak = time_steps(*build(config, backend, device), device, warmup, repeats)
                 except ImportError as e:
                     print(f"skipping {backend}: {e}", file=sys.stderr)
+                    if skipped is not None and f"{backend}: {e}" not in skipped:
+                        skipped.append(f"{backend}: {e}")
                     continue
                 rows.append({"config": config, "backend": backend, "device": str(device),
                              "device_name": device_name(device), "step_ms": seconds * 1e3, "peak_mib": peak})

@@ -88,10 +88,8 @@ def step_table(path, configs, backends, warmup, repeats, deadline):
                     record["skipped"].append(f"{config} {backend} {device}: out of time")
                     continue
                 try:
-                    rows = bench.run([config], [backend], [device], warmup, 3 if slow else repeats)
-                except ImportError as e:
-                    record["skipped"].append(f"{backend}: {e}")
-                    rows = []
+                    rows = bench.run([config], [backend], [device], warmup, 3 if slow else repeats,
+                                     skipped=record["skipped"])
                 except Exception as e:  # noqa: BLE001 - one broken row must not cost the lease's other rows
                     record["errors"].append(f"{config} {backend} {device}: {type(e).__name__}: {str(e)[:300]}")
                     rows = []
