@@ -1,5 +1,6 @@
 """Experiment grids: one `train` command per run, resumable, identical runs made once, and their report."""
 import json
+from pathlib import Path
 
 import pytest
 
@@ -139,3 +140,20 @@ def test_goals_are_judged_on_three_seeds_within_the_budget(tmp_path):
     for seed in SEEDS:  # three seeds above 65 %, but 10 parameters over the budget
         write(seed, 27961)
     assert report.goals(report.load_runs(tmp_path))[-1][3:] == (False, "missed: 27,961 parameters")
+
+
+def test_every_recorded_run_is_a_finished_record_of_its_grid():
+    """Each JSON in results/runs is a whole run (its command, every epoch) whose arguments are those its grid
+    would run at that name: a broken or misplaced file would show wrong numbers in chapter 7."""
+    from qt_helpers.experiments import commands, read_record, run_key
+
+    root = Path(__file__).resolve().parents[1] / "results" / "runs"
+    paths = sorted(root.glob("*/*/*.json"))
+    assert paths
+    for path in paths:
+        found = read_record(path)
+        assert found is not None, path
+        record, key = found
+        dataset, grid = path.parent.parent.name, path.parent.name
+        expected = {p.name: run_key(argv) for p, argv in commands(grid, dataset, root, epochs=record["epochs"])}
+        assert expected.get(path.name) == key, f"{path} holds another run than its grid's {path.stem}"
