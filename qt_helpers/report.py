@@ -249,10 +249,11 @@ def findings(runs, dataset):
     for recipe in BLOCKS_RECIPES:
         rows = [r for r in blocks_rows(runs, dataset, recipe) if r[2] is not None and r[4] is not None]
         if rows:
-            wins = sum(cl > qt for _, _, qt, _, cl, _ in rows)
-            gap = statistics.mean(100 * (cl - qt) for _, _, qt, _, cl, _ in rows)
-            out.append(f"**Block sweep**: the classical CNN of QT's budget is more accurate than QT {recipe} at "
-                       f"{wins} of {len(rows)} block counts, by {gap:+.1f} points on average.")
+            wins = sum(qt > cl for _, _, qt, _, cl, _ in rows)
+            gap = statistics.mean(100 * (qt - cl) for _, _, qt, _, cl, _ in rows)
+            out.append(f"**Block sweep**: QT {recipe} is more accurate than the classical CNN of its budget at "
+                       f"{wins} of {len(rows)} block counts; on average it is {abs(gap):.1f} points "
+                       f"{'above' if gap >= 0 else 'below'} it.")
     for grid, title in (("seeds", "Seeds"), ("long", "Longer training")):
         summary = seeds_summary(runs, dataset, grid)
         budget = summary.get("classical CNN, QT's budget")
@@ -260,10 +261,15 @@ def findings(runs, dataset):
         if qts and budget:
             best = max(qts, key=lambda m: qts[m]["mean"])
             q = qts[best]
+            gap = 100 * (q["mean"] - budget["mean"])
+            paired = {seed: a for seed, a in zip(budget["seeds"], budget["accs"])}
+            diffs = [100 * (a - paired[seed]) for seed, a in zip(q["seeds"], q["accs"]) if seed in paired]
             out.append(f"**{title}**: the best QT recipe ({best}, {q['params']:,} parameters) reaches "
                        f"{100 * q['mean']:.2f} ± {100 * q['std']:.2f} %; the budget CNN ({budget['params']:,}) "
-                       f"{100 * budget['mean']:.2f} ± {100 * budget['std']:.2f} %, "
-                       f"{100 * (budget['mean'] - q['mean']):+.2f} points, both after {q['epochs']} epochs.")
+                       f"{100 * budget['mean']:.2f} ± {100 * budget['std']:.2f} %, {abs(gap):.2f} points "
+                       f"{'below' if gap >= 0 else 'above'} QT, both after {q['epochs']} epochs. Seed by seed, QT "
+                       f"is ahead on {sum(d > 0 for d in diffs)} of {len(diffs)} seeds (differences "
+                       f"{', '.join(f'{d:+.2f}' for d in diffs)} points).")
     summary = seeds_summary(runs, dataset)
     full, budget = summary.get("classical CNN"), summary.get("classical CNN, QT's budget")
     if full and budget:

@@ -101,8 +101,9 @@ def test_seeds_summary_is_mean_and_sample_std(tmp_path):
         ("cifar10 ≥ 65 % at ≤ 27,951 parameters", "no QT run", None, None, "not run")]
     assert "| QT improved, 10 epochs, 3 seeds | 95.00 % | met |" in report.goals_table(runs)
     assert "| no QT run | – | not run |" in report.goals_table(runs)
-    assert "more accurate than QT" not in report.findings(runs, "mnist")  # no block sweep here
-    assert "the budget CNN (1,438) 97.00 ± 1.00 %, +2.00 points" in report.findings(runs, "mnist")
+    assert "Block sweep" not in report.findings(runs, "mnist")  # no block sweep here
+    assert "the budget CNN (1,438) 97.00 ± 1.00 %, 2.00 points above QT" in report.findings(runs, "mnist")
+    assert "QT is ahead on 0 of 3 seeds (differences -2.00, -2.00, -2.00 points)" in report.findings(runs, "mnist")
     assert "| mnist | seeds | 6 | 0 | 0.00 | CPU |" in report.compute_table(runs)
 
 

@@ -361,6 +361,16 @@ def unpack(tar_path, runs_dir, results=ROOT / "results/runs"):
             if key in found and not path.exists():
                 copy_run(results / found[key].relative_to(runs_dir), path)
                 print(f"recorded {path} (the same run as {found[key].relative_to(runs_dir)})")
+    unfinished = {}  # runs the lease stopped: their histories so far, from their checkpoints (never in the grids)
+    for ckpt in sorted(runs_dir.glob("cifar10/*/*.pt")):
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+        unfinished[ckpt.relative_to(runs_dir).with_suffix("").as_posix()] = {
+            "identity": state["identity"], "history": state["history"]}
+    if unfinished:
+        path = ROOT / "results/bench/gpu/cifar10-unfinished.json"
+        write(path, {"note": "CIFAR-10 runs stopped by the end of a GPU lease: per-epoch histories so far; "
+                             "not finished runs, so no grid counts them", "runs": unfinished})
+        print(f"wrote {path} ({len(unfinished)} unfinished runs)")
 
 
 def main(argv=None):
