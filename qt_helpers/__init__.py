@@ -8,7 +8,7 @@ PennyLane load only when used.
 from .circuits import ANSATZE, get_ansatz, n_qubits_for
 from .data import DATASETS, Data, DataNotFoundError, TensorLoader, load_data, load_loaders
 from .models import CifarCNN, MnistCNN, budget_cnn, cnn, num_params
-from .qnn import BACKENDS, make_qnn
+from .qnn import BACKENDS, available, make_qnn
 from .qt import MappingModel, Preset, QTModel, get_preset, qt_model
 from .recipes import RECIPES, Recipe, get_recipe
 from .train import CheckpointError, evaluate, fit, get_device
@@ -17,7 +17,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ANSATZE", "BACKENDS", "DATASETS", "RECIPES", "CheckpointError", "CifarCNN", "Data", "DataNotFoundError",
-    "MappingModel", "MnistCNN", "Preset", "QTModel", "Recipe", "TensorLoader", "budget_cnn", "cnn", "evaluate",
-    "fit", "get_ansatz", "get_device", "get_preset", "get_recipe", "load_data", "load_loaders", "make_qnn",
-    "n_qubits_for", "num_params", "qt_model",
+    "MappingModel", "MnistCNN", "Preset", "QTModel", "Recipe", "TensorLoader", "available", "budget_cnn", "cnn",
+    "evaluate", "fit", "get_ansatz", "get_device", "get_preset", "get_recipe", "load_data", "load_loaders",
+    "make_qnn", "n_qubits_for", "num_params", "qt_model",
 ]

@@ -119,6 +119,15 @@ def check_backend(backend):
     return backend
 
 
+def available(backend):
+    """True when `backend`'s quantum library imports here (chapters skip their cross-checks otherwise)."""
+    try:
+        _import({"native": "torch", "torchquantum": "torchquantum", "pennylane": "pennylane"}[check_backend(backend)])
+    except ImportError:
+        return False
+    return True
+
+
 def make_qnn(backend, n_qubits, n_blocks, ansatz="u3cu3", seed=None, **options):
     """A QNN of `backend` ('native', 'torchquantum' or 'pennylane')."""
     return _QNNS[check_backend(backend)](n_qubits, n_blocks, ansatz, seed, **options)

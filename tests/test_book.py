@@ -59,6 +59,22 @@ def test_book_is_built():
         assert (HTML / f"{page}.html").exists(), f"{page}: no HTML page was built"
 
 
+def test_buttons_open_the_release():
+    """The repository and Colab buttons point at pyproject.toml's repository, at the release tag."""
+    if not (HTML / "index.html").exists():
+        unavailable("the book is not built: run `make book`")
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    from colab_cells import release
+
+    url, tag = release()
+    page = (HTML / "notebooks" / "02_mnist.html").read_text()
+    assert f'href="{url}"' in page
+    colab = f"https://colab.research.google.com/github/{url.removeprefix('https://github.com/')}/blob/{tag}/"
+    assert colab + "notebooks/02_mnist.ipynb" in page
+
+
 def test_every_notebook_is_a_chapter():
     if not PAGES:
         unavailable("the book is not built: run `make book`")

@@ -58,3 +58,38 @@ def test_staging_banner_says_recorded_or_ci(tmp_path):
     ci = tmp_path / "01_concept.ipynb"
     ci.write_text("{}")
     assert "CI-scale check, not results" in stage_book.banner(ci)
+
+
+import colab_cells  # noqa: E402
+
+
+def test_colab_cells_are_generated_from_pyproject():
+    assert colab_cells.main(["--check"]) == 0, "run `python tools/colab_cells.py` after changing pyproject.toml"
+    url, tag = colab_cells.release()
+    assert url.startswith("https://github.com/") and tag.startswith("v")
+    readme = (ROOT / "README.md").read_text()
+    assert set(re.findall(r"git\+(https://github\.com/[^\s\"]+)", readme)) == {f"{url}@{tag}"}
+
+
+class _Version(tuple):
+    major = property(lambda self: self[0])
+    minor = property(lambda self: self[1])
+
+
+@pytest.mark.parametrize("version, tq", [((3, 12), True), ((3, 13), False)])
+def test_colab_cell_installs_the_release_and_checks_python(monkeypatch, capsys, version, tq):
+    """The cell run as on Colab (no command really runs): clone of the tag, pip with TorchQuantum only on
+    Python 3.10 to 3.12, then into the clone's notebooks/ folder."""
+    calls, moved = [], []
+    monkeypatch.setitem(sys.modules, "google.colab", object())
+    monkeypatch.setattr(sys, "version_info", _Version((*version, 0)))
+    monkeypatch.setattr("subprocess.run", lambda cmd, check: calls.append(cmd))
+    monkeypatch.setattr("os.path.isdir", lambda path: False)
+    monkeypatch.setattr("os.chdir", moved.append)
+    exec(colab_cells.cell_source("02_mnist"), {})
+    url, tag = colab_cells.release()
+    assert calls[0][:6] == ["git", "clone", "-q", "--depth", "1", "--branch"] and calls[0][6:8] == [tag, url]
+    assert calls[1][-1] == ("/content/qt[torchquantum]" if tq else "/content/qt")
+    assert any("torchquantum==0.1.8" in c for c in calls) == tq
+    assert ("TorchQuantum installs on Python 3.10 to 3.12 only" in capsys.readouterr().out) != tq
+    assert moved == ["/content/qt/notebooks"]

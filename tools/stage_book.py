@@ -1,6 +1,7 @@
 """Stage the book's sources for `jupyter-book build` (run by `make book`; see _config.yml).
 
-Copies _config.yml, _toc.yml, references.bib and book/ into OUT (emptied first), and for every chapter
+Copies _config.yml (with the repository's URL and release tag from pyproject.toml), _toc.yml, references.bib
+and book/ into OUT (emptied first), and for every chapter
 notebook named in the TOC the executed copy: `results/notebooks/<name>.ipynb` (paper scale) where it
 exists, else `build/executed/<name>.ipynb` (the CI run of `make notebooks`). Nothing is executed here
 (`stage_notebook` says what staging changes in how outputs show). TOC chapters whose notebook does not
@@ -18,6 +19,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from colab_cells import release  # noqa: E402
 from qt_helpers.results_page import write_page  # noqa: E402
 from qt_helpers.run_notebooks import DEPENDS, compact_streams  # noqa: E402
 
@@ -121,8 +123,11 @@ def main(argv=None):
     if args.out.exists():
         shutil.rmtree(args.out)
     args.out.mkdir(parents=True)
-    for name in ("_config.yml", "references.bib"):
-        shutil.copy2(ROOT / name, args.out / name)
+    shutil.copy2(ROOT / "references.bib", args.out / "references.bib")
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    url, tag = release()  # pyproject.toml's, as in the Colab cells: the launch buttons open this release
+    config["repository"].update(url=url, branch=tag)
+    (args.out / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
     (args.out / "_toc.yml").write_text(yaml.safe_dump(drop_files(toc, missing), sort_keys=False))
     shutil.copytree(ROOT / "book", args.out / "book")
 
