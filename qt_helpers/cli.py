@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from . import __version__, experiments
+from . import __version__
 from .circuits import ANSATZE, INITS, n_qubits_for
 from .data import DATASETS, DataNotFoundError, load_loaders, resolve_name
 from .models import budget_cnn, cnn, num_params
@@ -39,6 +39,10 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message):
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+OUTPUT_ARGS = ("json", "no_progress", "data_dir", "checkpoint", "resume", "export", "overwrite", "debug",
+               "command", "recipe")  # where and how, not what (a --recipe is applied to the other arguments)
 
 
 def build_parser():
@@ -87,7 +91,8 @@ def build_parser():
     t.add_argument("--json", default=None, help="write the results to this JSON file")
     t.add_argument("--export", default=None, help="save the trained CNN's state_dict (plain torch) here")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
-    experiments.add_parser(sub)
+    sub.add_parser("experiment", add_help=False, help="moved: python -m qt_helpers.science.experiments"
+                   ).add_argument("rest", nargs=argparse.REMAINDER)
     return p
 
 
@@ -248,7 +253,7 @@ def train(args, argv=None):
     print(f"{label} on {device}:")
     print_params(info)
     t0 = time.perf_counter()
-    identity = {k: v for k, v in sorted(vars(args).items()) if k not in experiments.OUTPUT_ARGS}
+    identity = {k: v for k, v in sorted(vars(args).items()) if k not in OUTPUT_ARGS}
     history = fit(net, train_loader, test_loader, args.epochs, lr=lr, schedule=args.schedule, device=device,
                   checkpoint=args.checkpoint, resume=args.resume, progress=not args.no_progress,
                   identity={**identity, "qt_helpers": __version__}, overwrite=args.overwrite,
@@ -289,8 +294,9 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     try:
-        if args.command == "experiment":
-            return experiments.main(args)
+        if args.command == "experiment":  # the grids are book tooling, apart from this library's CLI
+            raise UsageError("the experiment grids moved: python -m qt_helpers.science.experiments "
+                             + " ".join(args.rest))
         train(args, [a for a in argv if a != "--debug"])
         return 0
     except USER_ERRORS as e:

@@ -4,9 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from qt_helpers import report
-from qt_helpers.cli import build_parser, main
-from qt_helpers.experiments import GRIDS, SEEDS, commands, finished, run_commands, run_key, shots
+from qt_helpers.science import report
+from qt_helpers.cli import build_parser
+from qt_helpers.science.experiments import GRIDS, SEEDS, commands, finished, run_commands, run_key, shots
+from qt_helpers.science.experiments import main as grids_main
 
 
 @pytest.mark.parametrize("grid, n_runs", [("blocks", 19), ("ablation", 8), ("seeds", 12), ("shots", 5), ("long", 6)])
@@ -39,7 +40,7 @@ def test_cifar10_grids_train_longer_and_runs_filter_by_name(tmp_path):
     assert [p.stem for p, _ in cmds] == ["cnn"] + [f"cnn-budget-L{L}" for L in (19, 38, 57, 76, 95)]
     assert all(build_parser().parse_args(a).epochs == 20 for _, a in cmds)
     assert build_parser().parse_args(commands("long", "cifar10", tmp_path)[0][1]).epochs == 40
-    assert main(["experiment", "blocks", "--runs", "xx*", "--dry-run"]) == 2
+    assert grids_main(["blocks", "--runs", "xx*", "--dry-run"]) == 2
 
 
 def test_run_key_is_the_experiment_not_the_spelling(tmp_path):
@@ -51,7 +52,7 @@ def test_run_key_is_the_experiment_not_the_spelling(tmp_path):
 
 
 def test_unknown_grid_is_a_clear_error(capsys):
-    assert main(["experiment", "sweep", "--dry-run"]) == 2
+    assert grids_main(["sweep", "--dry-run"]) == 2
     assert "choose one of blocks, ablation, seeds, shots, long" in capsys.readouterr().err
     assert GRIDS == ("blocks", "ablation", "seeds", "shots", "long")
 
@@ -108,7 +109,7 @@ def test_seeds_summary_is_mean_and_sample_std(tmp_path):
 
 
 def test_missing_results_folder_says_what_to_run(tmp_path):
-    with pytest.raises(FileNotFoundError, match="python -m qt_helpers experiment"):
+    with pytest.raises(FileNotFoundError, match="python -m qt_helpers.science.experiments"):
         report.load_runs(tmp_path / "nothing")
 
 
@@ -146,7 +147,7 @@ def test_goals_are_judged_on_three_seeds_within_the_budget(tmp_path):
 def test_every_recorded_run_is_a_finished_record_of_its_grid():
     """Each JSON in results/runs is a whole run (its command, every epoch) whose arguments are those its grid
     would run at that name: a broken or misplaced file would show wrong numbers in chapter 7."""
-    from qt_helpers.experiments import commands, read_record, run_key
+    from qt_helpers.science.experiments import commands, read_record, run_key
 
     root = Path(__file__).resolve().parents[1] / "results" / "runs"
     paths = sorted(root.glob("*/*/*.json"))

@@ -1,11 +1,11 @@
-"""qt_helpers.results_page: the results page is built from the executed notebooks' numbers and PUBLISHED."""
+"""qt_helpers.science.results_page: the results page is built from the executed notebooks' numbers and PUBLISHED."""
 import json
 
 import nbformat
 import pytest
 
 from qt_helpers.published import PUBLISHED
-from qt_helpers.results_page import chapter, render, write_page
+from qt_helpers.science.results_page import chapter, render, write_page
 
 
 RUN = {"profile": "cpu", "machine": "CPU (x86_64, 2 cores, 1 thread(s)), no GPU", "commit": "abc1234",

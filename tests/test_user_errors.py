@@ -17,7 +17,8 @@ import pytest
 import torch
 
 from qt_helpers.cli import main
-from qt_helpers.experiments import commands, finished, run_commands, run_one
+from qt_helpers.science.experiments import commands, finished, run_commands, run_one
+from qt_helpers.science.experiments import main as grids_main
 from qt_helpers.notebook import check_params
 
 BAD_TRAIN = [  # (arguments, part of the one-line message)
@@ -52,10 +53,10 @@ if not torch.cuda.is_available():
     BAD_TRAIN.append((["--device", "cuda"], "this machine has no CUDA GPU; use --device cpu"))
 
 
-def run_main(argv, capsys):
-    """(exit code, stdout, stderr) of the CLI."""
+def run_main(argv, capsys, entry=main):
+    """(exit code, stdout, stderr) of the CLI (or of another entry point, e.g. the grids')."""
     try:
-        rc = main(argv)
+        rc = entry(argv)
     except SystemExit as e:  # argparse's own errors
         rc = e.code
     out = capsys.readouterr()
@@ -182,14 +183,19 @@ def test_broken_records_are_named_and_redone(pack_dir, tmp_path, capsys):
     (["seeds", "--dataset", "svhn"], "unknown dataset 'svhn'"),
 ])
 def test_bad_experiment_arguments(args, message, capsys):
-    rc, out, err = run_main(["experiment", *args, "--dry-run"], capsys)
+    rc, out, err = run_main([*args, "--dry-run"], capsys, grids_main)
     assert message in one_line_error(rc, out, err)
+
+
+def test_the_old_experiment_command_says_where_the_grids_went(capsys):
+    rc, out, err = run_main(["experiment", "seeds", "--dataset", "mnist"], capsys)
+    assert "python -m qt_helpers.science.experiments seeds --dataset mnist" in one_line_error(rc, out, err)
 
 
 def test_a_killed_grid_takes_its_runs_with_it(tmp_path):
     script = textwrap.dedent("""
         import subprocess, sys, time
-        from qt_helpers.experiments import _die_with_parent
+        from qt_helpers.science.experiments import _die_with_parent
         child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], preexec_fn=_die_with_parent)
         print(child.pid, flush=True)
         time.sleep(60)

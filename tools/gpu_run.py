@@ -45,7 +45,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from qt_helpers import bench  # noqa: E402
-from qt_helpers.experiments import commands, done, run_key  # noqa: E402
+from qt_helpers.science.experiments import commands, done, run_key  # noqa: E402
 from qt_helpers.train import device_name  # noqa: E402
 
 RUNS_DIR = ROOT / "build/gpu/runs"  # stage 4's records while they run (bundled into --out); --runs-dir
@@ -336,7 +336,7 @@ def unpack(tar_path, runs_dir, results=ROOT / "results/runs"):
     """Here, after the lease: stage 4's tar unpacked into `runs_dir`, and each finished run's record copied into
     the grids' results (an identical command's second grid name, e.g. the block sweep's qt-L95 and the seeds'
     qt-improved-seed42, gets a copy naming the first); records already there are kept, never replaced."""
-    from qt_helpers.experiments import copy_run, read_record
+    from qt_helpers.science.experiments import copy_run, read_record
 
     with tarfile.open(tar_path) as tar:
         tar.extractall(runs_dir, filter="data")

@@ -6,7 +6,7 @@ notebook named in the TOC the executed copy: `results/notebooks/<name>.ipynb` (p
 exists, else `build/executed/<name>.ipynb` (the CI run of `make notebooks`). Nothing is executed here
 (`stage_notebook` says what staging changes in how outputs show). TOC chapters whose notebook does not
 exist yet are left out with a note; a notebook missing from the TOC is an error. It writes the results
-page from those notebooks (`qt_helpers.results_page`) and copies MathJax 3 into OUT/_mathjax/mathjax/,
+page from those notebooks (`qt_helpers.science.results_page`) and copies MathJax 3 into OUT/_mathjax/mathjax/,
 which Sphinx publishes as _static/mathjax/ (no CDN).
 """
 import argparse
@@ -20,8 +20,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from colab_cells import release  # noqa: E402
-from qt_helpers.results_page import write_page  # noqa: E402
-from qt_helpers.run_notebooks import DEPENDS, compact_streams  # noqa: E402
+from qt_helpers.science.results_page import write_page  # noqa: E402
+from qt_helpers.science.run_notebooks import DEPENDS, compact_streams  # noqa: E402
 
 
 def toc_files(node):
@@ -61,7 +61,7 @@ def banner(source):
     if source.parent.resolve() == (ROOT / "results/notebooks").resolve():
         if not run:
             sys.exit(f"stage_book: {record} has no `run` record (machine, date, commit, wall time); rerun the "
-                     "chapter with `python -m qt_helpers.run_notebooks ... --out results/notebooks`")
+                     "chapter with `python -m qt_helpers.science.run_notebooks ... --out results/notebooks`")
         return (f"```{{admonition}} Recorded run\n:class: note\nThis page is the recorded run of this chapter: "
                 f"profile `{run['profile']}` on {run['machine']}, started {run['started']}, commit "
                 f"`{run['commit']}`, wall time {run['wall_s'] / 60:.0f} minutes. Every number below comes from it."

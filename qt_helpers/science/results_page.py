@@ -1,9 +1,9 @@
 """The book's results page: our glued numbers beside `published.PUBLISHED`, as MyST Markdown.
 
-    python -m qt_helpers.results_page build/executed/*.ipynb --template book/results.md --out results.md
+    python -m qt_helpers.science.results_page build/executed/*.ipynb --template book/results.md --out results.md
 
 Each executed notebook's numbers come from `<name>.json` beside it (written by its closing cell when
-`qt_helpers.run_notebooks` runs it). The chapter's dataset, blocks and profile come from its parameters cell
+`qt_helpers.science.run_notebooks` runs it). The chapter's dataset, blocks and profile come from its parameters cell
 and the parameters papermill injected. Accuracies are glued as fractions; the published ones are in %.
 """
 import argparse
@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from . import report
-from .published import PUBLISHED, QT_BLOCKS, published_qt, qt_params
+from ..published import PUBLISHED, QT_BLOCKS, published_qt, qt_params
 
 MARKER = "<!-- RESULTS"
 TITLES = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "cifar10": "CIFAR-10"}
@@ -34,8 +34,8 @@ def chapter(path):
     params.update(nb["metadata"].get("papermill", {}).get("parameters", {}))
     results = path.with_suffix(".json")
     if not results.exists():
-        raise FileNotFoundError(f"{results} is missing: run the notebook with `python -m qt_helpers.run_notebooks`, "
-                                "which writes the numbers it glued there")
+        raise FileNotFoundError(f"{results} is missing: run the notebook with "
+                                "`python -m qt_helpers.science.run_notebooks`, which writes the numbers it glued there")
     numbers = json.loads(results.read_text(encoding="utf-8"))
     return {"name": path.stem, "params": params, "numbers": numbers}
 

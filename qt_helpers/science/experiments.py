@@ -1,8 +1,8 @@
 """The science chapter's experiment grids: every run is one `python -m qt_helpers train` command.
 
-    python -m qt_helpers experiment blocks --dataset mnist fashion_mnist --jobs 2
-    python -m qt_helpers experiment seeds shots --dataset mnist --dry-run   # print the commands only
-    python -m qt_helpers experiment blocks --dataset cifar10 --runs 'cnn*'   # only the classical runs
+    python -m qt_helpers.science.experiments blocks --dataset mnist fashion_mnist --jobs 2
+    python -m qt_helpers.science.experiments seeds shots --dataset mnist --dry-run   # print the commands only
+    python -m qt_helpers.science.experiments blocks --dataset cifar10 --runs 'cnn*'   # only the classical runs
 
 Each run writes `<out>/<dataset>/<grid>/<run>.json` (the `train --json` record, which holds the command that
 reproduces it) and a `.log` beside it. Runs whose JSON exists are skipped, so an interrupted grid resumes; a
@@ -20,11 +20,12 @@ from datetime import datetime, timezone
 from fnmatch import fnmatch
 from pathlib import Path
 
-from .circuits import n_qubits_for
-from .data import resolve_name
-from .models import cnn, num_params
-from .published import QT_BLOCKS, qt_params
-from .recipes import RECIPES
+from ..circuits import n_qubits_for
+from ..cli import OUTPUT_ARGS, Parser, apply_recipe, build_parser
+from ..data import resolve_name
+from ..models import cnn, num_params
+from ..published import QT_BLOCKS, qt_params
+from ..recipes import RECIPES
 
 SEEDS_RECIPES = ("improved", "lr-cosine")  # the QT recipes of the seeds grid (see qt_helpers.recipes)
 LONG_RECIPE = "lr-cosine"  # the long grid's QT recipe: the seeds grid's best, trained twice as long
@@ -126,22 +127,17 @@ def commands(name, dataset, out="results/runs", epochs=None, data_dir=None, bloc
     return result
 
 
-OUTPUT_ARGS = ("json", "no_progress", "data_dir", "checkpoint", "resume", "export", "overwrite", "debug",
-               "command", "recipe")  # where and how, not what (a --recipe is applied to the other arguments)
 
 
 @functools.cache
 def train_parser():
     """The CLI's parser, built once (`finished` parses every recorded command)."""
-    from .cli import build_parser  # the CLI imports this module
     return build_parser()
 
 
 def run_key(argv):
     """A `train` command's experiment: its parsed arguments (defaults filled in) but the output ones; two
     commands with the same key are the same run, e.g. `--seed 42` and no seed."""
-    from .cli import apply_recipe
-
     args = train_parser().parse_args(argv)
     args.dataset = resolve_name(args.dataset)
     apply_recipe(args)
@@ -244,10 +240,11 @@ def run_commands(cmds, out, jobs=1, force=False, threads=None):
     return failed
 
 
-def add_parser(sub):
-    """The `experiment` subcommand of `python -m qt_helpers`."""
-    e = sub.add_parser("experiment", help="run one of the science chapter's experiment grids",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_grid_parser():
+    """The parser of `python -m qt_helpers.science.experiments`."""
+    e = Parser(prog="python -m qt_helpers.science.experiments", description=__doc__,
+               formatter_class=argparse.RawDescriptionHelpFormatter)
+    e.add_argument("--debug", action="store_true", help="show the traceback of an error")
     e.add_argument("grids", nargs="+", metavar="grid", help=f"one or more of {', '.join(GRIDS)}")
     e.add_argument("--dataset", nargs="+", default=["mnist"], help="one or more datasets")
     e.add_argument("--epochs", type=int, default=None,
@@ -268,7 +265,7 @@ def add_parser(sub):
     return e
 
 
-RESULTS = Path(__file__).resolve().parents[1] / "results" / "runs"  # the science results the book reads
+RESULTS = Path(__file__).resolve().parents[2] / "results" / "runs"  # the science results the book reads
 
 
 def check_args(args):
@@ -288,21 +285,30 @@ def check_args(args):
                          f"{args.out}; write them elsewhere, e.g. --out build/subset-runs")
 
 
-def main(args):
-    """Run the `experiment` subcommand (all grids x datasets, in that order); exit code 1 if a run failed."""
-    check_args(args)
+def main(argv=None):
+    """Run the grids (all grids x datasets, in that order): 0 on success, 2 for a user error (one line,
+    `error: ...`), 1 if a run failed."""
+    args = build_grid_parser().parse_args(sys.argv[1:] if argv is None else argv)
     try:
+        check_args(args)
         extra = [x for k in ("n_train", "n_test") if getattr(args, k) for x in (f"--{k.replace('_', '-')}",
                                                                                 str(getattr(args, k)))]
         cmds = [c for name in args.grids for d in args.dataset
                 for c in commands(name, d, args.out, args.epochs, args.data_dir, args.blocks, extra, args.runs)]
+        if not cmds:
+            raise ValueError(f"no run of {', '.join(args.grids)} matches {' '.join(args.runs)}; "
+                             "see the run names with --dry-run")
     except ValueError as e:
-        raise ValueError(str(e)) from None
-    if not cmds:
-        raise ValueError(f"no run of {', '.join(args.grids)} matches {' '.join(args.runs)}; "
-                         "see the run names with --dry-run")
+        if args.debug:
+            raise
+        print(f"error: {str(e).strip()}", file=sys.stderr)
+        return 2
     if args.dry_run:
         for _, argv in cmds:
             print("python -m qt_helpers", shlex.join(argv))
         return 0
     return 1 if run_commands(cmds, args.out, args.jobs, args.force, args.threads) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

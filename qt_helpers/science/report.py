@@ -1,6 +1,6 @@
 """Tables and plots of the experiment grids' results (`results/runs/<dataset>/<grid>/<run>.json`).
 
-    python -m qt_helpers.report results/runs        # print every table as Markdown
+    python -m qt_helpers.science.report results/runs        # print every table as Markdown
 """
 import argparse
 import json
@@ -11,9 +11,9 @@ import matplotlib.pyplot as plt
 from matplotlib.ticker import LogLocator, NullFormatter, StrMethodFormatter
 
 from .experiments import BLOCKS_RECIPES, HEADLINE_BLOCKS, SEEDS, SEEDS_RECIPES, ablation_rows, blocks_run, shots
-from .published import QT_BLOCKS, published_qt, qt_params
+from ..published import QT_BLOCKS, published_qt, qt_params
 
-RUNS_DIR = Path(__file__).resolve().parent.parent / "results" / "runs"
+RUNS_DIR = Path(__file__).resolve().parents[2] / "results" / "runs"
 ABLATION_LABELS = {
     "reference": "reference recipe (affine mapping, lr 1e-4, plateau)",
     "lr-3e-3": "+ lr 3e-3",
@@ -30,7 +30,7 @@ def load_runs(root=None):
     """{dataset: {grid: {run: record}}} of every finished run under `root` (default: the repo's results/runs)."""
     root = Path(root or RUNS_DIR)
     if not root.is_dir():
-        raise FileNotFoundError(f"no results in {root}: run `python -m qt_helpers experiment ...` first")
+        raise FileNotFoundError(f"no results in {root}: run `python -m qt_helpers.science.experiments ...` first")
     runs = {}
     for path in sorted(root.glob("*/*/*.json")):
         dataset, grid = path.parent.parent.name, path.parent.name

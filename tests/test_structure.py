@@ -1,0 +1,60 @@
+"""The package's shape: the library never imports the book's tooling (qt_helpers.science), and no module
+imports itself back through others (every import counted, those inside functions too)."""
+import ast
+from graphlib import CycleError, TopologicalSorter
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "qt_helpers"
+
+
+def module_name(path):
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports(path):
+    """The qt_helpers modules that `path` imports, resolved from relative imports."""
+    name = module_name(path)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(anchor + ([base] if base else []))
+            targets = [base] + [f"{base}.{a.name}" for a in node.names]
+        elif isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        else:
+            continue
+        found |= {t for t in targets if t.startswith("qt_helpers") and module_path(t) is not None}
+    return found - {name}
+
+
+def module_path(name):
+    path = PACKAGE.parent.joinpath(*name.split("."))
+    for candidate in (path.with_suffix(".py"), path / "__init__.py"):
+        if candidate.exists():
+            return candidate
+    return None
+
+
+GRAPH = {module_name(p): imports(p) for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def test_the_library_never_imports_the_tooling():
+    library = {m for m in GRAPH if not m.startswith("qt_helpers.science")}
+    assert len(library) > 10 and "qt_helpers.science.experiments" in GRAPH
+    for module in library:
+        wrong = {t for t in GRAPH[module] if t.startswith("qt_helpers.science")}
+        assert not wrong, f"{module} imports the tooling: {sorted(wrong)}"
+
+
+def test_no_import_cycles():
+    packages = {m for m in GRAPH if module_path(m).name == "__init__.py"}  # a package's __init__ re-exports
+    graph = {m: {t for t in ts if t not in packages} for m, ts in GRAPH.items() if m not in packages}
+    try:
+        list(TopologicalSorter(graph).static_order())
+    except CycleError as e:
+        raise AssertionError(f"import cycle: {' -> '.join(e.args[1])}") from None
