@@ -173,25 +173,25 @@ def ratios(rows):
 
 def table(after, before=None):
     """A Markdown table: each row's seconds per thread count, before and after, and the derived ratios."""
+    from qt_helpers.notebook import markdown_table  # imported here: workers import the engine they measure
+
     threads = sorted(after)
-    head = "| row | " + " | ".join((f"before, {t} thr | " if before else "") + f"after, {t} thr" for t in threads)
-    lines = [head + " |", "|---|" + "---:|" * (len(threads) * (2 if before else 1))]
+    header = ["row"] + [c for t in threads for c in ([f"before, {t} thr"] if before else []) + [f"after, {t} thr"]]
 
     def cells(get, fmt):
-        return " | ".join(((fmt(get(before, t)) + " | ") if before else "") + fmt(get(after, t)) for t in threads)
+        return [c for t in threads for c in ([fmt(get(before, t))] if before else []) + [fmt(get(after, t))]]
 
     def seconds(v):
         return "–" if v is None else (f"{v * 1e3:.1f} ms" if v < 1 else f"{v:.2f} s")
 
-    for key in after[threads[0]]:
-        lines.append(f"| {key} | " + cells(lambda d, t: d.get(t, {}).get(key), seconds) + " |")
-    for key in ratios(after[threads[0]]):
-        lines.append(f"| **{key}** | " + cells(lambda d, t: ratios(d.get(t, {})).get(key),
-                                              lambda v: "–" if v is None else f"{v:.2f}×") + " |")
+    rows = [[key, *cells(lambda d, t: d.get(t, {}).get(key), seconds)] for key in after[threads[0]]]
+    rows += [[f"**{key}**", *cells(lambda d, t: ratios(d.get(t, {})).get(key),
+                                   lambda v: "–" if v is None else f"{v:.2f}×")] for key in ratios(after[threads[0]])]
+    text = markdown_table(header, rows)
     if 1 in after and 2 in after and "cifar10-95 native step" in after[1]:
         scale = after[1]["cifar10-95 native step"] / after[2]["cifar10-95 native step"]
-        lines.append(f"\n2 threads against 1 at cifar10-95 (after): {scale:.2f}× faster")
-    return "\n".join(lines)
+        text += f"\n\n2 threads against 1 at cifar10-95 (after): {scale:.2f}× faster"
+    return text
 
 
 def main(argv=None):

@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 import torch
 
 from . import native
+from .notebook import markdown_table
 from .qnn import QNN
 from .qt import qt_model
 from .train import device_name, make_optimizer
@@ -120,12 +121,11 @@ def run(configs, backends, devices, warmup, repeats, skip=(), skipped=None):
 
 def table(rows):
     """The rows as a Markdown table."""
-    out = ["| config | backend | device | step (ms) | × TorchQuantum | peak GPU MiB |", "|---|---|---|---:|---:|---:|"]
-    for r in rows:
-        ratio = f"{r['vs_torchquantum']:.1f}×" if r["vs_torchquantum"] else "–"
-        peak = f"{r['peak_mib']:.0f}" if r["peak_mib"] is not None else "–"
-        out.append(f"| {r['config']} | {r['backend']} | {r['device']} | {r['step_ms']:.2f} | {ratio} | {peak} |")
-    return "\n".join(out)
+    cells = [(r["config"], r["backend"], r["device"], f"{r['step_ms']:.2f}",
+              f"{r['vs_torchquantum']:.1f}×" if r["vs_torchquantum"] else "–",
+              f"{r['peak_mib']:.0f}" if r["peak_mib"] is not None else "–") for r in rows]
+    return markdown_table(("config", "backend", "device", "step (ms)", "× TorchQuantum", "peak GPU MiB"), cells,
+                          left=3)
 
 
 def main(argv=None):

@@ -149,15 +149,20 @@ def data_fingerprint(loader):
     return f"{len(loader.x)}x{tuple(loader.x.shape[1:])}:{x.sum().item():.6e}:{x.square().sum().item():.6e}"
 
 
+def markdown_table(header, rows, left=1):
+    """The book's one Markdown table: `header` and `rows` (cells as given, or str()), the first `left` columns
+    left-aligned and the others (numbers) right-aligned."""
+    rule = ["---"] * left + ["---:"] * (len(header) - left)
+    return "\n".join("| " + " | ".join(str(c) for c in row) + " |" for row in [header, rule, *rows])
+
+
 def runs_table(runs, published=None):
     """A Markdown table of training runs, with published accuracies (%) by label where given."""
     from IPython.display import Markdown
 
     published = published or {}
-    lines = ["| model | trained parameters | epochs | test accuracy | published | time (s) |",
-             "|---|---:|---:|---:|---:|---:|"]
-    for r in runs:
-        pub = published.get(r["label"])
-        lines.append(f"| {r['label']} | {r['params']:,} | {len(r['history']['epoch'])} | {100 * r['test_acc']:.2f} % | "
-                     f"{'–' if pub is None else f'{pub:.2f} %'} | {r['seconds']:.0f} |")
-    return Markdown("\n".join(lines))
+    rows = [(r["label"], f"{r['params']:,}", len(r["history"]["epoch"]), f"{100 * r['test_acc']:.2f} %",
+             "–" if published.get(r["label"]) is None else f"{published[r['label']]:.2f} %", f"{r['seconds']:.0f}")
+            for r in runs]
+    return Markdown(markdown_table(("model", "trained parameters", "epochs", "test accuracy", "published",
+                                    "time (s)"), rows))

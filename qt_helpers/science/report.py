@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt
 from matplotlib.ticker import LogLocator, NullFormatter, StrMethodFormatter
 
 from .experiments import BLOCKS_RECIPES, HEADLINE_BLOCKS, SEEDS, SEEDS_RECIPES, ablation_rows, blocks_run, shots
+from ..notebook import markdown_table
 from ..published import QT_BLOCKS, published_qt, qt_params
 
 RUNS_DIR = Path(__file__).resolve().parents[2] / "results" / "runs"
@@ -36,12 +37,6 @@ def load_runs(root=None):
         dataset, grid = path.parent.parent.name, path.parent.name
         runs.setdefault(dataset, {}).setdefault(grid, {})[path.stem] = json.loads(path.read_text())
     return runs
-
-
-def markdown(header, rows):
-    """A Markdown table; numbers right-aligned."""
-    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
-    return "\n".join(lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows])
 
 
 def pct(x):
@@ -95,7 +90,7 @@ def seeds_table(runs, dataset, grid="seeds"):
     rows = [(m, f"{s['params']:,}", f"{100 * s['mean']:.2f} ± {100 * s['std']:.2f} %",
              ", ".join(f"{100 * a:.2f}" for a in s["accs"]), len(s["accs"]))
             for m, s in seeds_summary(runs, dataset, grid).items()]
-    return markdown(("model", "trained parameters", "test accuracy (mean ± std)", "per seed (%)", "seeds"), rows)
+    return markdown_table(("model", "trained parameters", "test accuracy (mean ± std)", "per seed (%)", "seeds"), rows)
 
 
 def plot_curves(runs, dataset, ax=None, grid="seeds"):
@@ -136,8 +131,8 @@ def blocks_table(runs, dataset):
     qt = {r: blocks_rows(runs, dataset, r) for r in BLOCKS_RECIPES}
     rows = [(L, f"{n:,}", *(pct(qt[r][i][2]) for r in BLOCKS_RECIPES), "–" if m is None else f"{m:,}", pct(b),
              "–" if p is None else f"{p:.2f} %") for i, (L, n, _, m, b, p) in enumerate(qt[BLOCKS_RECIPES[0]])]
-    return markdown(("QNN blocks L", "QT parameters", *(f"QT {r}" for r in BLOCKS_RECIPES), "budget CNN parameters",
-                     "budget CNN", "published QT (reference recipe)"), rows)
+    return markdown_table(("QNN blocks L", "QT parameters", *(f"QT {r}" for r in BLOCKS_RECIPES),
+                           "budget CNN parameters", "budget CNN", "published QT (reference recipe)"), rows)
 
 
 def _accuracy_axes(ax, xlabel, title):
@@ -189,7 +184,7 @@ def ablation_table(runs, dataset):
         delta = "" if ref is None or run == "reference" else f"{100 * (r['test_accuracy'] - ref['test_accuracy']):+.2f}"
         rows.append((ABLATION_LABELS[run], "`" + " ".join(flags) + "`" if flags else "–", f"{r['qt_params']:,}",
                      pct(r["test_accuracy"]), delta))
-    return markdown(("recipe", "options", "QT parameters", "test accuracy", "Δ vs reference (points)"), rows)
+    return markdown_table(("recipe", "options", "QT parameters", "test accuracy", "Δ vs reference (points)"), rows)
 
 
 def shots_rows(runs, dataset):
@@ -207,7 +202,7 @@ def shots_table(runs, dataset):
     rows = [("exact (state vector)", "–", pct(a)) if s is None else (f"2^{s.bit_length() - 1} = {s:,}",
                                                                       f"{s / 2**n:g}", pct(a))
             for s, a in shots_rows(runs, dataset)]
-    return markdown(("shots S", "S / 2^n", "test accuracy"), rows)
+    return markdown_table(("shots S", "S / 2^n", "test accuracy"), rows)
 
 
 def plot_shots(runs, dataset, ax=None):
@@ -240,7 +235,7 @@ def compute_table(runs):
             machines = sorted({r.get("device_name") or r.get("device", "?").upper() for r in made})
             rows.append((dataset, grid, len(made), len(records) - len(made),
                          f"{sum(r['train_seconds'] for r in made) / 3600:.2f}", ", ".join(machines)))
-    return markdown(("dataset", "grid", "runs made", "shared copies", "training hours", "machine"), rows)
+    return markdown_table(("dataset", "grid", "runs made", "shared copies", "training hours", "machine"), rows)
 
 
 def findings(runs, dataset):
@@ -331,7 +326,7 @@ def goals(runs):
 
 def goals_table(runs):
     """Markdown of `goals`."""
-    return markdown(("goal", "model", "mean over seeds", "met?"), [(g, m, pct(v), verdict) for g, m, v, _, verdict
+    return markdown_table(("goal", "model", "mean over seeds", "met?"), [(g, m, pct(v), verdict) for g, m, v, _, verdict
                                                                    in goals(runs)])
 
 

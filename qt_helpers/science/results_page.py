@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from . import report
+from ..notebook import markdown_table
 from ..published import PUBLISHED, QT_BLOCKS, published_qt, qt_params
 
 MARKER = "<!-- RESULTS"
@@ -89,12 +90,10 @@ def dataset_table(dataset, chapters):
             key = "qt_reference_acc"  # a chapter at one block count glues qt_reference_acc
         return _ours(ch, key)
 
-    head = "| model | trained parameters | published | " + " | ".join(
-        f"{{doc}}`{ch['name']} <../notebooks/{ch['name']}>` ({_scale(ch)})" for ch in chapters)
-    lines = [head + " |", "|---|---:|---:|" + "---:|" * len(chapters)]
-    for label, n, published, key in rows:
-        cells = " | ".join(_pct(ours(ch, key)) for ch in chapters)
-        lines.append(f"| {label} | {n:,} | {_pct(published)} | {cells} |")
+    header = ("model", "trained parameters", "published",
+              *(f"{{doc}}`{ch['name']} <../notebooks/{ch['name']}>` ({_scale(ch)})" for ch in chapters))
+    table = [(label, f"{n:,}", _pct(published), *(_pct(ours(ch, key)) for ch in chapters))
+             for label, n, published, key in rows]
     extra = sorted({k[:-4] for ch in chapters for k in ch["numbers"]
                     if k.endswith("_acc") and not k.endswith("_best_acc") and "_Lmax_" not in k
                     and (k.startswith("classical_budget") or k.startswith("qt_improved"))})
@@ -102,9 +101,9 @@ def dataset_table(dataset, chapters):
         params = {ch["numbers"].get(f"{key}_params") for ch in chapters} - {None}
         label = key.replace("classical_budget", "classical CNN, QT's budget").replace("qt_improved", "QT improved")
         label = label.replace("_L", ", L = ")
-        lines.append(f"| {label} | {', '.join(f'{p:,}' for p in sorted(params)) or '–'} | – | "
-                     + " | ".join(_pct(_ours(ch, f"{key}_acc")) for ch in chapters) + " |")
-    return "\n".join(lines)
+        table.append((label, ", ".join(f"{p:,}" for p in sorted(params)) or "–", "–",
+                      *(_pct(_ours(ch, f"{key}_acc")) for ch in chapters)))
+    return markdown_table(header, table)
 
 
 def _sizes(ch):
@@ -136,11 +135,10 @@ def seeds_table(ch):
             if any(c != "–" for c in cells):
                 seeds = max(n.get(f"{k}_seeds", 0) for k in keys)
                 epochs = max(n.get(f"{k}_epochs", 0) for k in keys) or "?"
-                rows.append(f"| {title} | {epochs} | {seeds} | " + " | ".join(cells) + " |")
+                rows.append((title, epochs, seeds, *cells))
     if not rows:
         return ""
-    head = "| dataset | epochs | seeds | " + " | ".join(label for _, label in models) + " |"
-    return "\n".join([head, "|---|---:|---:|" + "---:|" * len(models), *rows])
+    return markdown_table(("dataset", "epochs", "seeds", *(label for _, label in models)), rows)
 
 
 def cifar10_qt_science(ch):
@@ -152,14 +150,16 @@ def cifar10_qt_science(ch):
         L = int(key.split("_L")[1].split("_")[0])
         cnn = n.get(f"cifar10_blocks_L{L}_cnn")
         if n[key] is not None:
-            rows.append(f"| {L} | {_pct(_ours(ch, key))} | {_pct(_ours(ch, f'cifar10_blocks_L{L}_cnn'))} |"
-                        if cnn is not None else f"| {L} | {_pct(_ours(ch, key))} | – |")
+            rows.append((L, _pct(_ours(ch, key)),
+                         "–" if cnn is None else _pct(_ours(ch, f"cifar10_blocks_L{L}_cnn"))))
     if not rows:
         return []
     return ["## CIFAR-10 QT in the science chapter", "",
             f"Chapter 7's block sweep ({{doc}}`../notebooks/{ch['name']}`): full data, 20 epochs, one seed, the "
-            "improved recipe, on this project's 2-core CPU; beside it the classical CNN of the same budget.", "",
-            "| QNN blocks L | QT improved | budget CNN |", "|---:|---:|---:|", *rows, ""]
+            "improved recipe; beside it the classical CNN of the same budget. Each run's record names its machine "
+            "(the chapter's compute table: QT at L = 19 and every CNN on this project's 2-core CPU, QT at the "
+            "other L on an H100).", "",
+            markdown_table(("QNN blocks L", "QT improved", "budget CNN"), rows, left=0), ""]
 
 
 def render(paths):
@@ -197,12 +197,9 @@ def render(paths):
         out += ["Chapters without a recorded run are built from CI's small executions; their numbers check that "
                 "the code runs and learns, and are not shown beside published results.", ""]
     for ch in everything:
-        out += [f":::{{dropdown}} All numbers glued by {ch['name']}", "", "| name | value |", "|---|---:|"]
-        for key, value in ch["numbers"].items():
-            if key == "run":
-                continue
-            value = f"{value:.6g}" if isinstance(value, float) else f"{value:,}" if isinstance(value, int) else value
-            out.append(f"| `{key}` | {value} |")
+        rows = [(f"`{key}`", f"{value:.6g}" if isinstance(value, float) else f"{value:,}" if isinstance(value, int)
+                 else value) for key, value in ch["numbers"].items() if key != "run"]
+        out += [f":::{{dropdown}} All numbers glued by {ch['name']}", "", markdown_table(("name", "value"), rows)]
         out += [":::", ""]
     return "\n".join(out)
 
