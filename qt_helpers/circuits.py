@@ -49,7 +49,7 @@ def rz(theta):
 def controlled(u):
     """Controlled-U (..., 4, 4) in (control, target) order from U (..., 2, 2)."""
     out = torch.zeros(*u.shape[:-2], 4, 4, dtype=u.dtype, device=u.device)
-    out[..., 0, 0] = out[..., 1, 1] = 1
+    out[..., :2, :2].diagonal(dim1=-2, dim2=-1).fill_(1)  # fill_, not `= 1`: no host-to-device copy per step
     out[..., 2:, 2:] = u
     return out
 

@@ -178,7 +178,7 @@ def initial_state(n, plus, dtype, device=None):
     if plus:
         return torch.full((2**n,), 2 ** (-n / 2), dtype=dtype, device=device)
     psi = torch.zeros(2**n, dtype=dtype, device=device)
-    psi[0] = 1
+    psi[:1].fill_(1)  # not `psi[0] = 1`: that copies a host scalar, which a CUDA graph cannot capture
     return psi
 
 
