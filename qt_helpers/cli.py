@@ -23,7 +23,7 @@ from .models import budget_cnn, cnn, num_params
 from .qnn import BACKENDS
 from .qt import ACTIVATIONS, PRESETS, qt_model
 from .recipes import RECIPES
-from .train import SCHEDULES, check_fit_args, device_name, fit, get_device, set_seed
+from .train import SCHEDULES, check_fit_args, device_name, evaluate, fit, get_device, set_seed
 
 MODELS = ("qt", "classical")
 FULL_SIZES = {"mnist": (60000, 10000), "fashion_mnist": (60000, 10000), "cifar10": (50000, 10000)}
@@ -41,6 +41,7 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
+TEST_WHEN = ("epochs", "end", "never")
 OUTPUT_ARGS = ("json", "no_progress", "data_dir", "checkpoint", "resume", "export", "overwrite", "debug",
                "command", "recipe")  # where and how, not what (a --recipe is applied to the other arguments)
 
@@ -81,6 +82,8 @@ def build_parser():
     t.add_argument("--val-fraction", type=float, default=0.0,
                    help="carve a class-balanced validation split of this fraction from the training set (the same "
                         "for every seed) and record its accuracy every epoch (default: none)")
+    t.add_argument("--test", default="epochs", help="when the test set is read: epochs (after every epoch, "
+                   "for curves), end (once, after training) or never (choices made on --val-fraction alone)")
     t.add_argument("--data-dir", default=None, help="folder with <dataset>.npz packs (default: $QT_DATA_DIR)")
     t.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
     t.add_argument("--seed", type=int, default=42)
@@ -166,6 +169,10 @@ def check_args(args):
             raise UsageError(f"{flag} {value:,} is more than {args.dataset}'s {full:,} images")
     if not 0 <= args.val_fraction < 1:
         raise UsageError(f"--val-fraction must be at least 0 and below 1, got {args.val_fraction}")
+    choose(args.test, TEST_WHEN, "--test")
+    if args.test == "never" and not args.val_fraction:
+        raise UsageError("--test never needs --val-fraction: without the test set, only a validation split "
+                         "says how the run did")
     if not 0 <= args.seed < 2**32:
         raise UsageError(f"--seed must be a whole number from 0 to 2**32 - 1, got {args.seed}")
     if args.lr is not None and not (math.isfinite(args.lr) and args.lr > 0):
@@ -254,14 +261,21 @@ def train(args, argv=None):
     print_params(info)
     t0 = time.perf_counter()
     identity = {k: v for k, v in sorted(vars(args).items()) if k not in OUTPUT_ARGS}
-    history = fit(net, train_loader, test_loader, args.epochs, lr=lr, schedule=args.schedule, device=device,
-                  checkpoint=args.checkpoint, resume=args.resume, progress=not args.no_progress,
-                  identity={**identity, "qt_helpers": __version__}, overwrite=args.overwrite,
-                  val_loader=data.val_iter)
+    history = fit(net, train_loader, test_loader if args.test == "epochs" else None, args.epochs, lr=lr,
+                  schedule=args.schedule, device=device, checkpoint=args.checkpoint, resume=args.resume,
+                  progress=not args.no_progress, identity={**identity, "qt_helpers": __version__},
+                  overwrite=args.overwrite, val_loader=data.val_iter)
     train_seconds = time.perf_counter() - t0
-    test_loss, test_acc = history["test_loss"][-1], history["test_acc"][-1]
-    print(f"test accuracy: {test_acc:.4f} (loss {test_loss:.4f}) on {len(data.y_test):,} images; "
-          f"training took {train_seconds:.1f} s")
+    if args.test != "epochs":  # never read during training: no per-epoch test numbers at all
+        history["test_loss"] = history["test_acc"] = [None] * len(history["epoch"])
+    test_loss, test_acc = {"epochs": lambda: (history["test_loss"][-1], history["test_acc"][-1]),
+                           "end": lambda: evaluate(net, test_loader), "never": lambda: (None, None)}[args.test]()
+    if test_acc is None:
+        print(f"validation accuracy: {history['val_acc'][-1]:.4f} (the test set was not read); "
+              f"training took {train_seconds:.1f} s")
+    else:
+        print(f"test accuracy: {test_acc:.4f} (loss {test_loss:.4f}) on {len(data.y_test):,} images; "
+              f"training took {train_seconds:.1f} s")
     if args.export:
         plain = net.export() if hasattr(net, "export") else net
         torch.save(plain.state_dict(), args.export)

@@ -91,3 +91,15 @@ def test_validation_accuracy_is_recorded_every_epoch(pack_dir):
     assert (r["n_train"], r["n_val"], r["n_test"]) == (180, 20, 100)
     assert len(r["history"]["val_acc"]) == 2 and r["val_accuracy"] == r["history"]["val_acc"][-1]
     assert 0 <= r["val_accuracy"] <= 1
+
+
+@pytest.mark.parametrize("when", ["never", "end"])
+def test_the_test_set_is_read_only_when_asked(pack_dir, when):
+    out = pack_dir / "t.json"
+    main(["train", "--model", "classical", "--epochs", "2", "--batch-size", "50", "--val-fraction", "0.1",
+          "--test", when, "--data-dir", str(pack_dir), "--json", str(out), "--no-progress"])
+    r = json.loads(out.read_text())
+    assert r["history"]["test_acc"] == [None, None] and 0 <= r["val_accuracy"] <= 1  # never during training
+    assert (r["test_accuracy"] is None) == (when == "never")
+    if when == "end":
+        assert 0 <= r["test_accuracy"] <= 1

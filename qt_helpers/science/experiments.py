@@ -33,8 +33,14 @@ BLOCKS_RECIPES = ("improved", "lr-cosine")  # the QT recipes of the block sweep
 SEEDS = (42, 43, 44)
 SHOTS_EXPONENTS = (0, 2, 4, 6)  # S = 2^(n+k): from one shot per basis state on average to 64
 HEADLINE_BLOCKS = {"mnist": 16, "fashion_mnist": 16, "cifar10": 95}  # the published largest L
-GRIDS = ("blocks", "ablation", "seeds", "shots", "long")
-DEFAULT_EPOCHS = {"blocks": 4, "ablation": 4, "seeds": 10, "shots": 4, "long": 20}
+GRIDS = ("blocks", "ablation", "seeds", "shots", "long", "tune", "protocol")
+DEFAULT_EPOCHS = {"blocks": 4, "ablation": 4, "seeds": 10, "shots": 4, "long": 20, "tune": 10, "protocol": 10}
+# The validation protocol: `tune` tries the same number of settings for QT and for the budget CNN, each scored on a
+# class-balanced validation split (10 % of the training set, the same for every run) without reading the test set;
+# `protocol` trains each model's best setting with the three seeds and reads the test set once, after training.
+VAL_FRACTION = "0.1"
+TUNE_LRS = {"qt": ("1e-3", "3e-3", "1e-2"), "cnn-budget": ("3e-4", "1e-3", "3e-3")}
+TUNE_SCHEDULES = ("cosine", "plateau")  # the budget CNN's second axis, as QT's is its two recipes
 # CIFAR-10 trains at batch 1000, so its epoch is 50 steps (MNIST's: 469): 20 epochs in every grid, 40 in long
 CIFAR10_EPOCHS = {**dict.fromkeys(GRIDS, 20), "long": 40}
 
@@ -73,9 +79,37 @@ def blocks_run(recipe, L):
     return f"qt-L{L}" if recipe == "improved" else f"qt-{recipe}-L{L}"
 
 
-def grid(name, dataset, blocks=None):
+def tune_rows(dataset, blocks):
+    """[(model, trial, train arguments)] of the tune grid: 6 settings of QT (2 recipes × 3 learning rates) and 6 of
+    the CNN of QT's budget (2 schedules × 3 learning rates)."""
+    qt = ["--dataset", dataset, "--blocks", str(blocks)]
+    budget = ["--dataset", dataset, *flags("classical", dataset), "--budget", str(qt_params(dataset, blocks))]
+    rows = [("qt", f"qt-{r}-lr{lr}", qt + flags(r, dataset) + ["--lr", lr])
+            for r in SEEDS_RECIPES for lr in TUNE_LRS["qt"]]
+    return rows + [("cnn-budget", f"cnn-budget-{s}-lr{lr}", budget + ["--schedule", s, "--lr", lr])
+                   for s in TUNE_SCHEDULES for lr in TUNE_LRS["cnn-budget"]]
+
+
+def chosen(out, dataset, blocks):
+    """{model: (trial, validation accuracy, train arguments)}: each model's best trial of the tune grid under
+    `out`, by its last epoch's validation accuracy (the test set plays no part)."""
+    best = {}
+    for model, trial, argv in tune_rows(dataset, blocks):
+        path = Path(out) / dataset / "tune" / f"{trial}.json"
+        try:
+            acc = json.loads(path.read_text())["val_accuracy"]
+        except (OSError, ValueError, KeyError) as e:
+            raise ValueError(f"the protocol grid chooses from the tune grid's runs, and {path} is not one "
+                             f"({type(e).__name__}); run the tune grid first") from None
+        if model not in best or acc > best[model][1]:
+            best[model] = (trial, acc, argv)
+    return best
+
+
+def grid(name, dataset, blocks=None, out="results/runs"):
     """[(run, train arguments)] of grid `name` for `dataset` (without epochs, seed or output); `blocks` of the
-    ablation, seeds and shots grids (default: the dataset's largest published L)."""
+    ablation, seeds, shots, tune and protocol grids (default: the dataset's largest published L); the protocol
+    grid reads its choices from the tune grid under `out`."""
     dataset = resolve_name(dataset)
     blocks = blocks or HEADLINE_BLOCKS[dataset]
     qt = ["--dataset", dataset, "--blocks", str(blocks)]
@@ -101,6 +135,14 @@ def grid(name, dataset, blocks=None):
                 runs.append((f"cnn-seed{s}", classical + seed))
             runs.append((f"cnn-budget-seed{s}", budget + seed))
         return sorted(runs, key=lambda run: not run[0].startswith("qt-"))  # the long QT runs first
+    if name == "tune":
+        return [(trial, argv + ["--val-fraction", VAL_FRACTION, "--test", "never"])
+                for _, trial, argv in tune_rows(dataset, blocks)]
+    if name == "protocol":
+        best = chosen(out, dataset, blocks)
+        prefix = {"qt": "qt-chosen", "cnn-budget": "cnn-budget"}
+        return [(f"{prefix[m]}-seed{s}", argv + ["--seed", str(s), "--val-fraction", VAL_FRACTION, "--test", "end"])
+                for s in SEEDS for m, (_, _, argv) in best.items()]
     if name == "shots":
         return [("exact", qt + improved)] + [(f"shots-{s}", qt + improved + ["--shots", str(s)])
                                              for s in shots(dataset)]
@@ -116,7 +158,7 @@ def commands(name, dataset, out="results/runs", epochs=None, data_dir=None, bloc
     epochs = epochs or default_epochs(name, dataset)
     folder = Path(out) / dataset / name
     result = []
-    for run, flags in grid(name, dataset, blocks):
+    for run, flags in grid(name, dataset, blocks, out):
         if runs and not any(fnmatch(run, pattern) for pattern in runs):
             continue
         path = folder / f"{run}.json"

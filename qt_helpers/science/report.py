@@ -62,7 +62,22 @@ def mean_std(values):
 # the seeds grid's models: label -> (run name prefix, short key of the numbers the chapter glues)
 SEEDS_MODELS = {**{f"QT {r}": (f"qt-{r}", "qt" if r == "improved" else "qt_" + r.replace("-", "_"))
                    for r in SEEDS_RECIPES},
+                "QT chosen on validation": ("qt-chosen", "qt_chosen"),  # the protocol grid's
                 "classical CNN": ("cnn", "cnn"), "classical CNN, QT's budget": ("cnn-budget", "budget")}
+
+
+def tune_table(runs, dataset):
+    """Markdown: every trial of the tune grid with its validation accuracy (the test set unread); **bold** marks
+    each model's choice, the best last-epoch validation accuracy."""
+    grid = runs[dataset].get("tune", {})
+    best = {}
+    for trial, r in grid.items():
+        if r["model"] not in best or r["val_accuracy"] > grid[best[r["model"]]]["val_accuracy"]:
+            best[r["model"]] = trial
+    rows = [("QT" if r["model"] == "qt" else "classical CNN, QT's budget", f"**{trial}**" if best[r["model"]] == trial
+             else trial, f"{trained_params(r):,}", r["epochs"], pct(r["val_accuracy"]))
+            for trial, r in sorted(grid.items(), key=lambda t: (t[1]["model"] != "qt", t[0]))]
+    return markdown_table(("model", "trial", "trained parameters", "epochs", "validation accuracy"), rows, left=2)
 
 
 def seed_runs(grid, prefix):
@@ -249,7 +264,7 @@ def findings(runs, dataset):
             out.append(f"**Block sweep**: QT {recipe} is more accurate than the classical CNN of its budget at "
                        f"{wins} of {len(rows)} block counts; on average it is {abs(gap):.1f} points "
                        f"{'above' if gap >= 0 else 'below'} it.")
-    for grid, title in (("seeds", "Seeds"), ("long", "Longer training")):
+    for grid, title in (("seeds", "Seeds"), ("long", "Longer training"), ("protocol", "Chosen on validation")):
         summary = seeds_summary(runs, dataset, grid)
         budget = summary.get("classical CNN, QT's budget")
         qts = {m: s for m, s in summary.items() if m.startswith("QT ")}

@@ -126,7 +126,8 @@ def seeds_table(ch):
     """Mean ± std over seeds (glued by the science chapter) of QT and the classical CNNs: one row per dataset and
     grid (seeds, then long)."""
     n = ch["numbers"]
-    models = [(key, label) for label, (_, key) in report.SEEDS_MODELS.items()]
+    models = [(key, label) for label, (_, key) in report.SEEDS_MODELS.items()
+              if any(k.endswith(f"_{key}_mean") for k in n)]  # the models some grid has runs of
     rows = []
     for dataset, title in TITLES.items():
         for grid in ("", "long_"):
