@@ -149,6 +149,14 @@ def data_fingerprint(loader):
     return f"{len(loader.x)}x{tuple(loader.x.shape[1:])}:{x.sum().item():.6e}:{x.square().sum().item():.6e}"
 
 
+def percent(x, std=None):
+    """An accuracy, stored as a fraction everywhere, as the book shows it: '97.87 %', with a standard deviation
+    '97.87 ± 0.12 %' ('–' for None)."""
+    if x is None:
+        return "–"
+    return f"{100 * x:.2f} %" if std is None else f"{100 * x:.2f} ± {100 * std:.2f} %"
+
+
 def markdown_table(header, rows, left=1):
     """The book's one Markdown table: `header` and `rows` (cells as given, or str()), the first `left` columns
     left-aligned and the others (numbers) right-aligned."""
@@ -157,12 +165,11 @@ def markdown_table(header, rows, left=1):
 
 
 def runs_table(runs, published=None):
-    """A Markdown table of training runs, with published accuracies (%) by label where given."""
+    """A Markdown table of training runs, with published accuracies (fractions) by label where given."""
     from IPython.display import Markdown
 
     published = published or {}
-    rows = [(r["label"], f"{r['params']:,}", len(r["history"]["epoch"]), f"{100 * r['test_acc']:.2f} %",
-             "–" if published.get(r["label"]) is None else f"{published[r['label']]:.2f} %", f"{r['seconds']:.0f}")
-            for r in runs]
+    rows = [(r["label"], f"{r['params']:,}", len(r["history"]["epoch"]), percent(r["test_acc"]),
+             percent(published.get(r["label"])), f"{r['seconds']:.0f}") for r in runs]
     return Markdown(markdown_table(("model", "trained parameters", "epochs", "test accuracy", "published",
                                     "time (s)"), rows))

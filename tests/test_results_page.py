@@ -47,9 +47,9 @@ def test_table_puts_ours_beside_published(tmp_path):
     assert "60,000/10,000 images" in page and "10 epochs" in page and "1 seed" in page and "no GPU" in page
     assert "best" not in page.split("## The runs")[0]
     row = next(line for line in page.splitlines() if line.startswith("| QT reference, L = 16 |"))
-    assert f"{PUBLISHED['mnist']['qt_acc'][-1]:.2f} %" in row and "87.50 %" in row
+    assert f"{100 * PUBLISHED['mnist']['qt_acc'][-1]:.2f} %" in row and "87.50 %" in row
     row = next(line for line in page.splitlines() if line.startswith("| classical CNN |") and "95.12" in line)
-    assert f"{PUBLISHED['mnist']['classical_acc']:.2f} %" in row
+    assert f"{100 * PUBLISHED['mnist']['classical_acc']:.2f} %" in row
     assert any(line.startswith("| QT reference, L = 19 |") and "25.00 %" in line for line in page.splitlines())
     assert "| classical CNN, QT's budget | 1,400 |" in page and "QT improved" in page
     assert "## MNIST" in page and "## CIFAR-10" in page and "## FashionMNIST" not in page  # no chapter ran it

@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 from matplotlib.ticker import LogLocator, NullFormatter, StrMethodFormatter
 
 from .experiments import BLOCKS_RECIPES, HEADLINE_BLOCKS, SEEDS, SEEDS_RECIPES, ablation_rows, blocks_run, shots
-from ..notebook import markdown_table
+from ..notebook import markdown_table, percent
 from ..published import QT_BLOCKS, published_qt, qt_params
 
 RUNS_DIR = Path(__file__).resolve().parents[2] / "results" / "runs"
@@ -37,10 +37,6 @@ def load_runs(root=None):
         dataset, grid = path.parent.parent.name, path.parent.name
         runs.setdefault(dataset, {}).setdefault(grid, {})[path.stem] = json.loads(path.read_text())
     return runs
-
-
-def pct(x):
-    return "–" if x is None else f"{100 * x:.2f} %"
 
 
 def trained_params(r):
@@ -75,7 +71,7 @@ def tune_table(runs, dataset):
         if r["model"] not in best or r["val_accuracy"] > grid[best[r["model"]]]["val_accuracy"]:
             best[r["model"]] = trial
     rows = [("QT" if r["model"] == "qt" else "classical CNN, QT's budget", f"**{trial}**" if best[r["model"]] == trial
-             else trial, f"{trained_params(r):,}", r["epochs"], pct(r["val_accuracy"]))
+             else trial, f"{trained_params(r):,}", r["epochs"], percent(r["val_accuracy"]))
             for trial, r in sorted(grid.items(), key=lambda t: (t[1]["model"] != "qt", t[0]))]
     return markdown_table(("model", "trial", "trained parameters", "epochs", "validation accuracy"), rows, left=2)
 
@@ -102,7 +98,7 @@ def seeds_summary(runs, dataset, grid="seeds"):
 
 def seeds_table(runs, dataset, grid="seeds"):
     """Markdown: mean ± std over seeds of each QT recipe, the full CNN and the CNN with QT's budget."""
-    rows = [(m, f"{s['params']:,}", f"{100 * s['mean']:.2f} ± {100 * s['std']:.2f} %",
+    rows = [(m, f"{s['params']:,}", percent(s["mean"], s["std"]),
              ", ".join(f"{100 * a:.2f}" for a in s["accs"]), len(s["accs"]))
             for m, s in seeds_summary(runs, dataset, grid).items()]
     return markdown_table(("model", "trained parameters", "test accuracy (mean ± std)", "per seed (%)", "seeds"), rows)
@@ -144,8 +140,8 @@ def blocks_rows(runs, dataset, recipe="improved"):
 def blocks_table(runs, dataset):
     """Markdown of `blocks_rows`, a QT column per recipe."""
     qt = {r: blocks_rows(runs, dataset, r) for r in BLOCKS_RECIPES}
-    rows = [(L, f"{n:,}", *(pct(qt[r][i][2]) for r in BLOCKS_RECIPES), "–" if m is None else f"{m:,}", pct(b),
-             "–" if p is None else f"{p:.2f} %") for i, (L, n, _, m, b, p) in enumerate(qt[BLOCKS_RECIPES[0]])]
+    rows = [(L, f"{n:,}", *(percent(qt[r][i][2]) for r in BLOCKS_RECIPES), "–" if m is None else f"{m:,}", percent(b),
+             percent(p)) for i, (L, n, _, m, b, p) in enumerate(qt[BLOCKS_RECIPES[0]])]
     return markdown_table(("QNN blocks L", "QT parameters", *(f"QT {r}" for r in BLOCKS_RECIPES),
                            "budget CNN parameters", "budget CNN", "published QT (reference recipe)"), rows)
 
@@ -174,7 +170,8 @@ def plot_blocks(runs, dataset, ax=None):
         ax.plot([r[3] for r in classical], [100 * r[4] for r in classical], "s-", color="C2",
                 label="classical CNN, same budget (this book)")
     caveat = "" if dataset == "cifar10" else ", train acc. at L=16"
-    ax.plot([r[1] for r in rows if r[5] is not None], [r[5] for r in rows if r[5] is not None], "x--", color="gray",
+    pub = [r for r in rows if r[5] is not None]
+    ax.plot([r[1] for r in pub], [100 * r[5] for r in pub], "x--", color="gray",
             label=f"QT reference (published{caveat})")
     full = runs[dataset].get("blocks", {}).get("cnn")
     if full:
@@ -198,7 +195,7 @@ def ablation_table(runs, dataset):
             continue
         delta = "" if ref is None or run == "reference" else f"{100 * (r['test_accuracy'] - ref['test_accuracy']):+.2f}"
         rows.append((ABLATION_LABELS[run], "`" + " ".join(flags) + "`" if flags else "–", f"{r['qt_params']:,}",
-                     pct(r["test_accuracy"]), delta))
+                     percent(r["test_accuracy"]), delta))
     return markdown_table(("recipe", "options", "QT parameters", "test accuracy", "Δ vs reference (points)"), rows)
 
 
@@ -214,8 +211,8 @@ def shots_rows(runs, dataset):
 def shots_table(runs, dataset):
     """Markdown of `shots_rows`, with shots as powers of two and per basis state."""
     n = next(iter(runs[dataset]["shots"].values()))["qubits"]
-    rows = [("exact (state vector)", "–", pct(a)) if s is None else (f"2^{s.bit_length() - 1} = {s:,}",
-                                                                      f"{s / 2**n:g}", pct(a))
+    rows = [("exact (state vector)", "–", percent(a)) if s is None else (f"2^{s.bit_length() - 1} = {s:,}",
+                                                                      f"{s / 2**n:g}", percent(a))
             for s, a in shots_rows(runs, dataset)]
     return markdown_table(("shots S", "S / 2^n", "test accuracy"), rows)
 
@@ -275,8 +272,8 @@ def findings(runs, dataset):
             paired = {seed: a for seed, a in zip(budget["seeds"], budget["accs"])}
             diffs = [100 * (a - paired[seed]) for seed, a in zip(q["seeds"], q["accs"]) if seed in paired]
             out.append(f"**{title}**: the best QT recipe ({best}, {q['params']:,} parameters) reaches "
-                       f"{100 * q['mean']:.2f} ± {100 * q['std']:.2f} %; the budget CNN ({budget['params']:,}) "
-                       f"{100 * budget['mean']:.2f} ± {100 * budget['std']:.2f} %, {abs(gap):.2f} points "
+                       f"{percent(q['mean'], q['std'])}; the budget CNN ({budget['params']:,}) "
+                       f"{percent(budget['mean'], budget['std'])}, {abs(gap):.2f} points "
                        f"{'below' if gap >= 0 else 'above'} QT, both after {q['epochs']} epochs. Seed by seed, QT "
                        f"is ahead on {sum(d > 0 for d in diffs)} of {len(diffs)} seeds (differences "
                        f"{', '.join(f'{d:+.2f}' for d in diffs)} points).")
@@ -294,9 +291,9 @@ def findings(runs, dataset):
                 if m == "classical CNN, QT's budget"]
         if pub and cnns:
             b = max(cnns, key=lambda s: s["mean"])
-            gap = 100 * b["mean"] - pub
-            line += (f" This book's best budget CNN ({100 * b['mean']:.2f} %, {b['epochs']} epochs) is {abs(gap):.2f} "
-                     f"points {'below' if gap < 0 else 'above'} the published QT figure at L = {L} ({pub:.2f} %, "
+            gap = 100 * (b["mean"] - pub)
+            line += (f" This book's best budget CNN ({percent(b['mean'])}, {b['epochs']} epochs) is {abs(gap):.2f} "
+                     f"points {'below' if gap < 0 else 'above'} the published QT figure at L = {L} ({percent(pub)}, "
                      "reference recipe, measured differently); only a QT run with this protocol can tell which "
                      "is ahead.")
         out.append(line)
@@ -341,8 +338,8 @@ def goals(runs):
 
 def goals_table(runs):
     """Markdown of `goals`."""
-    return markdown_table(("goal", "model", "mean over seeds", "met?"), [(g, m, pct(v), verdict) for g, m, v, _, verdict
-                                                                   in goals(runs)])
+    rows = [(g, m, percent(v), verdict) for g, m, v, _, verdict in goals(runs)]
+    return markdown_table(("goal", "model", "mean over seeds", "met?"), rows)
 
 
 def render(runs):

@@ -4,7 +4,7 @@
 
 Each executed notebook's numbers come from `<name>.json` beside it (written by its closing cell when
 `qt_helpers.science.run_notebooks` runs it). The chapter's dataset, blocks and profile come from its parameters cell
-and the parameters papermill injected. Accuracies are glued as fractions; the published ones are in %.
+and the parameters papermill injected. Accuracies are fractions, glued and published alike.
 """
 import argparse
 import ast
@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from . import report
-from ..notebook import markdown_table
+from ..notebook import markdown_table, percent
 from ..published import PUBLISHED, QT_BLOCKS, published_qt, qt_params
 
 MARKER = "<!-- RESULTS"
@@ -41,14 +41,10 @@ def chapter(path):
     return {"name": path.stem, "params": params, "numbers": numbers}
 
 
-def _pct(value):
-    return "–" if value is None else f"{value:.2f} %"
-
-
 def _ours(ch, key):
-    """A glued accuracy (a fraction) in %, or None."""
+    """A glued accuracy (a fraction), or None."""
     value = ch["numbers"].get(key)
-    return None if isinstance(value, bool) or not isinstance(value, (int, float)) else 100 * value
+    return None if isinstance(value, bool) or not isinstance(value, (int, float)) else value
 
 
 def recorded(ch):
@@ -92,7 +88,7 @@ def dataset_table(dataset, chapters):
 
     header = ("model", "trained parameters", "published",
               *(f"{{doc}}`{ch['name']} <../notebooks/{ch['name']}>` ({_scale(ch)})" for ch in chapters))
-    table = [(label, f"{n:,}", _pct(published), *(_pct(ours(ch, key)) for ch in chapters))
+    table = [(label, f"{n:,}", percent(published), *(percent(ours(ch, key)) for ch in chapters))
              for label, n, published, key in rows]
     extra = sorted({k[:-4] for ch in chapters for k in ch["numbers"]
                     if k.endswith("_acc") and not k.endswith("_best_acc") and "_Lmax_" not in k
@@ -102,7 +98,7 @@ def dataset_table(dataset, chapters):
         label = key.replace("classical_budget", "classical CNN, QT's budget").replace("qt_improved", "QT improved")
         label = label.replace("_L", ", L = ")
         table.append((label, ", ".join(f"{p:,}" for p in sorted(params)) or "–", "–",
-                      *(_pct(_ours(ch, f"{key}_acc")) for ch in chapters)))
+                      *(percent(_ours(ch, f"{key}_acc")) for ch in chapters)))
     return markdown_table(header, table)
 
 
@@ -119,7 +115,7 @@ def _mean_std_cell(n, key):
     if f"{key}_mean" not in n:
         return "–"
     params = f" ({n[f'{key}_params']:,})" if f"{key}_params" in n else ""
-    return f"{100 * n[f'{key}_mean']:.2f} ± {100 * n[f'{key}_std']:.2f} %{params}"
+    return percent(n[f"{key}_mean"], n[f"{key}_std"]) + params
 
 
 def seeds_table(ch):
@@ -151,8 +147,8 @@ def cifar10_qt_science(ch):
         L = int(key.split("_L")[1].split("_")[0])
         cnn = n.get(f"cifar10_blocks_L{L}_cnn")
         if n[key] is not None:
-            rows.append((L, _pct(_ours(ch, key)),
-                         "–" if cnn is None else _pct(_ours(ch, f"cifar10_blocks_L{L}_cnn"))))
+            rows.append((L, percent(_ours(ch, key)),
+                         "–" if cnn is None else percent(_ours(ch, f"cifar10_blocks_L{L}_cnn"))))
     if not rows:
         return []
     return ["## CIFAR-10 QT in the science chapter", "",
