@@ -250,7 +250,7 @@ def train(args, argv=None):
     net, info = build_model(args)  # before the data: the model's own checks (a backend installed, ...)
     batch_size, lr = args.batch_size, args.lr
     t0 = time.perf_counter()
-    train_loader, test_loader, data = load_loaders(args.dataset, batch_size, args.n_train, args.n_test,
+    train_iter, test_iter, data = load_loaders(args.dataset, batch_size, args.n_train, args.n_test,
                                                    args.data_dir, args.seed, device, val_fraction=args.val_fraction)
     load_seconds = time.perf_counter() - t0
     val = "" if data.y_val is None else f" / {len(data.y_val):,} validation"
@@ -261,15 +261,15 @@ def train(args, argv=None):
     print_params(info)
     t0 = time.perf_counter()
     identity = {k: v for k, v in sorted(vars(args).items()) if k not in OUTPUT_ARGS}
-    history = fit(net, train_loader, test_loader if args.test == "epochs" else None, args.epochs, lr=lr,
+    history = fit(net, train_iter, test_iter if args.test == "epochs" else None, args.epochs, lr=lr,
                   schedule=args.schedule, device=device, checkpoint=args.checkpoint, resume=args.resume,
                   progress=not args.no_progress, identity={**identity, "qt_helpers": __version__},
-                  overwrite=args.overwrite, val_loader=data.val_iter)
+                  overwrite=args.overwrite, val_iter=data.val_iter)
     train_seconds = time.perf_counter() - t0
     if args.test != "epochs":  # never read during training: no per-epoch test numbers at all
         history["test_loss"] = history["test_acc"] = [None] * len(history["epoch"])
     test_loss, test_acc = {"epochs": lambda: (history["test_loss"][-1], history["test_acc"][-1]),
-                           "end": lambda: evaluate(net, test_loader), "never": lambda: (None, None)}[args.test]()
+                           "end": lambda: evaluate(net, test_iter), "never": lambda: (None, None)}[args.test]()
     if test_acc is None:
         print(f"validation accuracy: {history['val_acc'][-1]:.4f} (the test set was not read); "
               f"training took {train_seconds:.1f} s")

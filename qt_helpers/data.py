@@ -314,7 +314,7 @@ class TensorLoader:
 
 def load_loaders(name, batch_size, n_train=None, n_test=None, data_dir=None, seed=42, device="cpu",
                  download=None, val_fraction=0.0):
-    """Return (train_loader, test_loader, data): train shuffled with `seed`, test in order. With `val_fraction`,
+    """Return (train_iter, test_iter, data): train shuffled with `seed`, test in order. With `val_fraction`,
     `data.val_iter` serves the validation split (in order)."""
     data = load_data(name, n_train, n_test, data_dir, seed, download, val_fraction)
     train = TensorLoader(data.x_train, data.y_train, batch_size, shuffle=True, seed=seed, device=device)

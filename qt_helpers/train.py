@@ -144,9 +144,9 @@ def check_fit_args(num_epochs, lr, checkpoint=None, resume=False, overwrite=Fals
                               "(CLI: --resume or --overwrite)")
 
 
-def fit(net, train_loader, test_loader=None, num_epochs=1, lr=1e-4, weight_decay=1e-5, eps=1e-6,
+def fit(net, train_iter, test_iter=None, num_epochs=1, lr=1e-4, weight_decay=1e-5, eps=1e-6,
         patience=5, schedule="plateau", device="auto", checkpoint=None, resume=False, progress=True,
-        on_step=None, identity=None, overwrite=False, log_epochs=True, val_loader=None):
+        on_step=None, identity=None, overwrite=False, log_epochs=True, val_iter=None):
     """Train `net` with cross-entropy; returns the history (a dict of per-epoch lists). Chapter 1 explains it.
 
     `schedule`: 'plateau' (the reference) or 'cosine' (see `make_optimizer`).
@@ -154,27 +154,27 @@ def fit(net, train_loader, test_loader=None, num_epochs=1, lr=1e-4, weight_decay
     finished epoch in it, and only if it was written by the same run: `identity` (a dict) plus the epochs,
     learning rate and schedule. An existing checkpoint is never overwritten unless `overwrite=True`.
     `on_step(epoch, step, loss)` is called after each optimiser step (for logging or tests); `log_epochs`
-    prints one line per epoch (the chapters show curves instead). With `val_loader`, the history also holds
+    prints one line per epoch (the chapters show curves instead). With `val_iter`, the history also holds
     the validation loss and accuracy of every epoch (choices are made on those, never on the test set).
     """
     check_fit_args(num_epochs, lr, checkpoint, resume, overwrite)
     identity = {**(identity or {}), "num_epochs": num_epochs, "lr": lr, "schedule": schedule,
-                "validation": None if val_loader is None else len(val_loader.x),
-                "weight_decay": weight_decay, "batch_size": getattr(train_loader, "batch_size", None)}
+                "validation": None if val_iter is None else len(val_iter.x),
+                "weight_decay": weight_decay, "batch_size": getattr(train_iter, "batch_size", None)}
     device = get_device(device)
     net.to(device)
     opt, sched = make_optimizer(net, lr, weight_decay, eps, patience, schedule=schedule, num_epochs=num_epochs)
     keys = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds")
-    history = {k: [] for k in keys + (("val_loss", "val_acc") if val_loader is not None else ())}
+    history = {k: [] for k in keys + (("val_loss", "val_acc") if val_iter is not None else ())}
     if resume:
         history = load_checkpoint(checkpoint, net, opt, sched, identity)
     start = len(history["epoch"])
-    train_loader.epoch = start  # the shuffle of epoch e depends on e alone, so a resumed run matches
+    train_iter.epoch = start  # the shuffle of epoch e depends on e alone, so a resumed run matches
     loss_fn = nn.CrossEntropyLoss()
     for epoch in range(start, num_epochs):
         net.train()
         t0, total, correct, n = time.perf_counter(), 0.0, 0, 0
-        bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{num_epochs}", disable=not progress, leave=False)
+        bar = tqdm(train_iter, desc=f"epoch {epoch + 1}/{num_epochs}", disable=not progress, leave=False)
         for step, (x, y) in enumerate(bar):
             x, y = x.to(device), y.to(device)
             logits = net(x)
@@ -194,12 +194,12 @@ def fit(net, train_loader, test_loader=None, num_epochs=1, lr=1e-4, weight_decay
             if on_step:
                 on_step(epoch, step, value)
         sched.step(total / n) if schedule == "plateau" else sched.step()
-        test_loss, test_acc = evaluate(net, test_loader) if test_loader is not None else (math.nan, math.nan)
+        test_loss, test_acc = evaluate(net, test_iter) if test_iter is not None else (math.nan, math.nan)
         for k, v in zip(keys, (epoch + 1, total / n, correct / n, test_loss, test_acc,
                                opt.param_groups[0]["lr"], time.perf_counter() - t0)):
             history[k].append(v)
-        if val_loader is not None:
-            for k, v in zip(("val_loss", "val_acc"), evaluate(net, val_loader)):
+        if val_iter is not None:
+            for k, v in zip(("val_loss", "val_acc"), evaluate(net, val_iter)):
                 history[k].append(v)
         if log_epochs:
             tqdm.write(f"epoch {epoch + 1}/{num_epochs}: train loss {total / n:.4f}, train acc {correct / n:.4f}, "
