@@ -251,7 +251,7 @@ def train(args, argv=None):
     batch_size, lr = args.batch_size, args.lr
     t0 = time.perf_counter()
     train_iter, test_iter, data = load_loaders(args.dataset, batch_size, args.n_train, args.n_test,
-                                                   args.data_dir, args.seed, device, val_fraction=args.val_fraction)
+                                               args.data_dir, args.seed, device, val_fraction=args.val_fraction)
     load_seconds = time.perf_counter() - t0
     val = "" if data.y_val is None else f" / {len(data.y_val):,} validation"
     print(f"{args.dataset}: {len(data.y_train):,} train{val} / {len(data.y_test):,} test images from {data.source} "
@@ -304,7 +304,7 @@ def train(args, argv=None):
 
 def main(argv=None):
     """Entry point of `python -m qt_helpers` and the `qt-helpers` script: 0 on success, 2 for a user error
-    (printed as one line, `error: ...`), 1 when an experiment's run failed."""
+    (printed as one line, `error: ...`)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     try:
