@@ -66,7 +66,7 @@ def test_buttons_open_the_release():
     import sys
 
     sys.path.insert(0, str(ROOT / "tools"))
-    from colab_cells import release
+    from chapter_cells import release
 
     url, tag = release()
     page = (HTML / "notebooks" / "02_mnist.html").read_text()

@@ -60,12 +60,12 @@ def test_staging_banner_says_recorded_or_ci(tmp_path):
     assert "CI-scale check, not results" in stage_book.banner(ci)
 
 
-import colab_cells  # noqa: E402
+import chapter_cells  # noqa: E402
 
 
-def test_colab_cells_are_generated_from_pyproject():
-    assert colab_cells.main(["--check"]) == 0, "run `python tools/colab_cells.py` after changing pyproject.toml"
-    url, tag = colab_cells.release()
+def test_chapter_cells_are_generated_from_pyproject():
+    assert chapter_cells.main(["--check"]) == 0, "run `python tools/chapter_cells.py` after changing pyproject.toml"
+    url, tag = chapter_cells.release()
     assert url.startswith("https://github.com/") and tag.startswith("v")
     readme = (ROOT / "README.md").read_text()
     assert set(re.findall(r"git\+(https://github\.com/[^\s\"]+)", readme)) == {f"{url}@{tag}"}
@@ -86,8 +86,8 @@ def test_colab_cell_installs_the_release_and_checks_python(monkeypatch, capsys, 
     monkeypatch.setattr("subprocess.run", lambda cmd, check: calls.append(cmd))
     monkeypatch.setattr("os.path.isdir", lambda path: False)
     monkeypatch.setattr("os.chdir", moved.append)
-    exec(colab_cells.cell_source("02_mnist"), {})
-    url, tag = colab_cells.release()
+    exec(chapter_cells.cell_source("02_mnist"), {})
+    url, tag = chapter_cells.release()
     assert calls[0][:6] == ["git", "clone", "-q", "--depth", "1", "--branch"] and calls[0][6:8] == [tag, url]
     assert calls[1][-1] == ("/content/qt[torchquantum]" if tq else "/content/qt")
     assert any("torchquantum==0.1.8" in c for c in calls) == tq

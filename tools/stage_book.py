@@ -19,7 +19,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from colab_cells import release  # noqa: E402
+from chapter_cells import release  # noqa: E402
 from qt_helpers.science.results_page import write_page  # noqa: E402
 from qt_helpers.science.run_notebooks import DEPENDS, compact_streams  # noqa: E402
 
