@@ -12,6 +12,7 @@ from matplotlib.ticker import LogLocator, NullFormatter, StrMethodFormatter
 
 from .experiments import BLOCKS_RECIPES, HEADLINE_BLOCKS, SEEDS, SEEDS_RECIPES, ablation_rows, blocks_run, shots
 from ..notebook import markdown_table, percent
+from ..plot import model_color
 from ..published import QT_BLOCKS, published_qt, qt_params
 
 RUNS_DIR = Path(__file__).resolve().parents[2] / "results" / "runs"
@@ -37,6 +38,12 @@ def load_runs(root=None):
         dataset, grid = path.parent.parent.name, path.parent.name
         runs.setdefault(dataset, {}).setdefault(grid, {})[path.stem] = json.loads(path.read_text())
     return runs
+
+
+def machine(r):
+    """Where a run was made, as its record names it ('x86_64 CPU (1 thread)', 'NVIDIA H100 80GB HBM3', or 'CPU'
+    for the first records, which named none; older records wrote '1 threads')."""
+    return (r.get("device_name") or r.get("device", "?").upper()).replace("(1 threads)", "(1 thread)")
 
 
 def trained_params(r):
@@ -117,7 +124,7 @@ def plot_curves(runs, dataset, ax=None, grid="seeds"):
         curves = [r["history"]["test_acc"] for r in done]
         epochs = range(1, min(map(len, curves)) + 1)
         per_epoch = [[100 * c[e - 1] for c in curves] for e in epochs]
-        line, = ax.plot(epochs, [statistics.mean(a) for a in per_epoch], "o-", ms=3,
+        line, = ax.plot(epochs, [statistics.mean(a) for a in per_epoch], "o-", ms=3, color=model_color(model),
                         label=f"{model} ({trained_params(done[0]):,} parameters)")
         ax.fill_between(epochs, [min(a) for a in per_epoch], [max(a) for a in per_epoch], color=line.get_color(),
                         alpha=0.2)
@@ -164,19 +171,21 @@ def plot_blocks(runs, dataset, ax=None):
         rows = blocks_rows(runs, dataset, recipe)
         done = [r for r in rows if r[2] is not None]
         if done:
-            ax.plot([r[1] for r in done], [100 * r[2] for r in done], f"{marker}-", label=f"QT {recipe} (this book)")
+            ax.plot([r[1] for r in done], [100 * r[2] for r in done], f"{marker}-", color=model_color(f"QT {recipe}"),
+                    label=f"QT {recipe} (this book)")
     classical = [r for r in rows if r[4] is not None]
     if classical:
-        ax.plot([r[3] for r in classical], [100 * r[4] for r in classical], "s-", color="C2",
-                label="classical CNN, same budget (this book)")
+        ax.plot([r[3] for r in classical], [100 * r[4] for r in classical], "s-",
+                color=model_color("classical CNN, QT's budget"), label="classical CNN, same budget (this book)")
     caveat = "" if dataset == "cifar10" else ", train acc. at L=16"
     pub = [r for r in rows if r[5] is not None]
     ax.plot([r[1] for r in pub], [100 * r[5] for r in pub], "x--", color="gray",
             label=f"QT reference (published{caveat})")
     full = runs[dataset].get("blocks", {}).get("cnn")
     if full:
-        ax.scatter([full["cnn_params"]], [100 * full["test_accuracy"]], marker="*", s=150, color="C3",
-                   label=f"classical CNN, {full['cnn_params']:,} parameters", zorder=3)
+        ax.scatter([full["cnn_params"]], [100 * full["test_accuracy"]], marker="*", s=150,
+                   color=model_color("classical CNN"), label=f"classical CNN, {full['cnn_params']:,} parameters",
+                   zorder=3)
     ax.set_xscale("log")
     ax.xaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))  # 200, 500, 1,000, ... instead of crowded 10^k labels
     ax.xaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
@@ -226,7 +235,7 @@ def plot_shots(runs, dataset, ax=None):
     ax.plot([s for s, _ in sampled], [100 * a for _, a in sampled], "o-", label="probabilities from S shots")
     for s, a in rows:
         if s is None:
-            ax.axhline(100 * a, color="C3", ls="--", label="exact probabilities")
+            ax.axhline(100 * a, color="0.3", ls="--", label="exact probabilities")
     ax.set_xscale("log", base=2)
     return _accuracy_axes(ax, "shots S per weight generation", dataset)
 
@@ -244,7 +253,7 @@ def compute_table(runs):
     for dataset, grids in runs.items():
         for grid, records in grids.items():
             made = [r for r in records.values() if "same_run_as" not in r]
-            machines = sorted({r.get("device_name") or r.get("device", "?").upper() for r in made})
+            machines = sorted({machine(r) for r in made})
             rows.append((dataset, grid, len(made), len(records) - len(made),
                          f"{sum(r['train_seconds'] for r in made) / 3600:.2f}", ", ".join(machines)))
     return markdown_table(("dataset", "grid", "runs made", "shared copies", "training hours", "machine"), rows)
