@@ -173,7 +173,7 @@ def render(paths):
                     f"From {{doc}}`../notebooks/{ch['name']}`'s recorded runs (`results/runs/`): full training and "
                     "test sets; trained parameters in brackets; every model trained with the same protocol. The "
                     "chapter's compute table names the machine of every run (this project's 2-core CPU; "
-                    "CIFAR-10's QT runs at L ≥ 38 an H100).",
+                    "CIFAR-10's QT runs at L ≥ 38 on an H100).",
                     "", table, ""]
         out += cifar10_qt_science(ch)
     for dataset in PUBLISHED:
