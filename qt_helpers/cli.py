@@ -261,6 +261,8 @@ def train(args, argv=None):
     print_params(info)
     t0 = time.perf_counter()
     identity = {k: v for k, v in sorted(vars(args).items()) if k not in OUTPUT_ARGS}
+    if args.test == "epochs":  # the behaviour before --test existed: absent, so older checkpoints still resume
+        del identity["test"]
     history = fit(net, train_iter, test_iter if args.test == "epochs" else None, args.epochs, lr=lr,
                   schedule=args.schedule, device=device, checkpoint=args.checkpoint, resume=args.resume,
                   progress=not args.no_progress, identity={**identity, "qt_helpers": __version__},

@@ -3,6 +3,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from qt_helpers.science import report
 from qt_helpers.cli import build_parser
@@ -180,3 +181,30 @@ def test_tune_gives_qt_and_the_budget_cnn_equal_trials_and_protocol_trains_the_c
     q, c = protocol["qt-chosen-seed43"], protocol["cnn-budget-seed44"]
     assert (q.lr, q.activation, q.seed, q.test, q.val_fraction) == (3e-3, None, 43, "end", 0.1)
     assert (c.lr, c.schedule, c.budget, c.seed, c.test) == (1e-3, "plateau", 1497, 44, "end")
+
+
+def test_a_cut_off_grid_run_resumes_from_its_checkpoint(pack_dir, tmp_path, monkeypatch):
+    from qt_helpers import cli
+
+    out = tmp_path / "runs"
+    small = ["--blocks", "2", "--data-dir", str(pack_dir), "--batch-size", "100"]
+    [(path, argv)] = commands("seeds", "mnist", out, epochs=2, extra=small, runs=["qt-improved-seed42"])
+    ckpt = path.with_suffix(".pt")
+
+    def cut_after_one_epoch(*a, **kw):  # the session ends during epoch 2
+        def stop(epoch, step, loss):
+            if epoch == 1:
+                raise KeyboardInterrupt
+        return fit(*a, **kw, on_step=stop)
+
+    fit = cli.fit
+    monkeypatch.setattr(cli, "fit", cut_after_one_epoch)
+    path.parent.mkdir(parents=True)
+    with pytest.raises(KeyboardInterrupt):
+        cli.main(argv + ["--checkpoint", str(ckpt)])
+    assert ckpt.exists() and not path.exists()
+    assert "test" not in torch.load(ckpt, weights_only=True)["identity"]  # the default, as before --test existed
+    assert run_commands([(path, argv)], out) == []  # resumes epoch 2 in a subprocess
+    log = path.with_suffix(".log").read_text()
+    assert "epoch 1/2" not in log and "epoch 2/2" in log
+    assert len(json.loads(path.read_text())["history"]["epoch"]) == 2 and not ckpt.exists()

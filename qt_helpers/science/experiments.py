@@ -268,7 +268,12 @@ def run_commands(cmds, out, jobs=1, force=False, threads=None):
             rc = 0
             copy_run(same, path)
         else:
-            rc = run_one(path, argv + ["--overwrite"] * path.exists(), threads)
+            ckpt = path.with_suffix(".pt")  # every epoch's checkpoint: a cut-off grid resumes its runs
+            resume = ckpt.exists() and not force
+            rc = run_one(path, argv + ["--checkpoint", str(ckpt)] + (["--resume"] if resume else ["--overwrite"]),
+                         threads)
+            if rc == 0:
+                ckpt.unlink(missing_ok=True)
         state = "same as " + str(same) if same else "done" if rc == 0 else f"FAILED (exit {rc}), see the .log"
         print(f"  {state}: {path}", flush=True)
         if rc:
@@ -331,26 +336,32 @@ def main(argv=None):
     """Run the grids (all grids x datasets, in that order): 0 on success, 2 for a user error (one line,
     `error: ...`), 1 if a run failed."""
     args = build_grid_parser().parse_args(sys.argv[1:] if argv is None else argv)
-    try:
-        check_args(args)
-        extra = [x for k in ("n_train", "n_test") if getattr(args, k) for x in (f"--{k.replace('_', '-')}",
-                                                                                str(getattr(args, k)))]
-        cmds = [c for name in args.grids for d in args.dataset
-                for c in commands(name, d, args.out, args.epochs, args.data_dir, args.blocks, extra, args.runs)]
-        if not cmds:
-            raise ValueError(f"no run of {', '.join(args.grids)} matches {' '.join(args.runs)}; "
-                             "see the run names with --dry-run")
-    except ValueError as e:
-        if args.debug:
-            raise
-        print(f"error: {str(e).strip()}", file=sys.stderr)
-        return 2
-    if args.dry_run:
-        for _, argv in cmds:
-            print("python -m qt_helpers", shlex.join(argv))
-        return 0
-    return 1 if run_commands(cmds, args.out, args.jobs, args.force, args.threads) else 0
-
+    # the protocol grid reads the tune grid's results, so it runs after the other grids named with it
+    phases = [[g for g in args.grids if g != "protocol"], [g for g in args.grids if g == "protocol"]]
+    for i, grids in enumerate(p for p in phases if p):
+        try:
+            check_args(args)
+            extra = [x for k in ("n_train", "n_test") if getattr(args, k)
+                     for x in (f"--{k.replace('_', '-')}", str(getattr(args, k)))]
+            cmds = [c for name in grids for d in args.dataset
+                    for c in commands(name, d, args.out, args.epochs, args.data_dir, args.blocks, extra, args.runs)]
+            if not cmds:
+                raise ValueError(f"no run of {', '.join(grids)} matches {' '.join(args.runs)}; "
+                                 "see the run names with --dry-run")
+        except ValueError as e:
+            if args.debug:
+                raise
+            if i and args.dry_run:
+                e = ValueError(f"{e}; --dry-run prints the protocol grid's runs once the tune grid has run")
+            print(f"error: {str(e).strip()}", file=sys.stderr)
+            return 2
+        if args.dry_run:
+            for _, argv in cmds:
+                print("python -m qt_helpers", shlex.join(argv))
+            continue
+        if run_commands(cmds, args.out, args.jobs, args.force, args.threads):
+            return 1  # a failed tune run leaves the protocol nothing to choose from
+    return 0
 
 if __name__ == "__main__":
     sys.exit(main())
