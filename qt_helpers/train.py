@@ -23,13 +23,22 @@ def get_device(device="auto"):
     return torch.device(device)
 
 
+def cpu_model():
+    """The CPU's model name ('AMD EPYC'), from /proc/cpuinfo where there is one, else its architecture."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return f"{platform.processor() or platform.machine()} CPU"
+
+
 def device_name(device):
-    """A readable name of the device: the GPU's, or the CPU's architecture and torch's thread count."""
+    """A readable name of the device: the GPU's, or the CPU's model and torch's thread count."""
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     n = torch.get_num_threads()
-    return f"{platform.processor() or platform.machine()} CPU ({n} thread{'' if n == 1 else 's'})"
+    return f"{cpu_model()} ({n} thread{'' if n == 1 else 's'})"
 
 
 def set_seed(seed):

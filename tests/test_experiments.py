@@ -102,6 +102,8 @@ def test_seeds_summary_is_mean_and_sample_std(tmp_path):
         ("fashion_mnist ≥ 84 % at ≤ 1,497 parameters", "no QT run", None, None, "not run"),
         ("cifar10 ≥ 65 % at ≤ 27,951 parameters", "no QT run", None, None, "not run")]
     assert "| QT improved, 10 epochs, 3 seeds | 95.00 % | met |" in report.goals_table(runs)
+    assert report.against_budget(runs) == [("mnist", "QT improved against the budget CNN (recipes fixed before these "
+                                            "runs, one setting each)", pytest.approx(-0.02), 0, 3, False)]
     assert "| no QT run | – | not run |" in report.goals_table(runs)
     assert "Block sweep" not in report.findings(runs, "mnist")  # no block sweep here
     assert "the budget CNN (1,438) 97.00 ± 1.00 %, 2.00 points above QT" in report.findings(runs, "mnist")
@@ -208,3 +210,22 @@ def test_a_cut_off_grid_run_resumes_from_its_checkpoint(pack_dir, tmp_path, monk
     log = path.with_suffix(".log").read_text()
     assert "epoch 1/2" not in log and "epoch 2/2" in log
     assert len(json.loads(path.read_text())["history"]["epoch"]) == 2 and not ckpt.exists()
+
+
+def test_where_the_protocol_grid_ran_its_choice_is_judged_and_test_picked_recipes_are_not(tmp_path):
+    for grid, qt, accs in (("seeds", "qt-improved", (0.94, 0.95, 0.96)), ("protocol", "qt-chosen", (0.97,) * 3)):
+        for seed, acc in zip(SEEDS, accs):
+            for run, r in ((f"{qt}-seed{seed}", _record(acc, 1497, seed)),
+                           (f"cnn-budget-seed{seed}", _record(0.96, 1438, seed, qt=False))):
+                path = tmp_path / "mnist" / grid / f"{run}.json"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(json.dumps(r))
+    runs = report.load_runs(tmp_path)
+    mnist = [row for row in report.goals(runs) if row[0].startswith("mnist ")]
+    assert [(m, ok, v) for _, m, _, ok, v in mnist] == [
+        ("QT chosen on validation, 10 epochs, 3 seeds", True, "met"),
+        ("QT improved, 10 epochs, 3 seeds", None, "not judged: recipe picked on the test set")]
+    [(dataset, comparison, gap, ahead, n, met)] = report.against_budget(runs)
+    assert (dataset, ahead, n, met) == ("mnist", 3, 3, True) and gap == pytest.approx(0.01)
+    assert "both chosen on validation" in comparison
+    assert "| mnist | QT chosen on validation against the budget CNN" in report.against_budget_table(runs)

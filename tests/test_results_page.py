@@ -68,13 +68,17 @@ def test_science_chapter_gives_the_headline_table(tmp_path):
     numbers = {"mnist_qt_mean": 0.95, "mnist_qt_std": 0.004, "mnist_qt_params": 1497, "mnist_qt_seeds": 3,
                "mnist_qt_epochs": 10, "mnist_cnn_mean": 0.985, "mnist_cnn_std": 0.001, "mnist_cnn_params": 6690,
                "fashion_mnist_long_qt_lr_cosine_mean": 0.84, "fashion_mnist_long_qt_lr_cosine_std": 0.002,
-               "fashion_mnist_long_qt_lr_cosine_seeds": 3, "fashion_mnist_long_qt_lr_cosine_epochs": 20}
+               "fashion_mnist_long_qt_lr_cosine_seeds": 3, "fashion_mnist_long_qt_lr_cosine_epochs": 20,
+               "mnist_protocol_qt_chosen_mean": 0.97, "mnist_protocol_qt_chosen_std": 0.001,
+               "mnist_protocol_qt_chosen_params": 1497, "mnist_protocol_qt_chosen_seeds": 3,
+               "mnist_protocol_qt_chosen_epochs": 10}
     page = render([executed(tmp_path / "07_science.ipynb", numbers)])
     assert "## Headline: mean ± std over seeds" in page
-    assert "| MNIST | 10 | 3 | 95.00 ± 0.40 % (1,497) | – | 98.50 ± 0.10 % (6,690) |" in page
-    assert "| FashionMNIST | 20 | 3 | – | 84.00 ± 0.20 % | – |" in page  # the long grid: no params glued
-    header = next(line for line in page.splitlines() if line.startswith("| dataset | epochs | seeds |"))
-    assert "budget" not in header and "chosen" not in header  # no column for a model without runs
+    assert "| MNIST | on the test set | 10 | 3 | 95.00 ± 0.40 % (1,497) | – | – | 98.50 ± 0.10 % (6,690) |" in page
+    assert "| FashionMNIST | on the test set | 20 | 3 | – | 84.00 ± 0.20 % | – | – |" in page  # no params glued
+    assert "| MNIST | on validation | 10 | 3 | – | – | 97.00 ± 0.10 % (1,497) | – |" in page
+    header = next(line for line in page.splitlines() if line.startswith("| dataset | recipes chosen | epochs |"))
+    assert "budget" not in header and "QT chosen on validation" in header  # no column for a model without runs
 
 
 def test_ci_scale_numbers_never_stand_beside_published_ones(tmp_path):
