@@ -11,7 +11,7 @@ from qt_helpers.science.experiments import GRIDS, SEEDS, commands, finished, run
 from qt_helpers.science.experiments import main as grids_main
 
 
-@pytest.mark.parametrize("grid, n_runs", [("blocks", 19), ("ablation", 8), ("seeds", 12), ("shots", 5), ("long", 6)])
+@pytest.mark.parametrize("grid, n_runs", [("blocks", 19), ("ablation", 8), ("seeds", 12), ("shots", 15), ("long", 6)])
 def test_every_run_is_one_valid_train_command(grid, n_runs, tmp_path):
     cmds = commands(grid, "mnist", tmp_path)
     assert len(cmds) == n_runs and len({p for p, _ in cmds}) == n_runs
@@ -28,8 +28,10 @@ def test_grids_hold_the_issue_s_comparisons(tmp_path):
     assert blocks["qt-lr-cosine-L4"].activation != "relu" and blocks["qt-L4"].activation == "relu"
     seeds = [build_parser().parse_args(a).seed for _, a in commands("seeds", "mnist", tmp_path)]
     assert sorted(set(seeds)) == list(SEEDS) and len(SEEDS) >= 3
-    s = [build_parser().parse_args(a).shots for _, a in commands("shots", "mnist", tmp_path)]
-    assert s == [None, 2**13, 2**15, 2**17, 2**19] and shots("cifar10")[::3] == (2**19, 2**25)  # 2^n ... 2^(n+6)
+    s = [(p.stem, build_parser().parse_args(a)) for p, a in commands("shots", "mnist", tmp_path)]
+    assert [a.shots for _, a in s] == [None, 2**13, 2**15, 2**17, 2**19] * 3  # 2^n ... 2^(n+6), three seeds
+    assert [(name, a.seed) for name, a in s[::5]] == [("exact", 42), ("exact-seed43", 43), ("exact-seed44", 44)]
+    assert shots("cifar10")[::3] == (2**19, 2**25)
     cifar = {p.stem: build_parser().parse_args(a) for p, a in commands("seeds", "cifar10", tmp_path)}
     assert cifar["qt-improved-seed42"].blocks == 95 and cifar["cnn-budget-seed42"].budget == 27951
     assert cifar["qt-lr-cosine-seed43"].standardize and cifar["qt-improved-seed44"].standardize  # CIFAR-10 only
@@ -229,3 +231,20 @@ def test_where_the_protocol_grid_ran_its_choice_is_judged_and_test_picked_recipe
     assert (dataset, ahead, n, met) == ("mnist", 3, 3, True) and gap == pytest.approx(0.01)
     assert "both chosen on validation" in comparison
     assert "| mnist | QT chosen on validation against the budget CNN" in report.against_budget_table(runs)
+
+
+def test_shots_are_averaged_over_seeds_and_a_dip_is_put_beside_the_spread(tmp_path):
+    accs = {None: (0.90, 0.92, 0.94), 2**13: (0.50, 0.52, 0.54), 2**15: (0.80, 0.80, 0.80),
+            2**17: (0.86, 0.88, 0.90), 2**19: (0.85, 0.87, 0.89)}
+    for S, values in accs.items():
+        for seed, acc in zip(SEEDS, values):
+            name = ("exact" if S is None else f"shots-{S}") + ("" if seed == 42 else f"-seed{seed}")
+            path = tmp_path / "mnist" / "shots" / f"{name}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({**_record(acc, 1497, seed), "qubits": 13}))
+    runs = report.load_runs(tmp_path)
+    assert report.shots_rows(runs, "mnist")[-1] == (None, [0.90, 0.92, 0.94])
+    assert "| 2^19 = 524,288 | 64 | 87.00 ± 2.00 % | 85.00, 87.00, 89.00 | 3 |" in report.shots_table(runs, "mnist")
+    text = report.findings(runs, "mnist")
+    assert "**Shots** (3 seeds): with S = 524,288 shots QT reaches 87.00 %, 5.00 points below exact" in text
+    assert "S = 524,288 is 1.00 points below S = 131,072 (std over seeds 2.00 and 2.00)" in text

@@ -119,9 +119,16 @@ def test_science_chapter_shows_the_recorded_runs():
         key = report.SEEDS_MODELS[model][1]
         assert g[f"fashion_mnist_long_{key}_seeds"] == 3 and g[f"fashion_mnist_long_{key}_mean"] == s["mean"]
         assert g[f"fashion_mnist_long_{key}_epochs"] == 20
-    for d in ("mnist", "fashion_mnist"):  # finite shots: exact is the ablation's improved run, shared
-        assert g[f"{d}_shots_exact"] == runs[d]["ablation"]["improved"]["test_accuracy"]
+    for d in ("mnist", "fashion_mnist"):  # finite shots: seed 42's exact run is the ablation's improved run
+        exact = dict(report.shots_rows(runs, d))[None]
+        assert exact[0] == runs[d]["ablation"]["improved"]["test_accuracy"]
+        assert g[f"{d}_shots_exact"] == pytest.approx(sum(exact) / len(exact))
         assert {f"{d}_shots_{2**k}" for k in (13, 15, 17, 19)} <= g.keys()
+    for d in ("mnist", "fashion_mnist"):  # the validation protocol: both models chosen on validation, 3 seeds
+        for model, s in report.seeds_summary(runs, d, "protocol").items():
+            key = report.SEEDS_MODELS[model][1]
+            assert g[f"{d}_protocol_{key}_seeds"] == 3 and g[f"{d}_protocol_{key}_mean"] == s["mean"]
+        assert g[f"beats_{d}_ahead"] == next(a for ds, _, _, a, _, _ in report.against_budget(runs) if ds == d)
     cifar = report.seeds_summary(runs, "cifar10")  # the classical side of CIFAR-10 (its QT runs need a GPU)
     for model in ("classical CNN", "classical CNN, QT's budget"):
         key = report.SEEDS_MODELS[model][1]

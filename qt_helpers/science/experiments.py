@@ -143,9 +143,13 @@ def grid(name, dataset, blocks=None, out="results/runs"):
         prefix = {"qt": "qt-chosen", "cnn-budget": "cnn-budget"}
         return [(f"{prefix[m]}-seed{s}", argv + ["--seed", str(s), "--val-fraction", VAL_FRACTION, "--test", "end"])
                 for s in SEEDS for m, (_, _, argv) in best.items()]
-    if name == "shots":
-        return [("exact", qt + improved)] + [(f"shots-{s}", qt + improved + ["--shots", str(s)])
-                                             for s in shots(dataset)]
+    if name == "shots":  # seed 42's runs keep the names they had before the grid had seeds
+        runs = []
+        for seed in SEEDS:
+            tag, flag = ("", []) if seed == SEEDS[0] else (f"-seed{seed}", ["--seed", str(seed)])
+            runs += [(f"exact{tag}", qt + improved + flag)] + [(f"shots-{s}{tag}", qt + improved + ["--shots", str(s)]
+                                                                 + flag) for s in shots(dataset)]
+        return runs
     raise ValueError(f"unknown grid {name!r}; choose one of {', '.join(GRIDS)}")
 
 

@@ -218,33 +218,41 @@ def ablation_table(runs, dataset):
 
 
 def shots_rows(runs, dataset):
-    """[(shots or None for exact, test accuracy)] of the shots grid."""
+    """[(shots or None for exact, [test accuracy of each seed that ran])] of the shots grid, seeds in order."""
     grid = runs[dataset].get("shots", {})
-    rows = [(s, grid[f"shots-{s}"]["test_accuracy"]) for s in shots(dataset) if f"shots-{s}" in grid]
-    if "exact" in grid:
-        rows.append((None, grid["exact"]["test_accuracy"]))
+    rows = []
+    for s in [*shots(dataset), None]:
+        base = "exact" if s is None else f"shots-{s}"
+        accs = [grid[name]["test_accuracy"] for name in [base] + [f"{base}-seed{seed}" for seed in SEEDS[1:]]
+                if name in grid]
+        if accs:
+            rows.append((s, accs))
     return rows
 
 
 def shots_table(runs, dataset):
-    """Markdown of `shots_rows`, with shots as powers of two and per basis state."""
+    """Markdown of `shots_rows`: shots as powers of two and per basis state, mean ± std over the seeds."""
     n = next(iter(runs[dataset]["shots"].values()))["qubits"]
-    rows = [("exact (state vector)", "–", percent(a)) if s is None else (f"2^{s.bit_length() - 1} = {s:,}",
-                                                                      f"{s / 2**n:g}", percent(a))
-            for s, a in shots_rows(runs, dataset)]
-    return markdown_table(("shots S", "S / 2^n", "test accuracy"), rows)
+    rows = [("exact (state vector)" if s is None else f"2^{s.bit_length() - 1} = {s:,}",
+             "–" if s is None else f"{s / 2**n:g}", percent(*mean_std(accs)) if len(accs) > 1 else percent(accs[0]),
+             ", ".join(f"{100 * a:.2f}" for a in accs), len(accs))
+            for s, accs in shots_rows(runs, dataset)]
+    return markdown_table(("shots S", "S / 2^n", "test accuracy", "per seed (%)", "seeds"), rows)
 
 
 def plot_shots(runs, dataset, ax=None):
-    """Test accuracy vs shots (log scale), with the exact-probability run as a line."""
+    """Mean test accuracy vs shots (log scale; bars span the seeds), with the exact-probability runs as a line."""
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 3.5))
     rows = shots_rows(runs, dataset)
-    sampled = [(s, a) for s, a in rows if s is not None]
-    ax.plot([s for s, _ in sampled], [100 * a for _, a in sampled], "o-", label="probabilities from S shots")
-    for s, a in rows:
+    sampled = [(s, [100 * a for a in accs]) for s, accs in rows if s is not None]
+    means = [statistics.mean(a) for _, a in sampled]
+    ax.errorbar([s for s, _ in sampled], means, yerr=[[m - min(a) for m, (_, a) in zip(means, sampled)],
+                                                      [max(a) - m for m, (_, a) in zip(means, sampled)]],
+                fmt="o-", capsize=3, color=model_color("QT improved"), label="probabilities from S shots")
+    for s, accs in rows:
         if s is None:
-            ax.axhline(100 * a, color="0.3", ls="--", label="exact probabilities")
+            ax.axhline(100 * statistics.mean(accs), color="0.3", ls="--", label="exact probabilities")
     ax.set_xscale("log", base=2)
     return _accuracy_axes(ax, "shots S per weight generation", dataset)
 
@@ -322,12 +330,23 @@ def findings(runs, dataset):
                      "is ahead.")
         out.append(line)
     shots = shots_rows(runs, dataset)
-    exact = [a for s, a in shots if s is None]
-    sampled = [(s, a) for s, a in shots if s is not None]
+    exact = [accs for s, accs in shots if s is None]
+    sampled = [(s, accs) for s, accs in shots if s is not None]
     if exact and sampled:
-        s, a = sampled[-1]
-        out.append(f"**Shots**: with S = {s:,} shots QT reaches {100 * a:.2f} %, {100 * (exact[0] - a):.2f} points "
-                   f"below exact probabilities; with S = {sampled[0][0]:,} it reaches {100 * sampled[0][1]:.2f} %.")
+        mean = {s: statistics.mean(accs) for s, accs in shots}
+        seeds = min(len(accs) for _, accs in shots)
+        s, low = sampled[-1][0], sampled[0][0]
+        line = (f"**Shots** ({seeds} seed{'s' if seeds > 1 else ''}): with S = {s:,} shots QT reaches "
+                f"{percent(mean[s])}, {100 * (mean[None] - mean[s]):.2f} points below exact probabilities; with "
+                f"S = {low:,} it reaches {percent(mean[low])}.")
+        dips = [(a, b) for (a, _), (b, _) in zip(sampled, sampled[1:]) if mean[b] < mean[a]]
+        if dips:  # a larger S worse on average: say by how much, beside the seeds' spread there
+            std = {s: mean_std(accs)[1] for s, accs in sampled}
+            line += " " + "; ".join(
+                f"S = {b:,} is {100 * (mean[a] - mean[b]):.2f} points below S = {a:,}"
+                + (f" (std over seeds {100 * std[a]:.2f} and {100 * std[b]:.2f})" if seeds > 1 else " (one seed)")
+                for a, b in dips) + "."
+        out.append(line)
     return "\n".join("- " + line for line in out)
 
 
