@@ -54,9 +54,12 @@ def test_mnist_stage_extrapolates_from_its_finished_epochs(tmp_path):
                     reason="needs QT_DATA_DIR with cifar10.npz")
 def test_cifar_stage_runs_resumable_train_commands_and_bundles_them(tmp_path):
     out, runs = tmp_path / "gpu", tmp_path / "runs"
-    printed = run(out, "--stages", "4", "--budget-s", "240", "--runs-dir", str(runs), "--workers", "2")
+    printed = run(out, "--stages", "4", "--budget-s", "400", "--runs-dir", str(runs), "--workers", "3",
+                  "--cifar-epochs", "1")
     finished = sorted(p.relative_to(runs).as_posix() for p in runs.glob("cifar10/*/*.json"))
     assert finished and "stage 4: finished runs" in printed
+    assert {f.split("/")[1] for f in finished} >= {"seeds", "tune", "protocol", "blocks"}  # the protocol after tune
+    assert sum(f.startswith("cifar10/protocol/qt-chosen-seed") for f in finished) == 3
     record = json.loads((runs / finished[0]).read_text())
     assert record["blocks"] == 2 and record["n_train"] == 200 and "--checkpoint" in record["command"]
     with tarfile.open(out / "cifar10-runs.tar") as tar:

@@ -12,7 +12,8 @@ stage whose JSON is already there is skipped, so a cut-off run loses at most the
    128, 50 epochs) timed: the whole run if it ends within --mnist-cap-s, else its finished epochs,
    extrapolated to 50.
 4. `cifar10-runs.tar`: CIFAR-10 QT runs of the science grids (seeds at 95 blocks with the improved recipe,
-   the block sweep's QT side, then the seeds' lr-cosine runs), --workers at a time on the one GPU, each
+   the tune grid's QT trials and, once they have all run, the protocol's QT runs, the block sweep's QT side,
+   then the seeds' lr-cosine runs), --workers at a time on the one GPU, each
    resumable from its checkpoint; the runs already recorded in results/runs are skipped. The tar (records,
    logs, checkpoints of unfinished runs) is rewritten whenever a run ends: unpack it over build/gpu/runs.
    (The device tool brings back at most 8 files, at most 2 folders down.)
@@ -49,8 +50,8 @@ from qt_helpers.science.experiments import commands, done, run_key  # noqa: E402
 from qt_helpers.train import device_name  # noqa: E402
 
 RUNS_DIR = ROOT / "build/gpu/runs"  # stage 4's records while they run (bundled into --out); --runs-dir
-CIFAR_QUEUE = (("seeds", "qt-improved-*"), ("blocks", "qt-L*"), ("seeds", "qt-lr-cosine-*"),
-               ("blocks", "qt-lr-cosine-L*"))  # stage 4's runs, most wanted first
+CIFAR_QUEUE = (("seeds", "qt-improved-*"), ("tune", "qt-*"), ("protocol", "qt-chosen-*"), ("blocks", "qt-L*"),
+               ("seeds", "qt-lr-cosine-*"), ("blocks", "qt-lr-cosine-L*"))  # stage 4's runs, most wanted first
 
 
 def write(path, record):
@@ -274,8 +275,11 @@ def cifar_queue(runs_dir, quick, data_dir, epochs):
     extra = ["--n-train", "200", "--n-test", "100", "--blocks", "2", "--batch-size", "100"] if quick else []
     queue, keys = [], set()
     for grid, pattern in CIFAR_QUEUE:
-        for path, argv in commands(grid, "cifar10", runs_dir, epochs=epochs, data_dir=data_dir, extra=extra,
-                                   runs=[pattern]):
+        try:
+            cmds = commands(grid, "cifar10", runs_dir, epochs=epochs, data_dir=data_dir, extra=extra, runs=[pattern])
+        except ValueError:  # the protocol's choice waits for its tune trials; the queue is read again later
+            continue
+        for path, argv in cmds:
             key = run_key(argv)
             recorded = ROOT / "results/runs" / path.relative_to(runs_dir)
             if key in keys or (not quick and done(recorded, argv)) or done(path, argv):
@@ -291,10 +295,11 @@ def cifar_runs(out, runs_dir, deadline, quick, data_dir, epochs, workers, min_le
     queue = cifar_queue(runs_dir, quick, data_dir, epochs)
     print(f"stage 4: {len(queue)} runs to do, {workers} at a time", flush=True)
     threads = str(max(1, (os.cpu_count() or 1) // workers))
-    running, finished = {}, []
+    running, finished, begun = {}, [], set()
     while queue or running:
         while queue and len(running) < workers and deadline - time.time() > min_left:
             path, argv = queue.pop(0)
+            begun.add(path)
             ckpt = path.with_suffix(".pt")
             argv = argv + ["--checkpoint", str(ckpt)] + (["--resume"] if ckpt.exists() else ["--overwrite"])
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -318,6 +323,8 @@ def cifar_runs(out, runs_dir, deadline, quick, data_dir, epochs, workers, min_le
             else:
                 print(f"stage 4: {name} failed (exit {proc.returncode}); see its .log", flush=True)
             bundle(out, runs_dir)
+            known = {p for p, _ in queue} | begun  # a finished run may make new ones possible (the protocol's)
+            queue += [(p, a) for p, a in cifar_queue(runs_dir, quick, data_dir, epochs) if p not in known]
         if time.time() > deadline:
             for proc, (path, log, _) in running.items():
                 proc.terminate()
