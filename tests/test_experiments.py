@@ -250,3 +250,4 @@ def test_shots_are_averaged_over_seeds_and_a_dip_is_put_beside_the_spread(tmp_pa
     text = report.findings(runs, "mnist")
     assert "**Shots** (3 seeds): with S = 524,288 shots QT reaches 87.00 %, 5.00 points below exact" in text
     assert "S = 524,288 is 1.00 points below S = 131,072 (std over seeds 2.00 and 2.00)" in text
+    assert "rise with S at every step" not in text

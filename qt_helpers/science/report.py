@@ -82,14 +82,19 @@ def tune_choices(runs, dataset):
 
 
 def tune_table(runs, dataset):
-    """Markdown: every trial of the tune grid with its validation accuracy (the test set unread); **bold** marks
-    each model's choice (`tune_choices`)."""
+    """Markdown: every trial of the tune grid with its validation accuracy (the test set unread), **bold** for
+    each model's choice (`tune_choices`), then a sentence naming the choices."""
     grid = runs[dataset].get("tune", {})
-    best = {t for t, _, _, _ in tune_choices(runs, dataset).values()}
+    picks = sorted(tune_choices(runs, dataset).items(), key=lambda p: p[0] != "qt")  # QT first
+    best = {t for _, (t, _, _, _) in picks}
     rows = [("QT" if r["model"] == "qt" else "classical CNN, QT's budget", f"**{trial}**" if trial in best
              else trial, f"{trained_params(r):,}", r["epochs"], percent(r["val_accuracy"]))
             for trial, r in sorted(grid.items(), key=lambda t: (t[1]["model"] != "qt", t[0]))]
-    return markdown_table(("model", "trial", "trained parameters", "epochs", "validation accuracy"), rows, left=2)
+    chosen = " and ".join(f"{'QT' if m == 'qt' else 'the budget CNN'} `{t}` ({percent(acc)} on validation"
+                          + (", at the largest learning rate tried: a wider grid might do better)" if edge else ")")
+                          for m, (t, acc, _, edge) in picks)
+    return (markdown_table(("model", "trial", "trained parameters", "epochs", "validation accuracy"), rows, left=2)
+            + f"\n\nChosen: {chosen}.")
 
 
 def seed_runs(grid, prefix):
@@ -340,6 +345,8 @@ def findings(runs, dataset):
                 f"{percent(mean[s])}, {100 * (mean[None] - mean[s]):.2f} points below exact probabilities; with "
                 f"S = {low:,} it reaches {percent(mean[low])}.")
         dips = [(a, b) for (a, _), (b, _) in zip(sampled, sampled[1:]) if mean[b] < mean[a]]
+        if seeds > 1 and not dips:
+            line += " The means rise with S at every step."
         if dips:  # a larger S worse on average: say by how much, beside the seeds' spread there
             std = {s: mean_std(accs)[1] for s, accs in sampled}
             line += " " + "; ".join(
