@@ -132,11 +132,10 @@ def seeds_table(ch):
             if any(c != "–" for c in cells):
                 seeds = max(n.get(f"{k}_seeds", 0) for k in keys)
                 epochs = max(n.get(f"{k}_epochs", 0) for k in keys) or "?"
-                rows.append((title, how, epochs, seeds, *cells))
+                rows.append((title, f"recipes chosen {how}; {epochs} epochs, {seeds} seeds", *cells))
     if not rows:
         return ""
-    return markdown_table(("dataset", "recipes chosen", "epochs", "seeds", *(label for _, label in models)), rows,
-                          left=2)
+    return markdown_table(("dataset", "runs", *(label for _, label in models)), rows, left=2)
 
 
 def cifar10_qt_science(ch):
