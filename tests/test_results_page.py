@@ -74,12 +74,12 @@ def test_science_chapter_gives_the_headline_table(tmp_path):
                "mnist_protocol_qt_chosen_epochs": 10}
     page = render([executed(tmp_path / "07_science.ipynb", numbers)])
     assert "## Headline: mean ± std over seeds" in page
-    test, val = "recipes chosen on the test set", "recipes chosen on validation"
-    assert f"| MNIST | {test}; 10 epochs, 3 seeds | 95.00 ± 0.40 % (1,497) | – | – | 98.50 ± 0.10 % (6,690) |" in page
-    assert f"| FashionMNIST | {test}; 20 epochs, 3 seeds | – | 84.00 ± 0.20 % | – | – |" in page  # no params glued
-    assert f"| MNIST | {val}; 10 epochs, 3 seeds | – | – | 97.00 ± 0.10 % (1,497) | – |" in page
-    header = next(line for line in page.splitlines() if line.startswith("| dataset | runs |"))
-    assert "budget" not in header and "QT chosen on validation" in header  # no column for a model without runs
+    assert ("| **MNIST**, chosen on the test set, 10 epochs, 3 seeds | 95.00 ± 0.40 % (1,497) | – | – | "
+            "98.50 ± 0.10 % (6,690) |") in page
+    assert "| **FashionMNIST**, chosen on the test set, 20 epochs, 3 seeds | – | 84.00 ± 0.20 % | – | – |" in page
+    assert "| **MNIST**, chosen on validation, 10 epochs, 3 seeds | – | – | 97.00 ± 0.10 % (1,497) | – |" in page
+    header = next(line for line in page.splitlines() if line.startswith("| runs |"))
+    assert "budget" not in header and "QT chosen" in header  # no column for a model without runs
 
 
 def test_ci_scale_numbers_never_stand_beside_published_ones(tmp_path):

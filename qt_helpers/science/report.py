@@ -431,8 +431,8 @@ def against_budget(runs):
 
 def against_budget_table(runs):
     """Markdown of `against_budget`."""
-    rows = [(d, c, f"{100 * gap:+.2f}", f"{ahead} of {n}",
-             "not judged" if met is None else "met" if met else "missed")
+    rows = [(d, c, f"{100 * gap:+.2f}", f"{ahead} of {n}", "not judged" if met is None else
+             ("met" if met else "missed") + ("" if "chosen on validation" in c else " (settings not tuned)"))
             for d, c, gap, ahead, n, met in against_budget(runs)]
     return markdown_table(("dataset", "comparison", "mean difference (points)", "QT ahead on seeds", "met?"), rows,
                           left=2)

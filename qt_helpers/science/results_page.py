@@ -132,10 +132,11 @@ def seeds_table(ch):
             if any(c != "–" for c in cells):
                 seeds = max(n.get(f"{k}_seeds", 0) for k in keys)
                 epochs = max(n.get(f"{k}_epochs", 0) for k in keys) or "?"
-                rows.append((title, f"recipes chosen {how}; {epochs} epochs, {seeds} seeds", *cells))
+                rows.append((f"**{title}**, chosen {how}, {epochs} epochs, {seeds} seeds", *cells))
     if not rows:
         return ""
-    return markdown_table(("dataset", "runs", *(label for _, label in models)), rows, left=2)
+    short = {"QT chosen on validation": "QT chosen", "classical CNN, QT's budget": "CNN, QT's budget"}
+    return markdown_table(("runs", *(short.get(label, label) for _, label in models)), rows)
 
 
 def cifar10_qt_science(ch):
