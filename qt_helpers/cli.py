@@ -23,7 +23,7 @@ from .models import budget_cnn, cnn, num_params
 from .qnn import BACKENDS
 from .qt import ACTIVATIONS, PRESETS, qt_model
 from .recipes import RECIPES
-from .train import SCHEDULES, check_fit_args, device_name, evaluate, fit, get_device, set_seed
+from .train import SCHEDULES, check_fit_args, checkpoint_epochs, device_name, evaluate, fit, get_device, set_seed
 
 MODELS = ("qt", "classical")
 FULL_SIZES = {"mnist": (60000, 10000), "fashion_mnist": (60000, 10000), "cifar10": (50000, 10000)}
@@ -263,6 +263,7 @@ def train(args, argv=None):
     identity = {k: v for k, v in sorted(vars(args).items()) if k not in OUTPUT_ARGS}
     if args.test == "epochs":  # the behaviour before --test existed: absent, so older checkpoints still resume
         del identity["test"]
+    resumed = checkpoint_epochs(args.checkpoint) if args.resume else 0
     history = fit(net, train_iter, test_iter if args.test == "epochs" else None, args.epochs, lr=lr,
                   schedule=args.schedule, device=device, checkpoint=args.checkpoint, resume=args.resume,
                   progress=not args.no_progress, identity={**identity, "qt_helpers": __version__},
@@ -290,7 +291,7 @@ def train(args, argv=None):
                   "recipe": {k: getattr(args, k) for k in ("activation", "trainable_transform", "standardize",
                                                            "init", "shots", "relu", "schedule", "budget")},
                   "test_accuracy": test_acc, "test_loss": test_loss, "train_seconds": train_seconds,
-                  "load_seconds": load_seconds, "device": str(device),
+                  "load_seconds": load_seconds, "resumed_after_epoch": resumed, "device": str(device),
                   "device_name": device_name(device),
                   "epochs": args.epochs, "batch_size": batch_size, "lr": lr, "seed": args.seed,
                   "n_train": len(data.y_train), "n_test": len(data.y_test), "data_source": data.source,

@@ -96,6 +96,8 @@ def _grad_window(g, psi, start, width, n):
         return (psi.view(K, D).mH @ g.view(K, D)).T
     if K == 1:
         return g.view(D, R) @ psi.view(D, R).mH
+    if R < D:  # many small blocks: one product over permuted copies beats K tiny ones
+        return torch.tensordot(g.view(K, D, R), psi.view(K, D, R).conj(), dims=([0, 2], [0, 2]))
     return torch.bmm(g.view(K, D, R), psi.view(K, D, R).mH).sum(0)
 
 
@@ -116,8 +118,7 @@ def _apply_close(u, x, n, inplace=True):
 
 def _grad_close(g, psi, n):
     """d(loss)/d(U*) of the closing gate: Σ g ψ^H over the amplitudes it acts on (each one state (2^n,))."""
-    g, psi = _controlled_part(g, n)[0], _controlled_part(psi, n)[0]
-    return torch.stack([torch.stack([torch.vdot(psi[j], g[i]) for j in range(2)]) for i in range(2)])
+    return _controlled_part(g, n)[0] @ _controlled_part(psi, n)[0].mH
 
 
 def _forward(psi, wins, close, plan, n, inplace):
@@ -159,15 +160,16 @@ class _Simulate(torch.autograd.Function):
                                                                         device=psi.device)
         grad_wins = torch.zeros_like(wins)
         grad_close = None if close is None else torch.zeros_like(close)
+        wins_h = wins.mH.contiguous()  # the inverses, made once
+        close_h = None if close is None else close.mH.contiguous()
         for b in reversed(range(wins.shape[0])):
             if close is not None:  # in place: undo ψ, take the gradient while g is still g_k, then undo g
-                uh = close[b].mH.resolve_conj()
-                _apply_close(uh, both[:1], n)
+                _apply_close(close_h[b], both[:1], n)
                 grad_close[b] = _grad_close(both[1], both[0], n)
-                _apply_close(uh, both[1:], n)
+                _apply_close(close_h[b], both[1:], n)
             for i in reversed(range(len(plan))):
                 start, width = plan[i]
-                _apply_window(wins[b, i].mH.resolve_conj(), both, start, width, n, out=spare)
+                _apply_window(wins_h[b, i], both, start, width, n, out=spare)
                 grad_wins[b, i] = _grad_window(both[1], spare[0], start, width, n)
                 both, spare = spare, both
         return None, None, None, grad_wins, grad_close

@@ -137,6 +137,14 @@ def load_checkpoint(path, net, opt, sched, identity=None):
     return state["history"]
 
 
+def checkpoint_epochs(path):
+    """How many epochs the checkpoint at `path` holds (None if it cannot be read: `fit` then says why)."""
+    try:
+        return len(torch.load(path, map_location="cpu", weights_only=True)["history"]["epoch"])
+    except Exception:
+        return None
+
+
 def check_fit_args(num_epochs, lr, checkpoint=None, resume=False, overwrite=False):
     """Raise ValueError (CheckpointError for checkpoints) for arguments `fit` cannot use, before any work."""
     if isinstance(num_epochs, bool) or not isinstance(num_epochs, int) or num_epochs < 1:

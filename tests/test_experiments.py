@@ -213,7 +213,9 @@ def test_a_cut_off_grid_run_resumes_from_its_checkpoint(pack_dir, tmp_path, monk
     assert run_commands([(path, argv)], out) == []  # resumes epoch 2 in a subprocess
     log = path.with_suffix(".log").read_text()
     assert "epoch 1/2" not in log and "epoch 2/2" in log
-    assert len(json.loads(path.read_text())["history"]["epoch"]) == 2 and not ckpt.exists()
+    record = json.loads(path.read_text())
+    assert len(record["history"]["epoch"]) == 2 and record["resumed_after_epoch"] == 1 and not ckpt.exists()
+    assert report.run_seconds(record) == sum(record["history"]["seconds"])  # both sittings, not the last alone
 
 
 def test_where_the_protocol_grid_ran_its_choice_is_judged_and_test_picked_recipes_are_not(tmp_path):

@@ -262,9 +262,15 @@ def plot_shots(runs, dataset, ax=None):
     return _accuracy_axes(ax, "shots S per weight generation", dataset)
 
 
+def run_seconds(r):
+    """A run's training seconds: its epochs' times where it resumed from a checkpoint (the record's own
+    `train_seconds` counts only the last sitting), else the whole `train` call's."""
+    return sum(r["history"]["seconds"]) if r.get("resumed_after_epoch") else r["train_seconds"]
+
+
 def compute_seconds(runs):
     """Total training seconds of the runs actually made (copies of an identical run are not counted)."""
-    return sum(r["train_seconds"] for d in runs.values() for g in d.values() for r in g.values()
+    return sum(run_seconds(r) for d in runs.values() for g in d.values() for r in g.values()
                if "same_run_as" not in r)
 
 
@@ -277,7 +283,7 @@ def compute_table(runs):
             made = [r for r in records.values() if "same_run_as" not in r]
             machines = sorted({machine(r) for r in made})
             rows.append((dataset, grid, len(made), len(records) - len(made),
-                         f"{sum(r['train_seconds'] for r in made) / 3600:.2f}", ", ".join(machines)))
+                         f"{sum(run_seconds(r) for r in made) / 3600:.2f}", ", ".join(machines)))
     return markdown_table(("dataset", "grid", "runs made", "shared copies", "training hours", "machine"), rows)
 
 
