@@ -371,5 +371,6 @@ def main(argv=None):
             return 1  # a failed tune run leaves the protocol nothing to choose from
     return 0
 
+
 if __name__ == "__main__":
     sys.exit(main())
