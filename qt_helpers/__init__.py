@@ -12,8 +12,8 @@ from .bench import time_steps
 from .circuits import ANSATZE, get_ansatz, n_qubits_for
 from .data import DATASETS, Data, DataNotFoundError, TensorLoader, load_data, load_loaders
 from .models import CifarCNN, MnistCNN, budget_cnn, cnn, num_params
-from .notebook import (GLUED, check_params, environment, glue, markdown_table, percent, pick, resolve_profile,
-                       runs_table, save_glued, train_models, train_run)
+from .notebook import (GLUED, check_params, environment, glue, late_gain, markdown_table, percent, pick,
+                       resolve_profile, runs_table, save_glued, train_models, train_run, trend)
 from .plot import COLORS, model_color, plot_bars, plot_history, plot_pipeline, plot_probabilities, plot_weights
 from .published import PUBLISHED, published_qt
 from .qnn import BACKENDS, available, make_qnn
@@ -27,8 +27,8 @@ __all__ = [
     "ANSATZE", "BACKENDS", "COLORS", "CheckpointError", "CifarCNN", "DATASETS", "Data", "DataNotFoundError",
     "GLUED", "MappingModel", "MnistCNN", "PUBLISHED", "Preset", "QTModel", "RECIPES", "Recipe", "TensorLoader",
     "available", "budget_cnn", "check_params", "cnn", "environment", "evaluate", "fit", "get_ansatz", "get_device",
-    "get_preset", "get_recipe", "glue", "load_data", "load_loaders", "make_qnn", "markdown_table", "model_color",
-    "n_qubits_for", "num_params", "percent", "pick", "plot_bars", "plot_history", "plot_pipeline",
+    "get_preset", "get_recipe", "glue", "late_gain", "load_data", "load_loaders", "make_qnn", "markdown_table",
+    "model_color", "n_qubits_for", "num_params", "percent", "pick", "plot_bars", "plot_history", "plot_pipeline",
     "plot_probabilities", "plot_weights", "published_qt", "qt_model", "resolve_profile", "runs_table", "save_glued",
-    "time_steps", "train_models", "train_run",
+    "time_steps", "train_models", "train_run", "trend",
 ]

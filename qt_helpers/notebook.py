@@ -138,6 +138,18 @@ def train_models(dataset, blocks, train_iter, test_iter, qt_epochs, classical_ep
     return runs
 
 
+def late_gain(accs):
+    """Has a curve flattened? The accuracy gained over the last third of the epochs (at least the last one)."""
+    third = min(max(1, len(accs) // 3), len(accs) - 1)
+    return accs[-1] - accs[-1 - third]
+
+
+def trend(accs, tol=0.01):
+    """'still rising', 'flat' or 'falling': the late gain (`late_gain`) read against `tol` (1 point)."""
+    gain = late_gain(accs)
+    return "still rising" if gain > tol else "falling" if gain < -tol else "flat"
+
+
 def slug(label):
     """A file name for a run label: letters, digits, '-', '_' and '.' kept, the rest '_'."""
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in label)

@@ -55,6 +55,9 @@ def test_staging_banner_says_recorded_or_ci(tmp_path):
         note = stage_book.banner(nb)
         run = json.loads(nb.with_suffix(".json").read_text())["run"]
         assert "Recorded run" in note and run["commit"] in note and run["machine"] in note
+    resumed = stage_book.sittings({"wall_s": 180.0, "resumed_runs": 8, "train_s": 6 * 3600.0})
+    assert "3 minutes in its last sitting" in resumed and "8 runs" in resumed and "6.0 hours" in resumed
+    assert stage_book.sittings({"wall_s": 600.0}) == "wall time 10 minutes"
     ci = tmp_path / "01_concept.ipynb"
     ci.write_text("{}")
     assert "CI-scale check, not results" in stage_book.banner(ci)
@@ -93,3 +96,12 @@ def test_colab_cell_installs_the_release_and_checks_python(monkeypatch, capsys, 
     assert any("torchquantum==0.1.8" in c for c in calls) == tq
     assert ("TorchQuantum installs on Python 3.10 to 3.12 only" in capsys.readouterr().out) != tq
     assert moved == ["/content/qt/notebooks"]
+
+
+def test_a_curve_s_trend_reads_its_last_third():
+    from qt_helpers import late_gain, trend
+
+    rising, flat = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6], [0.1, 0.5, 0.6, 0.6, 0.605, 0.6]
+    assert late_gain(rising) == pytest.approx(0.2) and trend(rising) == "still rising"
+    assert late_gain(flat) == pytest.approx(0.0) and trend(flat) == "flat"
+    assert trend([0.6, 0.5]) == "falling" and late_gain([0.7]) == 0  # one epoch: nothing to compare with

@@ -40,10 +40,13 @@ def test_table_puts_ours_beside_published(tmp_path):
                                                    "classical_budget_acc": 0.9, "classical_budget_params": 1400,
                                                    "qt_improved_acc": 0.93, "qt_improved_params": 1497,
                                                    "n_train": 60000, "n_test": 10000, "run": RUN})
+    resumed = {**RUN, "resumed_runs": 8, "train_s": 6 * 3600.0}  # continued from checkpoints of earlier sittings
     cifar = executed(tmp_path / "04_cifar10.ipynb", {"qt_reference_L19_acc": 0.25, "qt_reference_L19_best_acc": 0.3,
-                                                     "classical_acc": 0.4, "qt_epochs": 10, "run": RUN},
+                                                     "classical_acc": 0.4, "qt_epochs": 10, "run": resumed},
                      dataset="cifar10")
     page = render([mnist, cifar])
+    runs = page.split("## The runs")[1]
+    assert "| 10 min |" in runs and "6.0 h of training in several sittings (the last 10 min)" in runs
     assert "60,000/10,000 images" in page and "10 epochs" in page and "1 seed" in page and "no GPU" in page
     assert "best" not in page.split("## The runs")[0]
     row = next(line for line in page.splitlines() if line.startswith("| QT reference, L = 16 |"))

@@ -53,6 +53,16 @@ def complete(path):
         path.with_suffix(".json").read_text())
 
 
+def sittings(run):
+    """A recorded run's time: its wall time, or, where it continued runs checkpointed by earlier sittings, this
+    sitting's wall time beside its runs' training time in all."""
+    wall = f"wall time {run['wall_s'] / 60:.0f} minutes"
+    if not run.get("resumed_runs"):
+        return wall
+    return (f"{wall} in its last sitting, which continued {run['resumed_runs']} runs from checkpoints of earlier "
+            f"sittings; its runs trained for {run['train_s'] / 3600:.1f} hours in all")
+
+
 def banner(source):
     """The note a chapter page opens with: its recorded run (machine, profile, date, commit, wall time), or,
     for a CI execution, that its numbers are a regression check and not results."""
@@ -64,8 +74,7 @@ def banner(source):
                      "chapter with `python -m qt_helpers.science.run_notebooks ... --out results/notebooks`")
         return (f"```{{admonition}} Recorded run\n:class: note\nThis page is the recorded run of this chapter: "
                 f"profile `{run['profile']}` on {run['machine']}, started {run['started']}, commit "
-                f"`{run['commit']}`, wall time {run['wall_s'] / 60:.0f} minutes. Every number below comes from it."
-                "\n```")
+                f"`{run['commit']}`, {sittings(run)}. Every number below comes from it.\n```")
     if source.stem in DEPENDS:  # a chapter that reads recorded runs (chapter 7: results/runs/)
         return (f"```{{admonition}} Recorded runs\n:class: note\nThis page reads the recorded runs in "
                 f"`{DEPENDS[source.stem].relative_to(ROOT)}/`: each run's command, machine, date and wall time are "

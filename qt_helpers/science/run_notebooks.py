@@ -1,7 +1,8 @@
 """Execute the book's notebooks with papermill: `python -m qt_helpers.science.run_notebooks --out build/executed`.
 
 Each notebook runs once per output folder: `<out>/<name>.ipynb` (executed) and `<out>/<name>.json` (the
-numbers it glued, plus `run`: profile, machine, commit, date and wall time) are rewritten only when the
+numbers it glued, plus `run`: profile, machine, commit, date, wall time and, with checkpoints, the runs'
+training time over all sittings) are rewritten only when the
 source notebook is newer. The `small` profile is what CI runs on a CPU; `--profile cpu` is full data sized
 for a 2-core CPU, `--profile paper` the published settings (a GPU). A recorded run:
 
@@ -84,6 +85,14 @@ def machine():
             f"thread{'s' * (threads != 1)}), no GPU")
 
 
+def training_seconds(folder):
+    """Seconds of training in the checkpoints under `folder`: every epoch of every run, whichever sitting."""
+    import torch
+
+    return sum(sum(torch.load(p, map_location="cpu", weights_only=True)["history"]["seconds"])
+               for p in sorted(folder.glob("*.pt")))
+
+
 def execute(source, out, profile="small", parameters=None, force=False, checkpoint_dir=None):
     """Run one notebook with papermill; returns its glued numbers (a dict, with `run` describing the run)."""
     import papermill
@@ -92,10 +101,13 @@ def execute(source, out, profile="small", parameters=None, force=False, checkpoi
     results = out / f"{source.stem}.json"
     if force or not up_to_date(source, out):
         params = {"profile": profile, "results": str(results.resolve()), **(parameters or {})}
-        if checkpoint_dir is not None:
-            params["checkpoint_dir"] = str((Path(checkpoint_dir) / source.stem).resolve())
+        folder = None if checkpoint_dir is None else (Path(checkpoint_dir) / source.stem).resolve()
+        if folder is not None:
+            params["checkpoint_dir"] = str(folder)
         run = {"profile": profile, "machine": machine(), "commit": commit(),
                "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        if folder is not None:  # a sitting that continues earlier ones: its wall time is not the runs' time
+            run["resumed_runs"] = len(list(folder.glob("*.pt")))
         t0 = time.perf_counter()
         running = out / f".{source.stem}.running.ipynb"  # published below only when finished
         papermill.execute_notebook(str(source), str(running), parameters=params, progress_bar=False,
@@ -104,6 +116,8 @@ def execute(source, out, profile="small", parameters=None, force=False, checkpoi
         running.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
         running.replace(out / source.name)
         run["wall_s"] = round(time.perf_counter() - t0, 1)
+        if folder is not None:
+            run["train_s"] = round(training_seconds(folder), 1)
         glued = json.loads(results.read_text())
         results.write_text(json.dumps({**glued, "run": run}, indent=2))
         print(f"{source.name}: {run['wall_s']:.0f} s", flush=True)
