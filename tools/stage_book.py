@@ -56,7 +56,7 @@ def complete(path):
 def sittings(run):
     """A recorded run's time: its wall time, or, where it continued runs checkpointed by earlier sittings, this
     sitting's wall time beside its runs' training time in all."""
-    wall = f"wall time {run['wall_s'] / 60:.0f} minutes"
+    wall = f"wall time {run['wall_s'] / 60:.0f} minutes" if run["wall_s"] >= 60 else f"wall time {run['wall_s']:.0f} s"
     if not run.get("resumed_runs"):
         return wall
     return (f"{wall} in its last sitting, which continued {run['resumed_runs']} runs from checkpoints of earlier "

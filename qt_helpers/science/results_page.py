@@ -191,7 +191,8 @@ def render(paths):
         run = ch["numbers"].get("run") or {}
         kind = ("recorded" if recorded(ch) else "reads the recorded runs in `results/runs/`"
                 if ch["name"] == "07_science" else "CI-scale check, not a result")
-        wall = f"{run['wall_s'] / 60:.0f} min" if "wall_s" in run else "–"
+        wall = "–" if "wall_s" not in run else f"{run['wall_s']:.0f} s" if run["wall_s"] < 60 else \
+            f"{run['wall_s'] / 60:.0f} min"
         if run.get("resumed_runs"):  # continued from checkpoints: the runs' own time counts, over all sittings
             wall = f"{run['train_s'] / 3600:.1f} h of training in several sittings (the last {wall})"
         out.append(f"| {{doc}}`../notebooks/{ch['name']}` | {kind}: {_sizes(ch)} | {run.get('machine', '–')} | "
