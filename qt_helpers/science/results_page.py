@@ -91,8 +91,8 @@ def dataset_table(dataset, chapters):
     table = [(label, f"{n:,}", percent(published), *(percent(ours(ch, key)) for ch in chapters))
              for label, n, published, key in rows]
     extra = sorted({k[:-4] for ch in chapters for k in ch["numbers"]
-                    if k.endswith("_acc") and not k.endswith("_best_acc") and "_Lmax_" not in k
-                    and (k.startswith("classical_budget") or k.startswith("qt_improved"))})
+                    if k.endswith("_acc") and not k.endswith(("_best_acc", "_train_acc", "_val_acc"))
+                    and "_Lmax_" not in k and (k.startswith("classical_budget") or k.startswith("qt_improved"))})
     for key in extra:
         params = {ch["numbers"].get(f"{key}_params") for ch in chapters} - {None}
         label = key.replace("classical_budget", "classical CNN, QT's budget").replace("qt_improved", "QT improved")
