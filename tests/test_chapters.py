@@ -106,3 +106,12 @@ def test_a_curve_s_trend_reads_its_last_third():
     assert late_gain(rising) == pytest.approx(0.2) and trend(rising) == "still rising"
     assert late_gain(flat) == pytest.approx(0.0) and trend(flat) == "flat"
     assert trend([0.6, 0.5]) == "falling" and late_gain([0.7]) == 0  # one epoch: nothing to compare with
+
+
+def test_every_model_and_backend_keeps_one_colour():
+    from qt_helpers import BACKENDS, model_color
+
+    backends = [*BACKENDS, "gatewise"]
+    assert len({model_color(b) for b in backends}) == len(backends)  # chapter 6's bars: the same in every figure
+    assert model_color("QT improved (L=95)") == model_color("QT improved") != model_color("QT reference")
+    assert model_color("classical CNN, QT's budget") != model_color("classical CNN")
