@@ -154,9 +154,9 @@ def cifar10_qt_science(ch):
         return []
     return ["## CIFAR-10 QT in the science chapter", "",
             f"Chapter 7's block sweep ({{doc}}`../notebooks/{ch['name']}`): full data, 20 epochs, one seed, the "
-            "improved recipe; beside it the classical CNN of the same budget. Each run's record names its machine "
-            "(the chapter's compute table: QT at L = 19 and every CNN on this project's 2-core CPU, QT at the "
-            "other L on an H100).", "",
+            "improved recipe; beside it the classical CNN of the same budget. Each run's record names its machine, "
+            "and the chapter's compute table lists them (this project's 2-core CPU, a GPU lease, or both for a "
+            "run resumed from a lease's checkpoint).", "",
             markdown_table(("QNN blocks L", "QT improved", "budget CNN"), rows, left=0), ""]
 
 
