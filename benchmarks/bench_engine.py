@@ -5,7 +5,11 @@ Rows (all on the CPU, float32, one process; every number is the minimum of `--re
   angles (forward included), at 38 and 95 blocks;
 - `qiskit-aer`: Qiskit Aer's statevector forward pass of the same circuit (single precision), for reference;
 - `cifar10-95 step` / `cnn step`: one QT training step (batch 1,000) against the CNN alone on the same batch;
-- `mnist-16 step`: the native QT step against TorchQuantum's (batch 128).
+- `mnist-16 step`: the native QT step against TorchQuantum's (batch 128), and the CNN alone on that batch (no
+  QT step can be cheaper, so TorchQuantum's step over it is the most any engine could reach);
+- `sgemm 1024 ×20`: twenty products of two 1024 × 1024 float32 matrices, the machine's own arithmetic: its
+  2-thread speed-up, and the work two one-thread processes do at once against one alone, bound any thread
+  scaling here.
 Each is measured with 1 and with 2 threads. With `--baseline REV` the same rows are measured, in the same run,
 for the engine of commit REV (checked out under build/): before and after alternate `--rounds` times, each in a
 fresh process, and the fastest of each row is kept, so a drift of the machine hits both alike. Rows whose code
@@ -91,23 +95,44 @@ def step_rows(quick, repeats):
     """Seconds of one training step: QT at CIFAR-10 95 blocks and the CNN alone; MNIST-16 native and TorchQuantum."""
     from qt_helpers.bench import build, time_steps
 
+    from qt_helpers.bench import CONFIGS
+
     cpu = torch.device("cpu")
     rows = {}
-    configs = [("mnist-16", "native"), ("mnist-16", "torchquantum")]
+    configs = [("mnist-16", "native"), ("mnist-16", "torchquantum"), ("mnist-16", "cnn")]
     if not quick:
         configs = [("cifar10-95", "native"), ("cifar10-95", "cnn")] + configs
     for config, backend in configs:
-        if backend == "cnn":
+        if backend == "cnn":  # the CNN alone on the same batch: what a QT step costs without its QNN
             from qt_helpers.models import cnn
             from qt_helpers.train import make_optimizer
 
-            net = cnn("cifar10")
-            x, y = torch.randn(1000, 3, 32, 32), torch.randint(0, 10, (1000,))
-            seconds = time_steps(net, x, y, make_optimizer(net)[0], cpu, 1, repeats)[0]
+            dataset, _, batch = CONFIGS[config if not quick else "tiny"]
+            net = cnn(dataset)
+            x = torch.randn(batch, *((3, 32, 32) if dataset == "cifar10" else (1, 28, 28)))
+            seconds = time_steps(net, x, torch.randint(0, 10, (batch,)), make_optimizer(net)[0], cpu, 1, repeats)[0]
         else:
             seconds = time_steps(*build(config if not quick else "tiny", backend, cpu), cpu, 1, repeats)[0]
         rows[f"{config} {backend} step"] = seconds
     return rows
+
+
+def sgemm_seconds(repeats, size=1024, count=20):
+    """Seconds of `count` float32 products of two size × size matrices: the machine's own compute, engine aside."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    return best(lambda: [a @ b for _ in range(count)], 1, repeats)
+
+
+def two_process_speedup(repeats):
+    """Work done by two one-thread processes running `sgemm_seconds` at once, against one alone (2.0 = two
+    independent cores): how much a second core can add on this machine, whatever the code."""
+    code = ("import sys, torch; torch.set_num_threads(1); sys.path.insert(0, sys.argv[1]); "
+            "from bench_engine import sgemm_seconds; print(sgemm_seconds(int(sys.argv[2])))")
+    argv = [sys.executable, "-c", code, str(Path(__file__).parent), str(repeats)]
+    alone = float(subprocess.run(argv, capture_output=True, text=True, check=True).stdout)
+    pair = [subprocess.Popen(argv, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    together = max(float(p.communicate()[0]) for p in pair)
+    return 2 * alone / together
 
 
 def measure(quick, repeats, threads_list, blocks_list=(38, 95), aer=True):
@@ -125,6 +150,7 @@ def measure(quick, repeats, threads_list, blocks_list=(38, 95), aer=True):
             if seconds is not None:
                 rows[f"{n}q L={blocks} qiskit-aer forward"] = seconds
         rows.update(step_rows(quick, repeats))
+        rows["sgemm 1024 ×20"] = sgemm_seconds(repeats)
         out[threads] = rows
         print(f"  measured {len(rows)} rows with {threads} thread(s)", file=sys.stderr, flush=True)
     return out
@@ -168,6 +194,9 @@ def ratios(rows):
         out["cifar10-95 step / cnn step"] = rows["cifar10-95 native step"] / rows["cifar10-95 cnn step"]
     if "mnist-16 torchquantum step" in rows:
         out["torchquantum / native (mnist-16 step)"] = rows["mnist-16 torchquantum step"] / rows["mnist-16 native step"]
+    if "mnist-16 cnn step" in rows:  # a native step that cost nothing but its CNN would reach this
+        tq = rows["mnist-16 torchquantum step"]
+        out["torchquantum / cnn alone (mnist-16 ceiling)"] = tq / rows["mnist-16 cnn step"]
     return out
 
 
@@ -191,6 +220,9 @@ def table(after, before=None):
     if 1 in after and 2 in after and "cifar10-95 native step" in after[1]:
         scale = after[1]["cifar10-95 native step"] / after[2]["cifar10-95 native step"]
         text += f"\n\n2 threads against 1 at cifar10-95 (after): {scale:.2f}× faster"
+    if 1 in after and 2 in after and "sgemm 1024 ×20" in after[1]:
+        scale = after[1]["sgemm 1024 ×20"] / after[2]["sgemm 1024 ×20"]
+        text += f"\n\n2 threads against 1 on a large matrix product, the machine's ceiling: {scale:.2f}× faster"
     return text
 
 
@@ -215,6 +247,7 @@ def main(argv=None):
         rows = measure(args.quick, args.repeats, args.threads, args.blocks, not args.no_aer)
         Path(args.rows_only).write_text(json.dumps(rows))
         return 0
+    pair = two_process_speedup(args.repeats)
     if args.baseline:  # alternate before and after, so that a drift of the machine hits both alike
         old, pairs = checkout(args.baseline), [[], []]
         for _ in range(args.rounds):
@@ -223,16 +256,18 @@ def main(argv=None):
         before, after = fastest(pairs[0]), fastest(pairs[1])
     else:
         before, after = None, measure(args.quick, args.repeats, args.threads, args.blocks, not args.no_aer)
-    print(table(after, before))
+    print(table(after, before) + f"\n\nTwo one-thread processes at once do {pair:.2f}× the work of one "
+          "(the machine's ceiling for any 2-core speed-up)")
     if args.json:
+        from qt_helpers.science.run_notebooks import commit  # here: a measuring worker may import an old checkout
+
         meta = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "torch": torch.__version__,
                 "python": platform.python_version(), "cpu": platform.processor() or platform.machine(),
                 "cores": os.cpu_count(), "baseline": args.baseline, "quick": args.quick, "rounds": args.rounds,
-                "repeats": args.repeats, "commit": subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short",
-                                                                   "HEAD"], capture_output=True,
-                                                                  text=True).stdout.strip()}
+                "repeats": args.repeats, "commit": commit()}  # '+changes': the code measured was not committed
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({"meta": meta, "before": before, "after": after,
+        Path(args.json).write_text(json.dumps({"meta": meta, "two_process_speedup": pair,
+                                               "before": before, "after": after,
                                                "ratios": {t: ratios(r) for t, r in after.items()}}, indent=2))
     return 0
 

@@ -163,10 +163,9 @@ class _Simulate(torch.autograd.Function):
         wins_h = wins.mH.contiguous()  # the inverses, made once
         close_h = None if close is None else close.mH.contiguous()
         for b in reversed(range(wins.shape[0])):
-            if close is not None:  # in place: undo ψ, take the gradient while g is still g_k, then undo g
-                _apply_close(close_h[b], both[:1], n)
-                grad_close[b] = _grad_close(both[1], both[0], n)
-                _apply_close(close_h[b], both[1:], n)
+            if close is not None:  # g_k ψ_(k-1)^H = (g_k ψ_k^H) U: take it before undoing ψ and g together
+                grad_close[b] = _grad_close(both[1], both[0], n) @ close[b]
+                _apply_close(close_h[b], both, n)
             for i in reversed(range(len(plan))):
                 start, width = plan[i]
                 _apply_window(wins_h[b, i], both, start, width, n, out=spare)

@@ -25,3 +25,23 @@ def test_benchmark_script_runs_from_the_repo():
     script = Path(__file__).parents[1] / "benchmarks" / "bench_step.py"
     r = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "--configs" in r.stdout
+
+
+def test_engine_benchmark_derives_its_ratios_and_ceilings():
+    import importlib.util
+
+    path = Path(__file__).parents[1] / "benchmarks" / "bench_engine.py"
+    spec = importlib.util.spec_from_file_location("bench_engine", path)
+    engine = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(engine)
+    rows = {1: {"19q L=38 forward": 0.5, "19q L=38 gradient": 2.0, "cifar10-95 native step": 4.0,
+                "cifar10-95 cnn step": 0.5, "mnist-16 native step": 0.04, "mnist-16 torchquantum step": 0.48,
+                "mnist-16 cnn step": 0.02, "sgemm 1024 ×20": 1.0}}
+    rows[2] = {k: v / 1.25 for k, v in rows[1].items()}
+    r = engine.ratios(rows[1])
+    assert r["19q L=38 gradient / forward"] == 4.0 and r["cifar10-95 step / cnn step"] == 8.0
+    assert r["torchquantum / native (mnist-16 step)"] == 12.0
+    assert r["torchquantum / cnn alone (mnist-16 ceiling)"] == 24.0
+    text = engine.table(rows)
+    assert "| **torchquantum / cnn alone (mnist-16 ceiling)** | 24.00× | 24.00× |" in text
+    assert "2 threads against 1 on a large matrix product, the machine's ceiling: 1.25× faster" in text

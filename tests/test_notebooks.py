@@ -84,6 +84,11 @@ def test_gpu_speedup_chapter():
     assert g["speedup_native_mnist_16_cpu"] > 0 and g["speedup_native_tiny_cpu"] > 0
     assert g["native_mnist_16_cpu_ms"] > 0 and g["torchquantum_mnist_16_cpu_ms"] > 0
     assert g["engine_step_before_s"] > 0 and g["engine_step_after_s"] > 0  # read from results/bench
+    engine = json.loads((NOTEBOOKS.parent / "results/bench/engine-cpu.json").read_text())
+    one, two = engine["after"]["1"], engine["after"]["2"]  # the bounds glued are the recorded run's
+    assert g["engine_two_processes"] == engine["two_process_speedup"]
+    assert g["engine_threads_sgemm"] == one["sgemm 1024 ×20"] / two["sgemm 1024 ×20"]
+    assert g["engine_tq_over_cnn"] == one["mnist-16 torchquantum step"] / one["mnist-16 cnn step"]
     # the recorded H100 files (results/bench/gpu/), read and glued as they are
     table = json.loads((NOTEBOOKS.parent / "results/bench/gpu/step-table.json").read_text())
     native95 = next(r for r in table["rows"]
