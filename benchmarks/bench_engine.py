@@ -92,28 +92,33 @@ def aer_forward(n, blocks, repeats, threads):
 
 
 def step_rows(quick, repeats):
-    """Seconds of one training step: QT at CIFAR-10 95 blocks and the CNN alone; MNIST-16 native and TorchQuantum."""
-    from qt_helpers.bench import build, time_steps
+    """Seconds of one training step: QT at CIFAR-10 95 blocks against the CNN alone; MNIST-16 native against
+    TorchQuantum and the CNN alone. A config's rows take turns, step by step, so that a drift of the machine hits
+    them alike; each row is its fastest step (of `repeats`, and of 5 × `repeats` for the cheap MNIST-16 steps)."""
+    from qt_helpers.bench import CONFIGS, build
+    from qt_helpers.models import cnn
+    from qt_helpers.train import make_optimizer
 
-    from qt_helpers.bench import CONFIGS
+    cpu, loss_fn, rows = torch.device("cpu"), torch.nn.CrossEntropyLoss(), {}
 
-    cpu = torch.device("cpu")
-    rows = {}
-    configs = [("mnist-16", "native"), ("mnist-16", "torchquantum"), ("mnist-16", "cnn")]
-    if not quick:
-        configs = [("cifar10-95", "native"), ("cifar10-95", "cnn")] + configs
-    for config, backend in configs:
-        if backend == "cnn":  # the CNN alone on the same batch: what a QT step costs without its QNN
-            from qt_helpers.models import cnn
-            from qt_helpers.train import make_optimizer
+    def step(net, x, y, opt):
+        opt.zero_grad(set_to_none=True)
+        loss_fn(net(x), y).backward()
+        opt.step()
 
-            dataset, _, batch = CONFIGS[config if not quick else "tiny"]
-            net = cnn(dataset)
-            x = torch.randn(batch, *((3, 32, 32) if dataset == "cifar10" else (1, 28, 28)))
-            seconds = time_steps(net, x, torch.randint(0, 10, (batch,)), make_optimizer(net)[0], cpu, 1, repeats)[0]
-        else:
-            seconds = time_steps(*build(config if not quick else "tiny", backend, cpu), cpu, 1, repeats)[0]
-        rows[f"{config} {backend} step"] = seconds
+    for config in ([] if quick else ["cifar10-95"]) + ["mnist-16"]:
+        size = "tiny" if quick else config
+        qnns = ["native"] if config == "cifar10-95" else ["native", "torchquantum"]
+        setups = {b: build(size, b, cpu) for b in qnns}
+        net = cnn(CONFIGS[size][0])  # the CNN alone on the same batch: what a QT step costs without its QNN
+        setups["cnn"] = (net, *setups["native"][1:3], make_optimizer(net)[0])
+        times = {b: [] for b in setups}
+        for _ in range(repeats if config == "cifar10-95" else 5 * repeats):
+            for b, setup in setups.items():
+                t0 = time.perf_counter()
+                step(*setup)
+                times[b].append(time.perf_counter() - t0)
+        rows.update({f"{config} {b} step": min(t[1:] or t) for b, t in times.items()})  # the first: a warm-up
     return rows
 
 
