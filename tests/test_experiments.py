@@ -56,8 +56,8 @@ def test_run_key_is_the_experiment_not_the_spelling(tmp_path):
 
 def test_unknown_grid_is_a_clear_error(capsys):
     assert grids_main(["sweep", "--dry-run"]) == 2
-    assert "choose one of blocks, ablation, seeds, shots, long, tune, protocol" in capsys.readouterr().err
-    assert GRIDS == ("blocks", "ablation", "seeds", "shots", "long", "tune", "protocol")
+    assert "choose one of blocks, ablation, seeds, shots, long, tune, protocol, control" in capsys.readouterr().err
+    assert GRIDS == ("blocks", "ablation", "seeds", "shots", "long", "tune", "protocol", "control")
 
 
 def test_grid_runs_once_resumes_and_copies_identical_runs(pack_dir, tmp_path, capsys):

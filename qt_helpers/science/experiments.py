@@ -33,8 +33,9 @@ BLOCKS_RECIPES = ("improved", "lr-cosine")  # the QT recipes of the block sweep
 SEEDS = (42, 43, 44)
 SHOTS_EXPONENTS = (0, 2, 4, 6)  # S = 2^(n+k): from one shot per basis state on average to 64
 HEADLINE_BLOCKS = {"mnist": 16, "fashion_mnist": 16, "cifar10": 95}  # the published largest L
-GRIDS = ("blocks", "ablation", "seeds", "shots", "long", "tune", "protocol")
-DEFAULT_EPOCHS = {"blocks": 4, "ablation": 4, "seeds": 10, "shots": 4, "long": 20, "tune": 10, "protocol": 10}
+GRIDS = ("blocks", "ablation", "seeds", "shots", "long", "tune", "protocol", "control")
+DEFAULT_EPOCHS = {"blocks": 4, "ablation": 4, "seeds": 10, "shots": 4, "long": 20, "tune": 10, "protocol": 10,
+                  "control": 10}
 # The validation protocol: `tune` tries the same number of settings for QT and for the budget CNN, each scored on a
 # class-balanced validation split (10 % of the training set, the same for every run) without reading the test set;
 # `protocol` trains each model's best setting with the three seeds and reads the test set once, after training.
@@ -110,6 +111,42 @@ def chosen(out, dataset, blocks):
     return {m: b for m, b in best.items() if m not in missing}
 
 
+# The control grid (qt_helpers.controls): each control of QT's chosen setting tries 3 learning rates on the validation
+# split (the test set unread), the chosen one's ± half a decade (QT's 1e-2, at the top of its tune range, so one
+# above; the low-rank CNN around the budget CNN's 3e-3), then trains the best with the three seeds and reads the
+# test set once. QT itself is the protocol grid's qt-chosen runs (the same commands: copied, not retrained).
+CONTROL_LRS = {"frozen-circuit": ("3e-3", "1e-2", "3e-2"), "classical-generator": ("3e-3", "1e-2", "3e-2"),
+               "mapping-only": ("3e-3", "1e-2", "3e-2"), "low-rank-cnn": ("1e-3", "3e-3", "1e-2")}
+
+
+def control_rows(out, dataset, blocks):
+    """[(run, train arguments)] of the control grid: every variant's trials, then the seed runs of each variant whose
+    trials have all run (and QT's, the protocol's), chosen by the last epoch's validation accuracy."""
+    best = chosen(out, dataset, blocks)
+    if "qt" not in best:
+        raise ValueError(f"the control grid varies QT's chosen setting, and QT's {dataset} tune trials have not "
+                         "all run; run the tune grid first")
+    qt = best["qt"][2]
+    trials = [(f"{v}-lr{lr}", qt + ["--control", v, "--lr", lr, "--val-fraction", VAL_FRACTION, "--test", "never"])
+              for v, lrs in CONTROL_LRS.items() for lr in lrs]
+    runs = trials + [(f"qt-seed{s}", qt + ["--seed", str(s), "--val-fraction", VAL_FRACTION, "--test", "end"])
+                     for s in SEEDS]
+    for v in CONTROL_LRS:
+        scores = {}
+        for run, argv in trials:
+            try:
+                record = json.loads((Path(out) / dataset / "control" / f"{run}.json").read_text())
+                if run.startswith(v + "-lr") and len(record["history"]["epoch"]) == record["epochs"]:
+                    scores[run] = (record["val_accuracy"], argv)
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+        if len(scores) == len(CONTROL_LRS[v]):
+            argv = max(scores.values(), key=lambda t: t[0])[1][:-4]  # without the trial's --val-fraction/--test
+            runs += [(f"{v}-seed{s}", argv + ["--seed", str(s), "--val-fraction", VAL_FRACTION, "--test", "end"])
+                     for s in SEEDS]
+    return runs
+
+
 def grid(name, dataset, blocks=None, out="results/runs"):
     """[(run, train arguments)] of grid `name` for `dataset` (without epochs, seed or output); `blocks` of the
     ablation, seeds, shots, tune and protocol grids (default: the dataset's largest published L); the protocol
@@ -147,6 +184,8 @@ def grid(name, dataset, blocks=None, out="results/runs"):
         prefix = {"qt": "qt-chosen", "cnn-budget": "cnn-budget"}
         return [(f"{prefix[m]}-seed{s}", argv + ["--seed", str(s), "--val-fraction", VAL_FRACTION, "--test", "end"])
                 for s in SEEDS for m, (_, _, argv) in best.items()]
+    if name == "control":
+        return control_rows(out, dataset, blocks)
     if name == "shots":  # seed 42's runs keep the names they had before the grid had seeds
         runs = []
         for seed in SEEDS:
@@ -344,8 +383,10 @@ def main(argv=None):
     """Run the grids (all grids x datasets, in that order): 0 on success, 2 for a user error (one line,
     `error: ...`), 1 if a run failed."""
     args = build_grid_parser().parse_args(sys.argv[1:] if argv is None else argv)
-    # the protocol grid reads the tune grid's results, so it runs after the other grids named with it
-    phases = [[g for g in args.grids if g != "protocol"], [g for g in args.grids if g == "protocol"]]
+    # the protocol grid reads the tune grid's results, so it runs after the other grids named with it; the control
+    # grid's seed runs read its trials', so it runs in both phases
+    later = ("protocol",) if args.dry_run else ("protocol", "control")
+    phases = [[g for g in args.grids if g != "protocol"], [g for g in args.grids if g in later]]
     for i, grids in enumerate(p for p in phases if p):
         try:
             check_args(args)
