@@ -69,8 +69,8 @@ class UniformProbabilities(nn.Module):
 
 
 def low_rank_ranks(shapes, budget):
-    """Ranks of the weight matrices (out, in) of `shapes` so that Σ rank·(out + in) + `biases` lands within ±2 % of
-    `budget` (at most it where it can): one rank for all first, then the remainder filled layer by layer."""
+    """Ranks of the weight matrices (out, in) of `shapes` so that Σ rank·(out + in) + biases lands within ±2 % of
+    `budget`, at most it where it can: one rank for all first, then the remainder filled layer by layer."""
     mats = [(s[0], s[1:].numel()) for s in shapes if len(s) > 1]
     fixed = sum(s.numel() for s in shapes if len(s) == 1)
     cost = [o + i for o, i in mats]
@@ -90,8 +90,8 @@ def low_rank_ranks(shapes, budget):
         if not fits:
             break
         ranks[max(fits, key=lambda j: cost[j])] += 1
-    over = [j for j in range(len(mats)) if ranks[j] < cap[j] and cost[j] < budget - total()]
-    if over:  # one more step if it lands closer (over the budget by less than the gap below it)
+    over = [j for j in range(len(mats)) if ranks[j] < cap[j]]
+    if over and total() < 0.98 * budget:  # more than 2 % below: one more step if it lands closer
         j = min(over, key=lambda j: cost[j])
         if total() + cost[j] - budget < budget - total():
             ranks[j] += 1

@@ -41,7 +41,9 @@ DEFAULT_EPOCHS = {"blocks": 4, "ablation": 4, "seeds": 10, "shots": 4, "long": 2
 # `protocol` trains each model's best setting with the three seeds and reads the test set once, after training.
 VAL_FRACTION = "0.1"
 TUNE_LRS = {"qt": ("1e-3", "3e-3", "1e-2"), "cnn-budget": ("3e-4", "1e-3", "3e-3")}
-TUNE_SCHEDULES = ("cosine", "plateau")  # the budget CNN's second axis, as QT's is its two recipes
+# the budget CNN's second axis, as QT's is its two recipes: weight standardisation or not (QT has it as an option),
+# both with the cosine schedule of QT's recipes (a plateau schedule was the axis until the controls issue)
+TUNE_CNN_OPTIONS = {"cosine": ["--schedule", "cosine"], "standardize": ["--schedule", "cosine", "--standardize"]}
 # CIFAR-10 trains at batch 1000, so its epoch is 50 steps (MNIST's: 469): 20 epochs in every grid, 40 in long
 CIFAR10_EPOCHS = {**dict.fromkeys(GRIDS, 20), "long": 40}
 
@@ -82,13 +84,13 @@ def blocks_run(recipe, L):
 
 def tune_rows(dataset, blocks):
     """[(model, trial, train arguments)] of the tune grid: 6 settings of QT (2 recipes × 3 learning rates) and 6 of
-    the CNN of QT's budget (2 schedules × 3 learning rates)."""
+    the CNN of QT's budget (with and without weight standardisation × 3 learning rates)."""
     qt = ["--dataset", dataset, "--blocks", str(blocks)]
     budget = ["--dataset", dataset, *flags("classical", dataset), "--budget", str(qt_params(dataset, blocks))]
     rows = [("qt", f"qt-{r}-lr{lr}", qt + flags(r, dataset) + ["--lr", lr])
             for r in SEEDS_RECIPES for lr in TUNE_LRS["qt"]]
-    return rows + [("cnn-budget", f"cnn-budget-{s}-lr{lr}", budget + ["--schedule", s, "--lr", lr])
-                   for s in TUNE_SCHEDULES for lr in TUNE_LRS["cnn-budget"]]
+    return rows + [("cnn-budget", f"cnn-budget-{s}-lr{lr}", budget + options + ["--lr", lr])
+                   for s, options in TUNE_CNN_OPTIONS.items() for lr in TUNE_LRS["cnn-budget"]]
 
 
 def chosen(out, dataset, blocks):
