@@ -50,8 +50,8 @@ def cnn(dataset, relu=False, width=None):
 
 def budget_cnn(dataset, budget, relu=False, standardize=False):
     """The reference CNN made narrower to `budget` parameters (chapter 7): the widths of a uniform narrowing, each
-    nudged by up to 2 so that the count lands within 1 % below `budget` (else within 2 %, else as close as widths
-    allow: tiny budgets), the shape nearest the uniform one; `standardize`: weight standardisation, as QT's."""
+    nudged by up to 2 so that the count lands within 1 % below `budget` (else 2 % below, else 2 % above, else as
+    close as widths allow: tiny budgets), the shape nearest the uniform one; `standardize`: as QT's `--standardize`."""
     ref = (16, 32, 128, 64) if resolve_name(dataset) == "cifar10" else (8, 12, 20)
 
     def build(width):
@@ -72,11 +72,12 @@ def budget_cnn(dataset, budget, relu=False, standardize=False):
     base = [max(1, round(lo * w)) for w in ref]
     scale = max(lo, 1 / min(ref))
 
-    def key(width):  # at most the budget and within 1 %, else within 2 %: the shape nearest uniform; else closest
-        n = size(width)
-        tier = 0 if 0 <= budget - n <= 0.01 * budget else 1 if abs(budget - n) <= 0.02 * budget else 2
+    def key(width):  # at most the budget and within 1 %, else 2 %, else over by 2 % at most: the shape nearest
+        n = size(width)  # the uniform one; else the closest count
+        gap = (budget - n) / budget
+        tier = 0 if 0 <= gap <= 0.01 else 1 if 0 <= gap <= 0.02 else 2 if -0.02 <= gap < 0 else 3
         shape = sum(abs(math.log(w / (scale * r))) for w, r in zip(width, ref))
-        return (tier, round(shape, 6) if tier < 2 else 0, abs(budget - n))
+        return (tier, round(shape, 6) if tier < 3 else 0, abs(budget - n))
 
     best = min(itertools.product(*(range(max(1, w - 2), w + 3) for w in base)), key=key)
     return build(best)
