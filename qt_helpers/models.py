@@ -83,6 +83,11 @@ def budget_cnn(dataset, budget, relu=False, standardize=False):
     return build(best)
 
 
+def standardize(rows):
+    """Rows centred and scaled to unit variance (weight standardisation, one row per output unit; chapter 5)."""
+    return (rows - rows.mean(1, keepdim=True)) / rows.std(1, keepdim=True).clamp_min(1e-12)
+
+
 class Standardized(nn.Module):
     """Weight standardisation of one tensor (per output unit; a bias is one unit) times a trained scale."""
 
@@ -91,8 +96,6 @@ class Standardized(nn.Module):
         self.scale = nn.Parameter(torch.tensor(float(fan_in) ** -0.5))
 
     def forward(self, w):
-        from .qt import standardize  # QT's own definition (qt.py imports this module)
-
         return (standardize(w.view(w.shape[0] if w.dim() > 1 else 1, -1)) * self.scale).view_as(w)
 
 
