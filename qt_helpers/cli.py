@@ -19,7 +19,8 @@ import torch
 from . import __version__
 from .circuits import ANSATZE, INITS, n_qubits_for
 from .data import DATASETS, DataNotFoundError, load_loaders, resolve_name
-from .models import budget_cnn, cnn, num_params
+from .models import budget_cnn, cnn, num_params, standardize_weights
+from .controls import CONTROLS, control_model, param_rows, param_table
 from .qnn import BACKENDS
 from .qt import ACTIVATIONS, PRESETS, qt_model
 from .recipes import RECIPES
@@ -70,6 +71,8 @@ def build_parser():
     t.add_argument("--shots", type=int, default=None,
                    help="estimate the QNN's probabilities from this many measurement shots (default: exact)")
     t.add_argument("--relu", action="store_true", help="CNN with ReLUs (the reference has none)")
+    t.add_argument("--control", default=None, help=f"a control of the QT model at its budget, one of "
+                   f"{', '.join(CONTROLS)} (qt_helpers.controls)")
     t.add_argument("--budget", type=int, default=None,
                    help="classical model: the reference CNN made narrower to at most this many parameters")
     t.add_argument("--epochs", type=int, default=1)
@@ -178,11 +181,13 @@ def check_args(args):
     if args.lr is not None and not (math.isfinite(args.lr) and args.lr > 0):
         raise UsageError(f"--lr must be a positive number, got {args.lr}")
     if args.model == "classical":
-        if args.shots is not None or args.activation is not None or args.standardize or args.trainable_transform:
-            raise UsageError("--shots, --activation, --standardize and --trainable-transform are QT options; "
+        if args.shots is not None or args.activation is not None or args.trainable_transform or args.control:
+            raise UsageError("--shots, --activation, --trainable-transform and --control are QT options; "
                              "drop them for --model classical")
     elif args.budget is not None:
         raise UsageError("--budget is for --model classical; a QT model's size is set by --blocks")
+    if args.control is not None:
+        choose(args.control, CONTROLS, "control")
     if args.model == "qt" and args.qubits is not None:
         m = num_params(cnn(args.dataset, args.relu))
         if 2**args.qubits < m:
@@ -221,18 +226,25 @@ def build_model(args):
     """The QT or classical model the (checked) arguments ask for, and its parameter rows."""
     if args.model == "classical":
         net = cnn(args.dataset, args.relu) if args.budget is None else budget_cnn(args.dataset, args.budget,
-                                                                                   args.relu)
+                                                                                   args.relu, args.standardize)
+        net = standardize_weights(net) if args.standardize and args.budget is None else net
         return net, {"cnn_params": num_params(net), "qt_params": None, "qubits": None}
     options = {k: getattr(args, k) for k in ("activation", "init", "shots") if getattr(args, k) is not None}
     options.update({k: True for k in ("trainable_transform", "standardize") if getattr(args, k)})
     net = qt_model(args.dataset, args.blocks, args.backend, args.ansatz, args.preset, relu=args.relu,
                    seed=args.seed, n_qubits=args.qubits, **options)
+    if args.control:  # the same QT model, one thing changed (qt_helpers.controls)
+        control = control_model(args.control, args.dataset, args.blocks, args.backend, args.ansatz, args.preset,
+                                relu=args.relu, seed=args.seed, n_qubits=args.qubits, **options)
+        return control, param_table(control, budget=num_params(net))
     return net, net.param_table()
 
 
 def print_params(info):
     """Print the parameter table of a model."""
-    if info["qt_params"] is None:
+    if info.get("control"):
+        rows = param_rows(info)
+    elif info["qt_params"] is None:
         rows = [("CNN parameters (all trained)", f"{info['cnn_params']:,}")]
     else:
         rows = [("CNN parameters (generated)", f"{info['cnn_params']:,}"), ("qubits", info["qubits"]),
@@ -241,6 +253,24 @@ def print_params(info):
                 ("QT trainable parameters", f"{info['qt_params']:,}"),
                 ("QT / CNN", f"{info['ratio']:.2%}")]
     print(format_table(rows), flush=True)
+
+
+def code_commit():
+    """$QT_CODE_COMMIT (a grid run from a snapshot of a commit sets it), else the git commit of the code that runs
+    ('+dirty' if tracked files differ), else None."""
+    import subprocess
+
+    if os.environ.get("QT_CODE_COMMIT"):
+        return os.environ["QT_CODE_COMMIT"]
+
+    def git(*a):
+        return subprocess.run(["git", "-C", str(Path(__file__).parent), *a], capture_output=True, text=True,
+                              timeout=10).stdout.strip()
+    try:
+        commit = git("rev-parse", "HEAD")
+        return commit + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "") if commit else None
+    except (OSError, subprocess.SubprocessError):
+        return None
 
 
 def train(args, argv=None):
@@ -257,6 +287,7 @@ def train(args, argv=None):
     print(f"{args.dataset}: {len(data.y_train):,} train{val} / {len(data.y_test):,} test images from {data.source} "
           f"({load_seconds:.1f} s)")
     label = "classical CNN" if args.model == "classical" else f"QT ({args.backend}, {args.ansatz})"
+    label = f"control {args.control} of {label}" if args.control else label
     print(f"{label} on {device}:")
     print_params(info)
     t0 = time.perf_counter()
@@ -299,7 +330,8 @@ def train(args, argv=None):
                   "val_accuracy": history["val_acc"][-1] if "val_acc" in history else None,
                   "history": history, "torch": torch.__version__, "python": platform.python_version(),
                   "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                  "command": None if argv is None else shlex.join(["python", "-m", "qt_helpers", *argv])}
+                  "command": None if argv is None else shlex.join(["python", "-m", "qt_helpers", *argv]),
+                  "commit": code_commit()}
         Path(args.json).write_text(json.dumps(result, indent=2))
         print(f"wrote {args.json}")
     return history

@@ -56,8 +56,8 @@ def test_run_key_is_the_experiment_not_the_spelling(tmp_path):
 
 def test_unknown_grid_is_a_clear_error(capsys):
     assert grids_main(["sweep", "--dry-run"]) == 2
-    assert "choose one of blocks, ablation, seeds, shots, long, tune, protocol" in capsys.readouterr().err
-    assert GRIDS == ("blocks", "ablation", "seeds", "shots", "long", "tune", "protocol")
+    assert "choose one of blocks, ablation, seeds, shots, long, tune, protocol, control" in capsys.readouterr().err
+    assert GRIDS == ("blocks", "ablation", "seeds", "shots", "long", "tune", "protocol", "control")
 
 
 def test_grid_runs_once_resumes_and_copies_identical_runs(pack_dir, tmp_path, capsys):
@@ -172,11 +172,11 @@ def test_tune_gives_qt_and_the_budget_cnn_equal_trials_and_protocol_trains_the_c
     qt = [a for a in args.values() if a.model == "qt"]
     cnn = [a for a in args.values() if a.model == "classical"]
     assert len(qt) == len(cnn) == 6 and {a.lr for a in qt} == {1e-3, 3e-3, 1e-2}
-    assert all(a.budget == 1497 for a in cnn) and {a.schedule for a in cnn} == {"cosine", "plateau"}
+    assert all(a.budget == 1497 and a.schedule == "cosine" for a in cnn) and sum(a.standardize for a in cnn) == 3
     assert all(a.val_fraction == 0.1 and a.test == "never" and a.epochs == 10 for a in args.values())
     with pytest.raises(ValueError, match="run the tune grid first"):
         commands("protocol", "mnist", tmp_path)
-    best = {"qt-lr-cosine-lr3e-3", "cnn-budget-plateau-lr1e-3"}
+    best = {"qt-lr-cosine-lr3e-3", "cnn-budget-standardize-lr1e-3"}
     for path, _ in cmds:  # validation accuracies as a finished tune grid would record them
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({"val_accuracy": 0.9 if path.stem in best else 0.5, "test_accuracy": None}))
@@ -184,7 +184,7 @@ def test_tune_gives_qt_and_the_budget_cnn_equal_trials_and_protocol_trains_the_c
     assert sorted(protocol) == sorted(f"{m}-seed{s}" for m in ("qt-chosen", "cnn-budget") for s in SEEDS)
     q, c = protocol["qt-chosen-seed43"], protocol["cnn-budget-seed44"]
     assert (q.lr, q.activation, q.seed, q.test, q.val_fraction) == (3e-3, None, 43, "end", 0.1)
-    assert (c.lr, c.schedule, c.budget, c.seed, c.test) == (1e-3, "plateau", 1497, 44, "end")
+    assert (c.lr, c.standardize, c.budget, c.seed, c.test) == (1e-3, True, 1497, 44, "end")
     next(p for p, _ in cmds if p.stem == "qt-improved-lr1e-2").unlink()  # a QT trial missing: the CNN's alone
     assert sorted(p.stem for p, _ in commands("protocol", "mnist", tmp_path)) == [f"cnn-budget-seed{s}" for s in SEEDS]
 

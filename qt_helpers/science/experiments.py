@@ -33,14 +33,17 @@ BLOCKS_RECIPES = ("improved", "lr-cosine")  # the QT recipes of the block sweep
 SEEDS = (42, 43, 44)
 SHOTS_EXPONENTS = (0, 2, 4, 6)  # S = 2^(n+k): from one shot per basis state on average to 64
 HEADLINE_BLOCKS = {"mnist": 16, "fashion_mnist": 16, "cifar10": 95}  # the published largest L
-GRIDS = ("blocks", "ablation", "seeds", "shots", "long", "tune", "protocol")
-DEFAULT_EPOCHS = {"blocks": 4, "ablation": 4, "seeds": 10, "shots": 4, "long": 20, "tune": 10, "protocol": 10}
+GRIDS = ("blocks", "ablation", "seeds", "shots", "long", "tune", "protocol", "control")
+DEFAULT_EPOCHS = {"blocks": 4, "ablation": 4, "seeds": 10, "shots": 4, "long": 20, "tune": 10, "protocol": 10,
+                  "control": 10}
 # The validation protocol: `tune` tries the same number of settings for QT and for the budget CNN, each scored on a
 # class-balanced validation split (10 % of the training set, the same for every run) without reading the test set;
 # `protocol` trains each model's best setting with the three seeds and reads the test set once, after training.
 VAL_FRACTION = "0.1"
 TUNE_LRS = {"qt": ("1e-3", "3e-3", "1e-2"), "cnn-budget": ("3e-4", "1e-3", "3e-3")}
-TUNE_SCHEDULES = ("cosine", "plateau")  # the budget CNN's second axis, as QT's is its two recipes
+# the budget CNN's second axis, as QT's is its two recipes: weight standardisation or not (QT has it as an option),
+# both with the cosine schedule of QT's recipes (a plateau schedule was the axis until the controls issue)
+TUNE_CNN_OPTIONS = {"cosine": ["--schedule", "cosine"], "standardize": ["--schedule", "cosine", "--standardize"]}
 # CIFAR-10 trains at batch 1000, so its epoch is 50 steps (MNIST's: 469): 20 epochs in every grid, 40 in long
 CIFAR10_EPOCHS = {**dict.fromkeys(GRIDS, 20), "long": 40}
 
@@ -81,13 +84,13 @@ def blocks_run(recipe, L):
 
 def tune_rows(dataset, blocks):
     """[(model, trial, train arguments)] of the tune grid: 6 settings of QT (2 recipes × 3 learning rates) and 6 of
-    the CNN of QT's budget (2 schedules × 3 learning rates)."""
+    the CNN of QT's budget (with and without weight standardisation × 3 learning rates)."""
     qt = ["--dataset", dataset, "--blocks", str(blocks)]
     budget = ["--dataset", dataset, *flags("classical", dataset), "--budget", str(qt_params(dataset, blocks))]
     rows = [("qt", f"qt-{r}-lr{lr}", qt + flags(r, dataset) + ["--lr", lr])
             for r in SEEDS_RECIPES for lr in TUNE_LRS["qt"]]
-    return rows + [("cnn-budget", f"cnn-budget-{s}-lr{lr}", budget + ["--schedule", s, "--lr", lr])
-                   for s in TUNE_SCHEDULES for lr in TUNE_LRS["cnn-budget"]]
+    return rows + [("cnn-budget", f"cnn-budget-{s}-lr{lr}", budget + options + ["--lr", lr])
+                   for s, options in TUNE_CNN_OPTIONS.items() for lr in TUNE_LRS["cnn-budget"]]
 
 
 def chosen(out, dataset, blocks):
@@ -108,6 +111,42 @@ def chosen(out, dataset, blocks):
         raise ValueError(f"the protocol grid chooses from the tune grid's runs, and {next(iter(missing.values()))} "
                          "is not one; run the tune grid first")
     return {m: b for m, b in best.items() if m not in missing}
+
+
+# The control grid (qt_helpers.controls): each control of QT's chosen setting tries 3 learning rates on the validation
+# split (the test set unread), the chosen one's ± half a decade (QT's 1e-2, at the top of its tune range, so one
+# above; the low-rank CNN around the budget CNN's 3e-3), then trains the best with the three seeds and reads the
+# test set once. QT itself is the protocol grid's qt-chosen runs (the same commands: copied, not retrained).
+CONTROL_LRS = {"frozen-circuit": ("3e-3", "1e-2", "3e-2"), "classical-generator": ("3e-3", "1e-2", "3e-2"),
+               "mapping-only": ("3e-3", "1e-2", "3e-2"), "low-rank-cnn": ("1e-3", "3e-3", "1e-2")}
+
+
+def control_rows(out, dataset, blocks):
+    """[(run, train arguments)] of the control grid: every variant's trials, then the seed runs of each variant whose
+    trials have all run (and QT's, the protocol's), chosen by the last epoch's validation accuracy."""
+    best = chosen(out, dataset, blocks)
+    if "qt" not in best:
+        raise ValueError(f"the control grid varies QT's chosen setting, and QT's {dataset} tune trials have not "
+                         "all run; run the tune grid first")
+    qt = best["qt"][2]
+    trials = [(f"{v}-lr{lr}", qt + ["--control", v, "--lr", lr, "--val-fraction", VAL_FRACTION, "--test", "never"])
+              for v, lrs in CONTROL_LRS.items() for lr in lrs]
+    runs = trials + [(f"qt-seed{s}", qt + ["--seed", str(s), "--val-fraction", VAL_FRACTION, "--test", "end"])
+                     for s in SEEDS]
+    for v in CONTROL_LRS:
+        scores = {}
+        for run, argv in trials:
+            try:
+                record = json.loads((Path(out) / dataset / "control" / f"{run}.json").read_text())
+                if run.startswith(v + "-lr") and len(record["history"]["epoch"]) == record["epochs"]:
+                    scores[run] = (record["val_accuracy"], argv)
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+        if len(scores) == len(CONTROL_LRS[v]):
+            argv = max(scores.values(), key=lambda t: t[0])[1][:-4]  # without the trial's --val-fraction/--test
+            runs += [(f"{v}-seed{s}", argv + ["--seed", str(s), "--val-fraction", VAL_FRACTION, "--test", "end"])
+                     for s in SEEDS]
+    return runs
 
 
 def grid(name, dataset, blocks=None, out="results/runs"):
@@ -147,6 +186,8 @@ def grid(name, dataset, blocks=None, out="results/runs"):
         prefix = {"qt": "qt-chosen", "cnn-budget": "cnn-budget"}
         return [(f"{prefix[m]}-seed{s}", argv + ["--seed", str(s), "--val-fraction", VAL_FRACTION, "--test", "end"])
                 for s in SEEDS for m, (_, _, argv) in best.items()]
+    if name == "control":
+        return control_rows(out, dataset, blocks)
     if name == "shots":  # seed 42's runs keep the names they had before the grid had seeds
         runs = []
         for seed in SEEDS:
@@ -344,8 +385,10 @@ def main(argv=None):
     """Run the grids (all grids x datasets, in that order): 0 on success, 2 for a user error (one line,
     `error: ...`), 1 if a run failed."""
     args = build_grid_parser().parse_args(sys.argv[1:] if argv is None else argv)
-    # the protocol grid reads the tune grid's results, so it runs after the other grids named with it
-    phases = [[g for g in args.grids if g != "protocol"], [g for g in args.grids if g == "protocol"]]
+    # the protocol grid reads the tune grid's results, so it runs after the other grids named with it; the control
+    # grid's seed runs read its trials', so it runs in both phases
+    later = ("protocol",) if args.dry_run else ("protocol", "control")
+    phases = [[g for g in args.grids if g != "protocol"], [g for g in args.grids if g in later]]
     for i, grids in enumerate(p for p in phases if p):
         try:
             check_args(args)

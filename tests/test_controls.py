@@ -1,0 +1,157 @@
+"""Controls of QT at equal budget: their sizes, what they train, the control grid and a run through the CLI."""
+import json
+
+import pytest
+import torch
+
+from qt_helpers.cli import build_parser, main
+from qt_helpers.controls import (CONTROLS, VARIANTS, ClassicalGenerator, LowRankCNN, UniformProbabilities,
+                                 control_model, control_table, param_table, trainable_params)
+from qt_helpers.models import budget_cnn, num_params
+from qt_helpers.published import QT_BLOCKS, qt_params
+from qt_helpers.qt import qt_model
+from qt_helpers.science import experiments
+from qt_helpers.science.experiments import SEEDS, commands, run_commands, run_key
+
+
+@pytest.mark.parametrize("dataset, blocks, options", [("mnist", 16, {}), ("fashion_mnist", 4, {}),
+                                                      ("cifar10", 19, {"standardize": True})])
+def test_each_variant_counts_its_trainable_parameters_at_qt_s_budget(dataset, blocks, options):
+    table = {v: (n, gap) for v, n, gap in control_table(dataset, blocks, **options)}
+    qt = trainable_params(qt_model(dataset, blocks, seed=42, **options))
+    assert list(table) == list(VARIANTS) and table["qt"] == (qt, 0.0)
+    assert qt == qt_params(dataset, blocks) + (10 if options else 0)  # 10 scales with standardisation
+    for v in ("classical-generator", "low-rank-cnn"):  # equal budget
+        assert abs(table[v][1]) <= 0.02, (v, table[v])
+    mapping = trainable_params(qt_model(dataset, blocks, seed=42, **options).mapping)
+    for v in ("frozen-circuit", "mapping-only"):  # the mapping model (and the 10 scales) alone, by design
+        assert table[v][0] == mapping + (10 if options else 0) < qt
+
+
+def _step(net):
+    net.zero_grad(set_to_none=True)
+    net(torch.randn(4, 1, 28, 28)).square().mean().backward()
+
+
+def test_frozen_and_uniform_controls_train_only_the_mapping_model():
+    for variant in ("frozen-circuit", "mapping-only"):
+        net = control_model(variant, "mnist", 2, seed=1)
+        before = net.qnn()
+        _step(net)
+        trained = {k for k, p in net.named_parameters() if p.requires_grad}
+        assert trained == {k for k, _ in net.named_parameters() if k.startswith("mapping.")}
+        assert all(p.grad is None for k, p in net.named_parameters() if not k.startswith("mapping."))
+        assert all(p.grad is not None for p in net.mapping.parameters())  # (uniform: the x column's is 0)
+        assert all(p.grad.abs().sum() > 0 for p in net.mapping.parameters() if p.dim() == 1)  # every bias learns
+        torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=0.1).step()
+        assert torch.equal(net.qnn(), before)  # the probabilities never move
+    uniform = control_model("mapping-only", "mnist", 2).qnn
+    assert isinstance(uniform, UniformProbabilities) and torch.allclose(uniform(), torch.full((2**13,), 2.0**-13))
+    assert control_model("frozen-circuit", "mnist", 2, seed=1).qnn.angles.requires_grad is False
+
+
+def test_classical_generator_and_low_rank_cnn_train_their_own_parameters():
+    gen = control_model("classical-generator", "mnist", 16, seed=3)
+    assert isinstance(gen.qnn, ClassicalGenerator) and gen.qnn().shape == (2**13,)
+    assert gen.qnn().sum().item() == pytest.approx(1.0, abs=1e-5)
+    _step(gen)
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in gen.qnn.parameters())
+    low = control_model("low-rank-cnn", "mnist", 16, seed=3)
+    assert isinstance(low, LowRankCNN) and all(not p.requires_grad for p in low.net.parameters())
+    _step(low)
+    assert all(p.grad is not None for p in low.parameters() if p.requires_grad)
+    x = torch.randn(3, 1, 28, 28)
+    assert torch.allclose(low.export()(x), low(x), atol=1e-5)  # a plain CNN holding the generated weights
+    info = param_table(low, budget=1497)
+    assert info["trainable_params"] == 1481 and info["ranks"] == [3, 4, 2, 2] and -0.02 < info["vs_budget"] < 0
+    with pytest.raises(ValueError, match="choose one of qt, frozen-circuit"):
+        control_model("random", "mnist")
+
+
+@pytest.mark.parametrize("dataset", ["mnist", "cifar10"])
+@pytest.mark.parametrize("standardize", [False, True])
+def test_budget_cnn_has_qt_s_parameters_within_2_percent_in_the_block_sweep(dataset, standardize):
+    for L in QT_BLOCKS[dataset][1:] if dataset == "mnist" else (38, 95):  # MNIST L = 1: too few for 2 % steps
+        budget = qt_params(dataset, L)
+        n = num_params(budget_cnn(dataset, budget, standardize=standardize))
+        assert abs(n - budget) <= 0.02 * budget, (L, n, budget)
+
+
+def test_standardised_budget_cnn_has_one_trained_scale_per_tensor():
+    plain, std = budget_cnn("mnist", 1497), budget_cnn("mnist", 1497, standardize=True)
+    conv = std.features[0]
+    w = conv.weight.view(conv.weight.shape[0], -1) / conv.parametrizations.weight[0].scale
+    assert torch.allclose(w.mean(1), torch.zeros(len(w)), atol=1e-5)
+    assert torch.allclose(w.std(1), torch.ones(len(w)), atol=1e-4)
+    scales = [k for k, _ in std.named_parameters() if k.endswith(".scale")]
+    assert len(scales) == 8 and abs(num_params(std) - num_params(plain)) <= 0.02 * 1497
+
+
+def _tune_records(out, dataset="mnist", blocks=16, best="qt-lr-cosine-lr1e-2"):
+    """Validation accuracies as QT's finished tune trials would record them."""
+    for path, argv in commands("tune", dataset, out, blocks=blocks, runs=["qt-*"]):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"val_accuracy": 0.9 if path.stem == best else 0.5}))
+
+
+def test_control_grid_tunes_each_variant_on_validation_then_trains_three_seeds(tmp_path):
+    with pytest.raises(ValueError, match="run the tune grid first"):
+        commands("control", "mnist", tmp_path)
+    _tune_records(tmp_path)
+    cmds = commands("control", "mnist", tmp_path)
+    args = {p.stem: build_parser().parse_args(a) for p, a in cmds}
+    trials = {k: a for k, a in args.items() if "-lr" in k}
+    assert sorted(trials) == sorted(f"{v}-lr{lr}" for v, lrs in experiments.CONTROL_LRS.items() for lr in lrs)
+    assert set(experiments.CONTROL_LRS) == set(CONTROLS) and all(len(x) <= 3 for x in experiments.CONTROL_LRS.values())
+    assert all(a.val_fraction == 0.1 and a.test == "never" and a.epochs == 10 and a.blocks == 16
+               and a.schedule == "cosine" and a.activation is None for a in trials.values())  # QT's chosen recipe
+    assert {trials[f"{v}-lr1e-2"].control for v in CONTROLS} == set(CONTROLS)
+    # QT itself: the protocol grid's chosen runs, the same experiments (copied, not retrained)
+    protocol = dict((p.stem, a) for p, a in commands("protocol", "mnist", tmp_path))
+    qt = {k: a for k, a in dict((p.stem, a) for p, a in cmds).items() if k.startswith("qt-seed")}
+    assert [run_key(qt[f"qt-seed{s}"]) for s in SEEDS] == [run_key(protocol[f"qt-chosen-seed{s}"]) for s in SEEDS]
+    assert not any(k.startswith("frozen-circuit-seed") for k in args)  # its trials have not run
+    for path, argv in cmds:  # the frozen circuit's trials finish; lr 3e-2 is the best on validation
+        if path.stem.startswith("frozen-circuit-lr"):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({"val_accuracy": 0.8 if path.stem.endswith("3e-2") else 0.7, "epochs": 10,
+                                        "history": {"epoch": list(range(1, 11))}, "test_accuracy": None}))
+    seeds = {p.stem: build_parser().parse_args(a) for p, a in commands("control", "mnist", tmp_path)
+             if "-seed" in p.stem and p.stem.startswith("frozen")}
+    assert sorted(seeds) == [f"frozen-circuit-seed{s}" for s in SEEDS]
+    assert all((a.lr, a.control, a.test, a.val_fraction) == (3e-2, "frozen-circuit", "end", 0.1)
+               for a in seeds.values())
+    assert [a.seed for a in seeds.values()] == list(SEEDS)
+
+
+def test_a_control_trains_through_the_cli_and_its_record_says_what_it_was(pack_dir, capsys):
+    small = ["--blocks", "4", "--epochs", "1", "--batch-size", "100", "--data-dir", str(pack_dir), "--no-progress",
+             "--lr", "1e-2"]
+    for variant in CONTROLS:
+        out = pack_dir / f"{variant}.json"
+        assert main(["train", "--control", variant, *small, "--json", str(out)]) == 0
+        r = json.loads(out.read_text())
+        assert r["control"] == variant and r["budget"] == 78 * 4 + 249 and r["test_accuracy"] is not None
+        assert r["trainable_params"] == r["qt_params"] < r["budget"] * 1.02 and "commit" in r
+    assert "low-rank-cnn" in capsys.readouterr().out
+    assert main(["train", "--control", "low-rank-cnn", *small, "--blocks", "1"]) == 2  # rank 1 is over 327
+    assert "a low-rank CNN of rank 1 has 537 parameters, more than 327" in capsys.readouterr().err
+    assert main(["train", "--control", "random", *small]) == 2
+    assert main(["train", "--model", "classical", "--control", "mapping-only", *small]) == 2
+
+
+def test_tiny_control_grid_trains_the_chosen_seed_run_once(pack_dir, tmp_path, monkeypatch):
+    out = tmp_path / "runs"
+    _tune_records(out, blocks=2)
+    monkeypatch.setattr(experiments, "CONTROL_LRS", {"mapping-only": ("3e-2",)})
+    small = ["--data-dir", str(pack_dir), "--batch-size", "100"]
+    [(trial, _)] = commands("control", "mnist", out, epochs=1, blocks=2, extra=small, runs=["mapping-only-*"])
+    trial.parent.mkdir(parents=True)  # the trial as it would be recorded (its training is the seed runs' below)
+    trial.write_text(json.dumps({"val_accuracy": 0.5, "epochs": 1, "history": {"epoch": [1]}}))
+    seeds = commands("control", "mnist", out, epochs=1, blocks=2, extra=small, runs=["mapping-only-seed*"])
+    assert [p.stem for p, _ in seeds] == [f"mapping-only-seed{s}" for s in SEEDS]
+    assert run_commands(seeds[:1], out) == []  # through the grid: checkpoint, subprocess, record
+    record = json.loads(seeds[0][0].read_text())
+    assert record["control"] == "mapping-only" and record["test_accuracy"] is not None and record["n_val"] == 20
+    assert record["lr"] == 3e-2 and "commit" in record and not seeds[0][0].with_suffix(".pt").exists()
+    assert run_commands(seeds[:1], out) == []  # finished: skipped
