@@ -43,8 +43,9 @@ class Parser(argparse.ArgumentParser):
 
 
 TEST_WHEN = ("epochs", "end", "never")
+# where and how, not what (a --recipe is applied to the other arguments; a CUDA graph replays the same step)
 OUTPUT_ARGS = ("json", "no_progress", "data_dir", "checkpoint", "resume", "export", "overwrite", "debug",
-               "command", "recipe")  # where and how, not what (a --recipe is applied to the other arguments)
+               "command", "recipe", "cuda_graph")
 
 
 def build_parser():
@@ -89,6 +90,8 @@ def build_parser():
                    "for curves), end (once, after training) or never (choices made on --val-fraction alone)")
     t.add_argument("--data-dir", default=None, help="folder with <dataset>.npz packs (default: $QT_DATA_DIR)")
     t.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
+    t.add_argument("--cuda-graph", action="store_true",
+                   help="on a CUDA GPU: replay each training step from one captured CUDA graph (chapter 6)")
     t.add_argument("--seed", type=int, default=42)
     t.add_argument("--checkpoint", default=None, help="checkpoint file written after every epoch")
     t.add_argument("--resume", action="store_true", help="continue from --checkpoint (it must exist)")
@@ -202,6 +205,8 @@ def check_args(args):
         raise UsageError(f"--device {args.device}: this machine has no CUDA GPU; use --device cpu (or auto)")
     if device.type not in ("cpu", "cuda"):
         raise UsageError(f"--device {args.device}: only cpu and cuda are supported")
+    if args.cuda_graph and device.type != "cuda":
+        raise UsageError(f"--cuda-graph needs a CUDA GPU and this run is on {device.type}; drop --cuda-graph")
     args.batch_size = args.batch_size or (1000 if args.dataset == "cifar10" else 128)
     args.lr = args.lr if args.lr is not None else (1e-4 if args.model == "qt" else 1e-3)
     for flag, path in (("--json", args.json), ("--export", args.export)):
@@ -298,7 +303,7 @@ def train(args, argv=None):
     history = fit(net, train_iter, test_iter if args.test == "epochs" else None, args.epochs, lr=lr,
                   schedule=args.schedule, device=device, checkpoint=args.checkpoint, resume=args.resume,
                   progress=not args.no_progress, identity={**identity, "qt_helpers": __version__},
-                  overwrite=args.overwrite, val_iter=data.val_iter)
+                  overwrite=args.overwrite, val_iter=data.val_iter, cuda_graph=args.cuda_graph)
     train_seconds = time.perf_counter() - t0
     if args.test != "epochs":  # never read during training: no per-epoch test numbers at all
         history["test_loss"] = history["test_acc"] = [None] * len(history["epoch"])
