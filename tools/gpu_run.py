@@ -47,6 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from qt_helpers import bench  # noqa: E402
 from qt_helpers.science.experiments import commands, done, run_key  # noqa: E402
+from qt_helpers.records import atomic_write  # noqa: E402
 from qt_helpers.train import device_name  # noqa: E402
 
 RUNS_DIR = ROOT / "build/gpu/runs"  # stage 4's records while they run (bundled into --out); --runs-dir
@@ -56,9 +57,7 @@ CIFAR_QUEUE = (("seeds", "qt-improved-*"), ("tune", "qt-*"), ("protocol", "qt-ch
 
 def write(path, record):
     """Write a JSON record atomically (a cut-off run never leaves half a file)."""
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=2, default=str))
-    tmp.replace(path)
+    atomic_write(path, json.dumps(record, indent=2, default=str))
 
 
 def meta():
@@ -360,7 +359,7 @@ def unpack(tar_path, runs_dir, results=ROOT / "results/runs"):
         dst.parent.mkdir(parents=True, exist_ok=True)
         for src in (path, path.with_suffix(".log")):  # the record and its log, beside the grid's others
             if src.exists():
-                dst.with_suffix(src.suffix).write_text(src.read_text())
+                atomic_write(dst.with_suffix(src.suffix), src.read_bytes())
         print(f"recorded {dst}")
     for name in ("seeds", "blocks"):
         for path, argv in commands(name, "cifar10", results, epochs=None):
