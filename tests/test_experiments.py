@@ -271,3 +271,77 @@ def test_shots_are_averaged_over_seeds_and_a_dip_is_put_beside_the_spread(tmp_pa
     assert "**Shots** (3 seeds): with S = 524,288 shots QT reaches 87.00 %, 5.00 points below exact" in text
     assert "S = 524,288 is 1.00 points below S = 131,072 (std over seeds 2.00 and 2.00)" in text
     assert "rise with S at every step" not in text
+
+
+# ------------------------------------------------------------------------ records are checked by their content
+def test_the_report_leaves_out_and_names_records_that_do_not_fit_where_they_sit(tmp_path, capsys):
+    """A FashionMNIST record copied into mnist/seeds, a 1-epoch run among 10-epoch ones, a diverged run: never
+    mixed into a table (the MNIST QT mean stays that of its own three seeds), each named."""
+    for seed, acc in zip(SEEDS, (0.95, 0.96, 0.97)):
+        write_run(tmp_path, "mnist", "seeds", f"qt-improved-seed{seed}", _record(acc, 1497, seed))
+    before = report.seeds_summary(report.load_runs(tmp_path), "mnist")["QT improved"]["mean"]
+    foreign = write_run(tmp_path, "fashion_mnist", "seeds", "qt-improved-seed43", _record(0.80, 1497, 43))
+    target = tmp_path / "mnist" / "seeds" / "qt-improved-seed43.json"
+    target.write_text(foreign.read_text())  # copied over the MNIST run
+    write_run(tmp_path, "mnist", "seeds", "qt-improved-seed44", _record(0.50, 1497, 44), epochs=1)  # another scale
+    record = write_run(tmp_path, "mnist", "seeds", "qt-lr-cosine-seed42", _record(0.10, 1497))
+    record.write_text(json.dumps({**json.loads(record.read_text()), "diverged": True, "test_accuracy": None}))
+    capsys.readouterr()
+    runs = report.load_runs(tmp_path)
+    err = capsys.readouterr().err
+    assert report.seeds_summary(runs, "mnist")["QT improved"]["accs"] == [0.95]  # only the run that fits
+    assert "QT lr-cosine" not in report.seeds_summary(runs, "mnist")
+    assert before == pytest.approx(0.96)
+    assert "mnist/seeds/qt-improved-seed43.json: a fashion_mnist run in the mnist folder" in err
+    assert "mnist/seeds/qt-improved-seed44.json: 1 epoch, full data, while the seeds grid's other runs are 10 " \
+           "epochs, full data" in err
+    assert "mnist/seeds/qt-lr-cosine-seed42.json: diverged" in err
+
+
+def test_the_protocol_plan_comes_only_from_fitting_tune_trials(tmp_path):
+    small = ["--n-train", "256", "--n-test", "256"]
+    write_tune(tmp_path, epochs=1, extra=small)  # a 1-epoch, 256-image tune grid
+    with pytest.raises(ValueError) as e:  # a full-scale plan from it: refused, saying why
+        commands("protocol", "mnist", tmp_path)
+    assert "does not fit: made by another command: epochs 1 (this grid: 10), n_test 256 (this grid: None), " \
+           "n_train 256 (this grid: None)" in str(e.value) and "rerun the tune grid at this scale" in str(e.value)
+    assert len(commands("protocol", "mnist", tmp_path, epochs=1, extra=small)) == 6  # at its own scale
+
+    write_tune(tmp_path / "nan", values={"qt-improved-lr1e-2": float("nan")})
+    with pytest.raises(ValueError, match="qt-improved-lr1e-2.json does not fit: val_accuracy is nan"):
+        commands("protocol", "mnist", tmp_path / "nan")
+
+    write_tune(tmp_path / "div", values={"qt-improved-lr1e-2": 0.99})  # the best trial, but it diverged
+    path = tmp_path / "div" / "mnist" / "tune" / "qt-improved-lr1e-2.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "diverged": True, "val_accuracy": None}))
+    qt = {p.stem: build_parser().parse_args(a) for p, a in commands("protocol", "mnist", tmp_path / "div")}
+    assert qt["qt-chosen-seed42"].lr == 3e-3 and qt["qt-chosen-seed42"].activation is None  # the best that ran
+
+
+def test_a_stuck_grid_heals_and_a_resume_that_cannot_work_says_why(pack_dir, tmp_path, capsys):
+    """A JSON write that failed (a truncated record beside the checkpoint) is redone from the checkpoint; a
+    checkpoint of other arguments fails with its reason on the console, not only in the log."""
+    out = tmp_path / "runs"
+    small = ["--blocks", "2", "--data-dir", str(pack_dir)]
+    [(path, argv)] = commands("seeds", "mnist", out, epochs=1, extra=small, runs=["cnn-seed42"])
+    ckpt = path.with_suffix(".pt")
+    path.parent.mkdir(parents=True)
+    path.write_text('{"dataset": "mnist", "model": "classical", "hist')  # the disk filled up while writing it
+    [(_, two)] = commands("seeds", "mnist", out, epochs=2, extra=small, runs=["cnn-seed42"])
+    no_json = two[:two.index("--json")] + two[two.index("--json") + 2:]
+    assert main_train(no_json + ["--checkpoint", str(ckpt), "--epochs", "1"]) == 0  # an earlier run's checkpoint
+    capsys.readouterr()
+    assert run_commands([(path, two)], out) == [path]  # 2 epochs from a checkpoint made for 1
+    printed = capsys.readouterr().out
+    assert f"not a finished run, will be redone: {path}" in printed
+    assert f"FAILED (exit 2): checkpoint {ckpt} belongs to another run (epochs: checkpoint 1, this run 2; num_epochs" \
+        in printed and "delete this one to start over" in printed
+    ckpt.unlink()  # as the message says
+    assert run_commands([(path, two)], out) == []  # healed: the broken JSON is replaced, not "already exists"
+    assert json.loads(path.read_text())["history"]["epoch"] == [1, 2]
+
+
+def main_train(argv):
+    from qt_helpers.cli import main
+
+    return main(argv)

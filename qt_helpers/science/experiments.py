@@ -113,8 +113,7 @@ def chosen(out, dataset, blocks, epochs=None, extra=()):
         record, key, problems = inspect(path)
         if key is not None and key != expected[trial]:
             problems = [f"made by another command: {key_diff(key, expected[trial])}"]
-        elif record is not None and record.get("diverged") and problems == [p for p in problems
-                                                                            if p.startswith("diverged")]:
+        elif record is not None and record.get("diverged"):
             ran.add(model)  # a trial that ran and diverged: never chosen
             continue
         if problems:
@@ -317,8 +316,7 @@ def read_record(path):
 def diverged(path, argv):
     """True when `path` is this command's record of a run that diverged (a rerun would diverge again)."""
     record, key, problems = inspect(path)
-    return (record is not None and key == run_key(argv) and bool(record.get("diverged"))
-            and all(p.startswith("diverged") or p.startswith("unfinished") or "accuracy" in p for p in problems))
+    return record is not None and key == run_key(argv) and bool(record.get("diverged"))
 
 
 def done(path, argv):
