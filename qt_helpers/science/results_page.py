@@ -39,22 +39,19 @@ def chapter(path):
         raise FileNotFoundError(f"{results} is missing: run the notebook with "
                                 "`python -m qt_helpers.science.run_notebooks`, which writes the numbers it glued there")
     numbers = json.loads(results.read_text(encoding="utf-8"))
-    problems = numbers_problems(numbers, params)
+    problems = numbers_problems(numbers)
     if problems:
         raise ValueError(f"{results} does not fit {path.name}: {'; '.join(problems)}; rerun the notebook with "
                          "`python -m qt_helpers.science.run_notebooks --force`")
     return {"name": path.stem, "params": params, "numbers": numbers}
 
 
-def numbers_problems(numbers, params):
-    """What makes a chapter's glued numbers unfit beside its notebook: not a dict, a profile other than the
-    notebook's, an accuracy that is not a finite fraction."""
+def numbers_problems(numbers):
+    """What makes a chapter's glued numbers unfit beside its notebook: not a dict, or an accuracy that is not a
+    finite fraction."""
     if not isinstance(numbers, dict):
         return [f"not a dict of glued numbers ({type(numbers).__name__})"]
     problems = []
-    profile = (numbers.get("run") or {}).get("profile")
-    if profile is not None and params.get("profile") not in (None, "auto", profile):
-        problems.append(f"its numbers are of profile {profile!r}, the notebook ran {params['profile']!r}")
     for key, value in numbers.items():
         if key.endswith("_acc") and value is not None and not (
                 isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1):
