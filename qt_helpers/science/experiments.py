@@ -111,7 +111,7 @@ def chosen(out, dataset, blocks, epochs=None, extra=()):
             missing.setdefault(model, f"{path} (not run yet)")
             continue
         record, key, problems = inspect(path)
-        if key is not None and key != expected[trial]:
+        if not problems and key != expected[trial]:
             problems = [f"made by another command: {key_diff(key, expected[trial])}"]
         elif record is not None and record.get("diverged"):
             ran.add(model)  # a trial that ran and diverged: never chosen
