@@ -223,9 +223,9 @@ def fit(net, train_iter, test_iter=None, num_epochs=1, lr=1e-4, weight_decay=1e-
                if it is not None and not math.isfinite(history[k][-1])]
         if bad or not all(torch.isfinite(p).all() for p in net.parameters() if p.requires_grad):
             done = {k: v[:-1] for k, v in history.items()}  # the epoch that diverged is not a result
-            raise Diverged(f"training diverged in epoch {epoch + 1}: the weights or the "
-                           f"{' and '.join(bad) or 'evaluation'} became non-finite. Try a smaller learning rate "
-                           f"(lr={opt.param_groups[0]['lr']:g}).", done)
+            what = f"the {' and '.join(k.replace('_', ' ') for k in bad)}" if bad else "the weights"
+            raise Diverged(f"training diverged in epoch {epoch + 1}: {what} became non-finite. Try a smaller "
+                           f"learning rate (lr={opt.param_groups[0]['lr']:g}).", done)
         if log_epochs:
             scores = [f"{name} acc {history[k][-1]:.4f}" for name, k in (("val", "val_acc"), ("test", "test_acc"))
                       if k in history and not math.isnan(history[k][-1])]
