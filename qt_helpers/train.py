@@ -1,15 +1,15 @@
 """One training loop for QT and classical models: Adam, ReduceLROnPlateau, checkpoints, resume."""
 import math
-import os
 import platform
 import sys
-import tempfile
 import time
 import warnings
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from .records import atomic_write
 
 with warnings.catch_warnings():  # without ipywidgets, tqdm.auto falls back to text bars: fine for us
     warnings.simplefilter("ignore")
@@ -89,6 +89,14 @@ def make_optimizer(net, lr=1e-4, weight_decay=1e-5, eps=1e-6, patience=5, factor
     return opt, sched
 
 
+class Diverged(FloatingPointError):
+    """Training produced a non-finite loss or weights; `history` holds the epochs finished before."""
+
+    def __init__(self, message, history):
+        super().__init__(message)
+        self.history = history
+
+
 class CheckpointError(ValueError):
     """A checkpoint that cannot be used: unreadable, of another run, missing, or in the way of a new run."""
 
@@ -102,14 +110,7 @@ def save_checkpoint(path, net, opt, sched, history, identity=None):
     state = {"net": {k: v for k, v in net.state_dict().items() if k not in frozen}, "opt": opt.state_dict(),
              "sched": sched.state_dict(),
              "history": history, "rng": torch.get_rng_state(), "identity": identity}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda f: torch.save(state, f))
 
 
 def load_checkpoint(path, net, opt, sched, identity=None):
@@ -207,9 +208,9 @@ def fit(net, train_iter, test_iter=None, num_epochs=1, lr=1e-4, weight_decay=1e-
                 loss = loss_fn(logits, y)
             value = loss.item()  # one device sync per step, shared by the NaN check and the bookkeeping
             if not math.isfinite(value):
-                raise FloatingPointError(
-                    f"the loss became {value} at epoch {epoch + 1}, step {step + 1}: training stopped. "
-                    f"Try a smaller learning rate (lr={float(opt.param_groups[0]['lr']):g}) or check the inputs.")
+                raise Diverged(f"the loss became {value} at epoch {epoch + 1}, step {step + 1}: training diverged "
+                               f"and stopped. Try a smaller learning rate (lr={float(opt.param_groups[0]['lr']):g}) "
+                               "or check the inputs.", history)
             if not graphed:
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -228,6 +229,13 @@ def fit(net, train_iter, test_iter=None, num_epochs=1, lr=1e-4, weight_decay=1e-
         if val_iter is not None:
             for k, v in zip(("val_loss", "val_acc"), evaluate(net, val_iter)):
                 history[k].append(v)
+        bad = [k for k, it in (("test_loss", test_iter), ("val_loss", val_iter))
+               if it is not None and not math.isfinite(history[k][-1])]
+        if bad or not all(torch.isfinite(p).all() for p in net.parameters() if p.requires_grad):
+            done = {k: v[:-1] for k, v in history.items()}  # the epoch that diverged is not a result
+            what = f"the {' and '.join(k.replace('_', ' ') for k in bad)}" if bad else "the weights"
+            raise Diverged(f"training diverged in epoch {epoch + 1}: {what} became non-finite. Try a smaller "
+                           f"learning rate (lr={opt.param_groups[0]['lr']:g}).", done)
         if log_epochs:
             scores = [f"{name} acc {history[k][-1]:.4f}" for name, k in (("val", "val_acc"), ("test", "test_acc"))
                       if k in history and not math.isnan(history[k][-1])]

@@ -47,6 +47,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from qt_helpers import bench  # noqa: E402
+from qt_helpers.records import atomic_write  # noqa: E402
 from qt_helpers.science.experiments import commands, done, finished, run_key  # noqa: E402
 from qt_helpers.train import device_name  # noqa: E402
 
@@ -63,9 +64,7 @@ STAGE_RUNS = {4: ("cifar10-runs.tar", CIFAR_QUEUE), 5: ("control-runs.tar", CONT
 
 def write(path, record):
     """Write a JSON record atomically (a cut-off run never leaves half a file)."""
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=2, default=str))
-    tmp.replace(path)
+    atomic_write(path, json.dumps(record, indent=2, default=str))
 
 
 def meta():
@@ -383,7 +382,7 @@ def unpack(tar_path, runs_dir, results=ROOT / "results/runs"):
         dst.parent.mkdir(parents=True, exist_ok=True)
         for src in (path, path.with_suffix(".log")):  # the record and its log, beside the grid's others
             if src.exists():
-                dst.with_suffix(src.suffix).write_text(src.read_text())
+                atomic_write(dst.with_suffix(src.suffix), src.read_bytes())
         print(f"recorded {dst}")
     for name, dataset in (("seeds", "cifar10"), ("blocks", "cifar10"), ("control", "mnist"),
                           ("control", "fashion_mnist")):
