@@ -271,9 +271,10 @@ def main(argv=None):
                 "cores": os.cpu_count(), "baseline": args.baseline, "quick": args.quick, "rounds": args.rounds,
                 "repeats": args.repeats, "commit": commit()}  # '+changes': the code measured was not committed
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({"meta": meta, "two_process_speedup": pair,
-                                               "before": before, "after": after,
-                                               "ratios": {t: ratios(r) for t, r in after.items()}}, indent=2))
+        from qt_helpers.records import write_json
+
+        write_json(args.json, {"meta": meta, "two_process_speedup": pair, "before": before, "after": after,
+                               "ratios": {t: ratios(r) for t, r in after.items()}})
     return 0
 
 

@@ -13,7 +13,6 @@ same run, divided by the row's.
 (`benchmarks/bench_step.py` runs `main` of this module.)
 """
 import argparse
-import json
 import platform
 import statistics
 import sys
@@ -26,6 +25,7 @@ from . import native
 from .notebook import markdown_table
 from .qnn import QNN
 from .qt import qt_model
+from .records import write_json
 from .train import device_name, make_optimizer
 
 CONFIGS = {  # name: (dataset, blocks, batch size)
@@ -143,8 +143,7 @@ def main(argv=None):
         meta = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "torch": torch.__version__,
                 "python": platform.python_version(), "cuda": torch.version.cuda,
                 "cpu_threads": torch.get_num_threads(), "warmup": args.warmup, "repeats": args.repeats}
-        with open(args.json, "w") as f:
-            json.dump({"meta": meta, "rows": rows}, f, indent=2)
+        write_json(args.json, {"meta": meta, "rows": rows})
     return rows
 
 

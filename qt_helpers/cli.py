@@ -4,7 +4,6 @@ Every argument is checked before any data is loaded or any training starts; a mi
 `error: ...`, and exit code 2 (`--debug` shows the traceback instead).
 """
 import argparse
-import json
 import math
 import os
 import platform
@@ -17,18 +16,21 @@ from pathlib import Path
 import torch
 
 from . import __version__
-from .circuits import ANSATZE, INITS, n_qubits_for
+from .circuits import ANSATZE, INITS, get_ansatz, n_qubits_for
 from .data import DATASETS, DataNotFoundError, load_loaders, resolve_name
-from .models import budget_cnn, cnn, num_params, standardize_weights
 from .controls import CONTROLS, control_model, param_rows, param_table
+from .limits import check_memory, run_bytes
+from .models import budget_cnn, cnn, num_params, standardize_weights
 from .qnn import BACKENDS
 from .qt import ACTIVATIONS, PRESETS, qt_model
 from .recipes import RECIPES
-from .train import SCHEDULES, check_fit_args, checkpoint_epochs, device_name, evaluate, fit, get_device, set_seed
+from .records import atomic_write, data_pack, write_json
+from .train import (SCHEDULES, Diverged, check_fit_args, checkpoint_epochs, device_name, evaluate, fit, get_device,
+                    set_seed)
 
 MODELS = ("qt", "classical")
 FULL_SIZES = {"mnist": (60000, 10000), "fashion_mnist": (60000, 10000), "cifar10": (50000, 10000)}
-USER_ERRORS = (ValueError, DataNotFoundError, FloatingPointError, ImportError, OSError)
+USER_ERRORS = (ValueError, DataNotFoundError, FloatingPointError, ImportError, OSError, MemoryError)
 
 
 class UsageError(ValueError):
@@ -43,8 +45,9 @@ class Parser(argparse.ArgumentParser):
 
 
 TEST_WHEN = ("epochs", "end", "never")
+# where and how, not what (a --recipe is applied to the other arguments; a CUDA graph replays the same step)
 OUTPUT_ARGS = ("json", "no_progress", "data_dir", "checkpoint", "resume", "export", "overwrite", "debug",
-               "command", "recipe")  # where and how, not what (a --recipe is applied to the other arguments)
+               "command", "recipe", "cuda_graph")
 
 
 def build_parser():
@@ -89,6 +92,8 @@ def build_parser():
                    "for curves), end (once, after training) or never (choices made on --val-fraction alone)")
     t.add_argument("--data-dir", default=None, help="folder with <dataset>.npz packs (default: $QT_DATA_DIR)")
     t.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
+    t.add_argument("--cuda-graph", action="store_true",
+                   help="on a CUDA GPU: replay each training step from one captured CUDA graph (chapter 6)")
     t.add_argument("--seed", type=int, default=42)
     t.add_argument("--checkpoint", default=None, help="checkpoint file written after every epoch")
     t.add_argument("--resume", action="store_true", help="continue from --checkpoint (it must exist)")
@@ -129,6 +134,38 @@ def writable(path, flag, overwrite):
         raise UsageError(f"{flag} {path}: folder {path.parent} is not writable")
     if path.exists() and not overwrite:
         raise UsageError(f"{flag} {path} already exists; pass --overwrite to replace it, or choose another name")
+
+
+def distinct_outputs(args):
+    """Refuse two outputs of one run at one path (one would silently replace the other)."""
+    seen = {}
+    for flag in ("--json", "--export", "--checkpoint"):
+        path = getattr(args, flag[2:])
+        if path is not None:
+            key = os.path.realpath(path)
+            if key in seen:
+                raise UsageError(f"{seen[key]} and {flag} are the same file {path}; give each output its own name")
+            seen[key] = flag
+
+
+def check_size(args):
+    """Upper limits before any work: QT's QNN no larger than the CNN it generates, and the run's estimated
+    memory (qt_helpers.limits) within what this machine has available."""
+    m = num_params(cnn(args.dataset, args.relu))
+    n = None
+    if args.model == "qt":
+        n = args.qubits or n_qubits_for(m)
+        angles = args.blocks * get_ansatz(args.ansatz).angles_per_block(n)
+        if angles > m:
+            top = m // get_ansatz(args.ansatz).angles_per_block(n)
+            raise UsageError(f"--blocks {args.blocks:,} gives the QNN {angles:,} angles, more than the {m:,} weights "
+                             f"of the CNN it generates; use at most {top:,} blocks here (or --model classical)")
+    images = None if args.n_train is None else args.n_train + (args.n_test or 10000)
+    try:
+        check_memory(run_bytes(args.dataset, n, args.blocks, args.batch_size or 128, images),
+                     f"this run ({args.dataset}" + (f", {n} qubits, {args.blocks:,} blocks)" if n else ")"))
+    except MemoryError as e:
+        raise UsageError(f"{e}; use fewer qubits or blocks, a data subset (--n-train), or a larger machine") from None
 
 
 def apply_recipe(args):
@@ -202,12 +239,16 @@ def check_args(args):
         raise UsageError(f"--device {args.device}: this machine has no CUDA GPU; use --device cpu (or auto)")
     if device.type not in ("cpu", "cuda"):
         raise UsageError(f"--device {args.device}: only cpu and cuda are supported")
+    if args.cuda_graph and device.type != "cuda":
+        raise UsageError(f"--cuda-graph needs a CUDA GPU and this run is on {device.type}; drop --cuda-graph")
     args.batch_size = args.batch_size or (1000 if args.dataset == "cifar10" else 128)
     args.lr = args.lr if args.lr is not None else (1e-4 if args.model == "qt" else 1e-3)
     for flag, path in (("--json", args.json), ("--export", args.export)):
         writable(path, flag, args.overwrite)
     if args.checkpoint is not None:
         writable(args.checkpoint, "--checkpoint", overwrite=True)  # its own rules follow
+    distinct_outputs(args)
+    check_size(args)
     try:
         check_fit_args(args.epochs, args.lr, args.checkpoint, args.resume, args.overwrite)
     except ValueError as e:
@@ -295,10 +336,38 @@ def train(args, argv=None):
     if args.test == "epochs":  # the behaviour before --test existed: absent, so older checkpoints still resume
         del identity["test"]
     resumed = checkpoint_epochs(args.checkpoint) if args.resume else 0
-    history = fit(net, train_iter, test_iter if args.test == "epochs" else None, args.epochs, lr=lr,
-                  schedule=args.schedule, device=device, checkpoint=args.checkpoint, resume=args.resume,
-                  progress=not args.no_progress, identity={**identity, "qt_helpers": __version__},
-                  overwrite=args.overwrite, val_iter=data.val_iter)
+
+    def record(history, test_acc, test_loss, train_seconds, **status):
+        """The run's JSON record."""
+        return {"dataset": args.dataset, "model": args.model,
+                "backend": args.backend if args.model == "qt" else None,
+                "ansatz": args.ansatz if args.model == "qt" else None, "preset": args.preset,
+                "blocks": args.blocks if args.model == "qt" else None, **info,
+                "recipe": {k: getattr(args, k) for k in ("activation", "trainable_transform", "standardize",
+                                                         "init", "shots", "relu", "schedule", "budget")},
+                "test_accuracy": test_acc, "test_loss": test_loss, "train_seconds": train_seconds,
+                "load_seconds": load_seconds, "resumed_after_epoch": resumed, "device": str(device),
+                "device_name": device_name(device),
+                "epochs": args.epochs, "batch_size": batch_size, "lr": lr, "seed": args.seed,
+                "n_train": len(data.y_train), "n_test": len(data.y_test), "data_source": data_pack(data.source),
+                "n_val": None if data.y_val is None else len(data.y_val),
+                "val_accuracy": history["val_acc"][-1] if history.get("val_acc") else None,
+                "history": history, "torch": torch.__version__, "python": platform.python_version(),
+                "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "command": None if argv is None else shlex.join(["python", "-m", "qt_helpers", *argv]),
+                "commit": code_commit(), **status}
+
+    try:
+        history = fit(net, train_iter, test_iter if args.test == "epochs" else None, args.epochs, lr=lr,
+                      schedule=args.schedule, device=device, checkpoint=args.checkpoint, resume=args.resume,
+                      progress=not args.no_progress, identity={**identity, "qt_helpers": __version__},
+                      overwrite=args.overwrite, val_iter=data.val_iter, cuda_graph=args.cuda_graph)
+    except Diverged as e:  # never a result: the record says so, with the epochs before
+        if args.json:
+            write_json(args.json, record(e.history, None, None, time.perf_counter() - t0, diverged=True,
+                                         error=str(e)))
+            e.args = (f"{e} The record {args.json} is marked diverged.",)
+        raise
     train_seconds = time.perf_counter() - t0
     if args.test != "epochs":  # never read during training: no per-epoch test numbers at all
         history["test_loss"] = history["test_acc"] = [None] * len(history["epoch"])
@@ -312,27 +381,10 @@ def train(args, argv=None):
               f"training took {train_seconds:.1f} s")
     if args.export:
         plain = net.export() if hasattr(net, "export") else net
-        torch.save(plain.state_dict(), args.export)
+        atomic_write(args.export, lambda f: torch.save(plain.state_dict(), f))
         print(f"exported the CNN's weights to {args.export}")
     if args.json:
-        result = {"dataset": args.dataset, "model": args.model,
-                  "backend": args.backend if args.model == "qt" else None,
-                  "ansatz": args.ansatz if args.model == "qt" else None, "preset": args.preset,
-                  "blocks": args.blocks if args.model == "qt" else None, **info,
-                  "recipe": {k: getattr(args, k) for k in ("activation", "trainable_transform", "standardize",
-                                                           "init", "shots", "relu", "schedule", "budget")},
-                  "test_accuracy": test_acc, "test_loss": test_loss, "train_seconds": train_seconds,
-                  "load_seconds": load_seconds, "resumed_after_epoch": resumed, "device": str(device),
-                  "device_name": device_name(device),
-                  "epochs": args.epochs, "batch_size": batch_size, "lr": lr, "seed": args.seed,
-                  "n_train": len(data.y_train), "n_test": len(data.y_test), "data_source": data.source,
-                  "n_val": None if data.y_val is None else len(data.y_val),
-                  "val_accuracy": history["val_acc"][-1] if "val_acc" in history else None,
-                  "history": history, "torch": torch.__version__, "python": platform.python_version(),
-                  "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                  "command": None if argv is None else shlex.join(["python", "-m", "qt_helpers", *argv]),
-                  "commit": code_commit()}
-        Path(args.json).write_text(json.dumps(result, indent=2))
+        write_json(args.json, record(history, test_acc, test_loss, train_seconds))
         print(f"wrote {args.json}")
     return history
 

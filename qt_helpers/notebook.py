@@ -1,5 +1,4 @@
 """Small helpers the chapters share: profiles, glued numbers, the closing environment cell."""
-import json
 import os
 import platform
 import time
@@ -7,6 +6,7 @@ from pathlib import Path
 
 import torch
 
+from .records import write_json
 from .train import get_device
 
 _START = time.perf_counter()
@@ -39,8 +39,8 @@ def pick(profile, small, paper, override=None, cpu=None):
 
 def check_params(params, counts=(), nonnegative=(), choices=None):
     """Check a chapter's parameters before any work: each name in `counts` is None or a whole number >= 1,
-    each in `nonnegative` a whole number >= 0, each key of `choices` one of its values. Raises ValueError
-    naming the bad parameter (papermill passes `-p blocks abc` as the text 'abc')."""
+    each in `nonnegative` a whole number >= 0, each key of `choices` one of its values, and a `device` one this
+    machine has. Raises ValueError naming the bad parameter (papermill passes `-p blocks abc` as the text 'abc')."""
     def whole(v):
         return isinstance(v, int) and not isinstance(v, bool)
 
@@ -55,6 +55,15 @@ def check_params(params, counts=(), nonnegative=(), choices=None):
     for name, valid in (choices or {}).items():
         if params[name] not in valid:
             raise ValueError(f"parameter {name}: {params[name]!r} is not one of {', '.join(map(str, valid))}")
+    device = params.get("device")
+    if device is not None and device != "auto":
+        try:
+            kind = get_device(device).type
+        except (RuntimeError, TypeError) as e:
+            raise ValueError(f"parameter device: {device!r} is not a device torch knows ({e}); use 'auto', "
+                             "'cpu' or 'cuda'") from None
+        if kind == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"parameter device: {device!r}, but this machine has no CUDA GPU; use 'auto' or 'cpu'")
 
 
 def glue(name, value, display=False):
@@ -75,7 +84,7 @@ GLUED = {}
 def save_glued(path):
     """Write every glued number to a JSON file (the book's results page reads these)."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(GLUED, indent=2, default=float))
+    write_json(path, GLUED)
     return path
 
 

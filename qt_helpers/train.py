@@ -1,9 +1,7 @@
 """One training loop for QT and classical models: Adam, ReduceLROnPlateau, checkpoints, resume."""
 import math
-import os
 import platform
 import sys
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -11,9 +9,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .records import atomic_write
+
 with warnings.catch_warnings():  # without ipywidgets, tqdm.auto falls back to text bars: fine for us
     warnings.simplefilter("ignore")
     from tqdm.auto import tqdm
+
+from .cuda_graph import GraphedStep
 
 
 def get_device(device="auto"):
@@ -87,6 +89,14 @@ def make_optimizer(net, lr=1e-4, weight_decay=1e-5, eps=1e-6, patience=5, factor
     return opt, sched
 
 
+class Diverged(FloatingPointError):
+    """Training produced a non-finite loss or weights; `history` holds the epochs finished before."""
+
+    def __init__(self, message, history):
+        super().__init__(message)
+        self.history = history
+
+
 class CheckpointError(ValueError):
     """A checkpoint that cannot be used: unreadable, of another run, missing, or in the way of a new run."""
 
@@ -100,14 +110,7 @@ def save_checkpoint(path, net, opt, sched, history, identity=None):
     state = {"net": {k: v for k, v in net.state_dict().items() if k not in frozen}, "opt": opt.state_dict(),
              "sched": sched.state_dict(),
              "history": history, "rng": torch.get_rng_state(), "identity": identity}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda f: torch.save(state, f))
 
 
 def load_checkpoint(path, net, opt, sched, identity=None):
@@ -163,7 +166,7 @@ def check_fit_args(num_epochs, lr, checkpoint=None, resume=False, overwrite=Fals
 
 def fit(net, train_iter, test_iter=None, num_epochs=1, lr=1e-4, weight_decay=1e-5, eps=1e-6,
         patience=5, schedule="plateau", device="auto", checkpoint=None, resume=False, progress=True,
-        on_step=None, identity=None, overwrite=False, log_epochs=True, val_iter=None):
+        on_step=None, identity=None, overwrite=False, log_epochs=True, val_iter=None, cuda_graph=False):
     """Train `net` with cross-entropy; returns the history (a dict of per-epoch lists). Chapter 1 explains it.
 
     `schedule`: 'plateau' (the reference) or 'cosine' (see `make_optimizer`).
@@ -173,12 +176,15 @@ def fit(net, train_iter, test_iter=None, num_epochs=1, lr=1e-4, weight_decay=1e-
     `on_step(epoch, step, loss)` is called after each optimiser step (for logging or tests); `log_epochs`
     prints one line per epoch (the chapters show curves instead). With `val_iter`, the history also holds
     the validation loss and accuracy of every epoch (choices are made on those, never on the test set).
+    `cuda_graph=True` (a CUDA device only) replays each step from one captured CUDA graph (`GraphedStep`).
     """
     check_fit_args(num_epochs, lr, checkpoint, resume, overwrite)
     identity = {**(identity or {}), "num_epochs": num_epochs, "lr": lr, "schedule": schedule,
                 "validation": None if val_iter is None else len(val_iter.x),
                 "weight_decay": weight_decay, "batch_size": getattr(train_iter, "batch_size", None)}
     device = get_device(device)
+    if cuda_graph and device.type != "cuda":
+        raise ValueError(f"cuda_graph=True needs a CUDA device, not {device}; leave it off on a CPU")
     net.to(device)
     opt, sched = make_optimizer(net, lr, weight_decay, eps, patience, schedule=schedule, num_epochs=num_epochs)
     keys = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds")
@@ -188,22 +194,27 @@ def fit(net, train_iter, test_iter=None, num_epochs=1, lr=1e-4, weight_decay=1e-
     start = len(history["epoch"])
     train_iter.epoch = start  # the shuffle of epoch e depends on e alone, so a resumed run matches
     loss_fn = nn.CrossEntropyLoss()
+    graphed = GraphedStep(net, loss_fn, opt) if cuda_graph else None
     for epoch in range(start, num_epochs):
         net.train()
         t0, total, correct, n = time.perf_counter(), 0.0, 0, 0
         bar = tqdm(train_iter, desc=f"epoch {epoch + 1}/{num_epochs}", disable=not progress, leave=False)
         for step, (x, y) in enumerate(bar):
             x, y = x.to(device), y.to(device)
-            logits = net(x)
-            loss = loss_fn(logits, y)
+            if graphed:  # the whole step replayed; a non-finite loss is seen after its update
+                logits, loss = graphed(x, y)
+            else:
+                logits = net(x)
+                loss = loss_fn(logits, y)
             value = loss.item()  # one device sync per step, shared by the NaN check and the bookkeeping
             if not math.isfinite(value):
-                raise FloatingPointError(
-                    f"the loss became {value} at epoch {epoch + 1}, step {step + 1}: training stopped. "
-                    f"Try a smaller learning rate (lr={opt.param_groups[0]['lr']:g}) or check the inputs.")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+                raise Diverged(f"the loss became {value} at epoch {epoch + 1}, step {step + 1}: training diverged "
+                               f"and stopped. Try a smaller learning rate (lr={float(opt.param_groups[0]['lr']):g}) "
+                               "or check the inputs.", history)
+            if not graphed:
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
             total += value * len(y)
             correct += accuracy(logits.detach(), y)
             n += len(y)
@@ -213,11 +224,18 @@ def fit(net, train_iter, test_iter=None, num_epochs=1, lr=1e-4, weight_decay=1e-
         sched.step(total / n) if schedule == "plateau" else sched.step()
         test_loss, test_acc = evaluate(net, test_iter) if test_iter is not None else (math.nan, math.nan)
         for k, v in zip(keys, (epoch + 1, total / n, correct / n, test_loss, test_acc,
-                               opt.param_groups[0]["lr"], time.perf_counter() - t0)):
+                               float(opt.param_groups[0]["lr"]), time.perf_counter() - t0)):
             history[k].append(v)
         if val_iter is not None:
             for k, v in zip(("val_loss", "val_acc"), evaluate(net, val_iter)):
                 history[k].append(v)
+        bad = [k for k, it in (("test_loss", test_iter), ("val_loss", val_iter))
+               if it is not None and not math.isfinite(history[k][-1])]
+        if bad or not all(torch.isfinite(p).all() for p in net.parameters() if p.requires_grad):
+            done = {k: v[:-1] for k, v in history.items()}  # the epoch that diverged is not a result
+            what = f"the {' and '.join(k.replace('_', ' ') for k in bad)}" if bad else "the weights"
+            raise Diverged(f"training diverged in epoch {epoch + 1}: {what} became non-finite. Try a smaller "
+                           f"learning rate (lr={opt.param_groups[0]['lr']:g}).", done)
         if log_epochs:
             scores = [f"{name} acc {history[k][-1]:.4f}" for name, k in (("val", "val_acc"), ("test", "test_acc"))
                       if k in history and not math.isnan(history[k][-1])]

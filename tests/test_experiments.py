@@ -1,5 +1,6 @@
 """Experiment grids: one `train` command per run, resumable, identical runs made once, and their report."""
 import json
+import shlex
 from pathlib import Path
 
 import pytest
@@ -62,12 +63,12 @@ def test_unknown_grid_is_a_clear_error(capsys):
 
 def test_grid_runs_once_resumes_and_copies_identical_runs(pack_dir, tmp_path, capsys):
     out = tmp_path / "runs"
-    small = ["--blocks", "2", "--epochs", "1", "--data-dir", str(pack_dir), "--batch-size", "100"]
+    small = ["--blocks", "2", "--epochs", "1", "--data-dir", str(pack_dir)]
     shots = commands("shots", "mnist", out, extra=small)[:2]  # exact, 2^13 shots
     ablation = [c for c in commands("ablation", "mnist", out, extra=small) if c[0].stem == "improved"]
     assert run_commands(shots + ablation, out) == []
     copy = json.loads(ablation[0][0].read_text())
-    assert copy["same_run_as"] == str(shots[0][0]) and copy["test_accuracy"] == json.loads(
+    assert copy["same_run_as"] == "mnist/shots/exact.json" and copy["test_accuracy"] == json.loads(
         shots[0][0].read_text())["test_accuracy"]
     assert set(finished(out).values()) == {p for p, _ in shots}  # copies are not runs
     assert "2 runs to do" in capsys.readouterr().out
@@ -86,13 +87,42 @@ def _record(acc, params, seed=42, qt=True):
             "seed": seed, "epochs": 10, "train_seconds": 1.0, "device": "cpu"}
 
 
+def write_run(root, dataset, grid, run, record, epochs=None, extra=()):
+    """Write `record` as the finished run `run` of `grid` would record it: its command, dataset, epochs, history."""
+    argv = dict((p.stem, a) for p, a in commands(grid, dataset, root, epochs, extra=list(extra)))[run]
+    args = build_parser().parse_args(argv)
+    qt = record.get("qt_params") is not None
+    epochs = args.epochs
+    acc = record.get("test_accuracy", record.get("val_accuracy"))
+    full = {"dataset": dataset, "model": "qt" if qt else "classical", "blocks": args.blocks if qt else None,
+            "seed": args.seed, "epochs": epochs, "n_train": args.n_train or 60000, "n_test": args.n_test or 10000,
+            "val_accuracy": None, "train_seconds": 1.0, "device": "cpu", "lr": args.lr or 1e-3,
+            "history": {"epoch": list(range(1, epochs + 1)), "test_acc": [acc] * epochs,
+                        "seconds": [1.0 / epochs] * epochs},
+            "command": shlex.join(["python", "-m", "qt_helpers", *argv]), **record}
+    full["seed"], full["epochs"] = args.seed, epochs
+    path = Path(root) / dataset / grid / f"{run}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(full))
+    return path
+
+
+def write_tune(root, dataset="mnist", best=("qt-lr-cosine-lr3e-3", "cnn-budget-standardize-lr1e-3"), epochs=None,
+               extra=(), values=None):
+    """A finished tune grid: validation accuracy 0.9 for the `best` trials, 0.5 for the others (or `values`)."""
+    for path, argv in commands("tune", dataset, root, epochs, extra=list(extra)):
+        qt = build_parser().parse_args(argv).model == "qt"
+        acc = (values or {}).get(path.stem, 0.9 if path.stem in best else 0.5)
+        write_run(root, dataset, "tune", path.stem, {"val_accuracy": acc, "test_accuracy": None,
+                                                      "qt_params": 1497 if qt else None, "cnn_params": 1438},
+                  epochs, extra)
+
+
 def test_seeds_summary_is_mean_and_sample_std(tmp_path):
     for seed, acc in zip(SEEDS, (0.94, 0.95, 0.96)):
         for run, r in ((f"qt-improved-seed{seed}", _record(acc, 1497, seed)),
                        (f"cnn-budget-seed{seed}", _record(acc + 0.02, 1438, seed, qt=False))):
-            path = tmp_path / "mnist" / "seeds" / f"{run}.json"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(r))
+            write_run(tmp_path, "mnist", "seeds", run, r)
     runs = report.load_runs(tmp_path)
     s = report.seeds_summary(runs, "mnist")
     assert s["QT improved"]["mean"] == pytest.approx(0.95) and s["QT improved"]["std"] == pytest.approx(0.01)
@@ -122,9 +152,7 @@ def test_classical_only_dataset_reports_its_budget_gap(tmp_path):
     for seed, acc in zip(SEEDS, (0.60, 0.61, 0.62)):
         for run, r in ((f"cnn-seed{seed}", _record(acc, 285226, seed, qt=False)),
                        (f"cnn-budget-seed{seed}", _record(acc - 0.05, 27649, seed, qt=False))):
-            path = tmp_path / "cifar10" / "seeds" / f"{run}.json"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(r))
+            write_run(tmp_path, "cifar10", "seeds", run, r, epochs=10)
     runs = report.load_runs(tmp_path)
     text = report.findings(runs, "cifar10")
     assert "from 285,226 to 27,649 parameters costs 5.00 points (61.00 against 56.00 %" in text
@@ -137,9 +165,7 @@ def test_classical_only_dataset_reports_its_budget_gap(tmp_path):
 
 def test_goals_are_judged_on_three_seeds_within_the_budget(tmp_path):
     def write(seed, params):
-        path = tmp_path / "cifar10" / "seeds" / f"qt-lr-cosine-seed{seed}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(_record(0.70, params, seed)))
+        write_run(tmp_path, "cifar10", "seeds", f"qt-lr-cosine-seed{seed}", _record(0.70, params, seed), epochs=10)
 
     write(42, 27961)  # one seed: reported, not judged
     row = report.goals(report.load_runs(tmp_path))[-1]
@@ -152,18 +178,16 @@ def test_goals_are_judged_on_three_seeds_within_the_budget(tmp_path):
 def test_every_recorded_run_is_a_finished_record_of_its_grid():
     """Each JSON in results/runs is a whole run (its command, every epoch) whose arguments are those its grid
     would run at that name: a broken or misplaced file would show wrong numbers in chapter 7."""
-    from qt_helpers.science.experiments import commands, read_record, run_key
+    from qt_helpers.science.experiments import placement_problems
 
     root = Path(__file__).resolve().parents[1] / "results" / "runs"
     paths = sorted(root.glob("*/*/*.json"))
     assert paths
     for path in paths:
-        found = read_record(path)
-        assert found is not None, path
-        record, key = found
-        dataset, grid = path.parent.parent.name, path.parent.name
-        expected = {p.name: run_key(argv) for p, argv in commands(grid, dataset, root, epochs=record["epochs"])}
-        assert expected.get(path.name) == key, f"{path} holds another run than its grid's {path.stem}"
+        assert placement_problems(path, root) == [], path
+        record = json.loads(path.read_text())
+        assert "/work/" not in json.dumps({k: v for k, v in record.items() if k != "history"}), path  # portable
+        assert set(record["data_source"]) == {"name", "sha256"}, path
 
 
 def test_tune_gives_qt_and_the_budget_cnn_equal_trials_and_protocol_trains_the_choices(tmp_path):
@@ -176,10 +200,7 @@ def test_tune_gives_qt_and_the_budget_cnn_equal_trials_and_protocol_trains_the_c
     assert all(a.val_fraction == 0.1 and a.test == "never" and a.epochs == 10 for a in args.values())
     with pytest.raises(ValueError, match="run the tune grid first"):
         commands("protocol", "mnist", tmp_path)
-    best = {"qt-lr-cosine-lr3e-3", "cnn-budget-standardize-lr1e-3"}
-    for path, _ in cmds:  # validation accuracies as a finished tune grid would record them
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"val_accuracy": 0.9 if path.stem in best else 0.5, "test_accuracy": None}))
+    write_tune(tmp_path)  # validation accuracies as a finished tune grid would record them
     protocol = {p.stem: build_parser().parse_args(a) for p, a in commands("protocol", "mnist", tmp_path)}
     assert sorted(protocol) == sorted(f"{m}-seed{s}" for m in ("qt-chosen", "cnn-budget") for s in SEEDS)
     q, c = protocol["qt-chosen-seed43"], protocol["cnn-budget-seed44"]
@@ -219,13 +240,12 @@ def test_a_cut_off_grid_run_resumes_from_its_checkpoint(pack_dir, tmp_path, monk
 
 
 def test_where_the_protocol_grid_ran_its_choice_is_judged_and_test_picked_recipes_are_not(tmp_path):
+    write_tune(tmp_path)
     for grid, qt, accs in (("seeds", "qt-improved", (0.94, 0.95, 0.96)), ("protocol", "qt-chosen", (0.97,) * 3)):
         for seed, acc in zip(SEEDS, accs):
             for run, r in ((f"{qt}-seed{seed}", _record(acc, 1497, seed)),
                            (f"cnn-budget-seed{seed}", _record(0.96, 1438, seed, qt=False))):
-                path = tmp_path / "mnist" / grid / f"{run}.json"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(json.dumps(r))
+                write_run(tmp_path, "mnist", grid, run, r)
     runs = report.load_runs(tmp_path)
     mnist = [row for row in report.goals(runs) if row[0].startswith("mnist ")]
     assert [(m, ok, v) for _, m, _, ok, v in mnist] == [
@@ -243,9 +263,7 @@ def test_shots_are_averaged_over_seeds_and_a_dip_is_put_beside_the_spread(tmp_pa
     for S, values in accs.items():
         for seed, acc in zip(SEEDS, values):
             name = ("exact" if S is None else f"shots-{S}") + ("" if seed == 42 else f"-seed{seed}")
-            path = tmp_path / "mnist" / "shots" / f"{name}.json"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps({**_record(acc, 1497, seed), "qubits": 13}))
+            write_run(tmp_path, "mnist", "shots", name, {**_record(acc, 1497, seed), "qubits": 13})
     runs = report.load_runs(tmp_path)
     assert report.shots_rows(runs, "mnist")[-1] == (None, [0.90, 0.92, 0.94])
     assert "| 2^19 = 524,288 | 64 | 87.00 ± 2.00 % | 85.00, 87.00, 89.00 | 3 |" in report.shots_table(runs, "mnist")
@@ -253,3 +271,77 @@ def test_shots_are_averaged_over_seeds_and_a_dip_is_put_beside_the_spread(tmp_pa
     assert "**Shots** (3 seeds): with S = 524,288 shots QT reaches 87.00 %, 5.00 points below exact" in text
     assert "S = 524,288 is 1.00 points below S = 131,072 (std over seeds 2.00 and 2.00)" in text
     assert "rise with S at every step" not in text
+
+
+# ------------------------------------------------------------------------ records are checked by their content
+def test_the_report_leaves_out_and_names_records_that_do_not_fit_where_they_sit(tmp_path, capsys):
+    """A FashionMNIST record copied into mnist/seeds, a 1-epoch run among 10-epoch ones, a diverged run: never
+    mixed into a table (the MNIST QT mean stays that of its own three seeds), each named."""
+    for seed, acc in zip(SEEDS, (0.95, 0.96, 0.97)):
+        write_run(tmp_path, "mnist", "seeds", f"qt-improved-seed{seed}", _record(acc, 1497, seed))
+    before = report.seeds_summary(report.load_runs(tmp_path), "mnist")["QT improved"]["mean"]
+    foreign = write_run(tmp_path, "fashion_mnist", "seeds", "qt-improved-seed43", _record(0.80, 1497, 43))
+    target = tmp_path / "mnist" / "seeds" / "qt-improved-seed43.json"
+    target.write_text(foreign.read_text())  # copied over the MNIST run
+    write_run(tmp_path, "mnist", "seeds", "qt-improved-seed44", _record(0.50, 1497, 44), epochs=1)  # another scale
+    record = write_run(tmp_path, "mnist", "seeds", "qt-lr-cosine-seed42", _record(0.10, 1497))
+    record.write_text(json.dumps({**json.loads(record.read_text()), "diverged": True, "test_accuracy": None}))
+    capsys.readouterr()
+    runs = report.load_runs(tmp_path)
+    err = capsys.readouterr().err
+    assert report.seeds_summary(runs, "mnist")["QT improved"]["accs"] == [0.95]  # only the run that fits
+    assert "QT lr-cosine" not in report.seeds_summary(runs, "mnist")
+    assert before == pytest.approx(0.96)
+    assert "mnist/seeds/qt-improved-seed43.json: a fashion_mnist run in the mnist folder" in err
+    assert "mnist/seeds/qt-improved-seed44.json: 1 epoch, full data, while the seeds grid's other runs are 10 " \
+           "epochs, full data" in err
+    assert "mnist/seeds/qt-lr-cosine-seed42.json: diverged" in err
+
+
+def test_the_protocol_plan_comes_only_from_fitting_tune_trials(tmp_path):
+    small = ["--n-train", "256", "--n-test", "256"]
+    write_tune(tmp_path, epochs=1, extra=small)  # a 1-epoch, 256-image tune grid
+    with pytest.raises(ValueError) as e:  # a full-scale plan from it: refused, saying why
+        commands("protocol", "mnist", tmp_path)
+    assert "does not fit: made by another command: epochs 1 (this grid: 10), n_test 256 (this grid: None), " \
+           "n_train 256 (this grid: None)" in str(e.value) and "rerun the tune grid at this scale" in str(e.value)
+    assert len(commands("protocol", "mnist", tmp_path, epochs=1, extra=small)) == 6  # at its own scale
+
+    write_tune(tmp_path / "nan", values={"qt-improved-lr1e-2": float("nan")})
+    with pytest.raises(ValueError, match="qt-improved-lr1e-2.json does not fit: val_accuracy is nan"):
+        commands("protocol", "mnist", tmp_path / "nan")
+
+    write_tune(tmp_path / "div", values={"qt-improved-lr1e-2": 0.99})  # the best trial, but it diverged
+    path = tmp_path / "div" / "mnist" / "tune" / "qt-improved-lr1e-2.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "diverged": True, "val_accuracy": None}))
+    qt = {p.stem: build_parser().parse_args(a) for p, a in commands("protocol", "mnist", tmp_path / "div")}
+    assert qt["qt-chosen-seed42"].lr == 3e-3 and qt["qt-chosen-seed42"].activation is None  # the best that ran
+
+
+def test_a_stuck_grid_heals_and_a_resume_that_cannot_work_says_why(pack_dir, tmp_path, capsys):
+    """A JSON write that failed (a truncated record beside the checkpoint) is redone from the checkpoint; a
+    checkpoint of other arguments fails with its reason on the console, not only in the log."""
+    out = tmp_path / "runs"
+    small = ["--blocks", "2", "--data-dir", str(pack_dir)]
+    [(path, argv)] = commands("seeds", "mnist", out, epochs=1, extra=small, runs=["cnn-seed42"])
+    ckpt = path.with_suffix(".pt")
+    path.parent.mkdir(parents=True)
+    path.write_text('{"dataset": "mnist", "model": "classical", "hist')  # the disk filled up while writing it
+    [(_, two)] = commands("seeds", "mnist", out, epochs=2, extra=small, runs=["cnn-seed42"])
+    no_json = two[:two.index("--json")] + two[two.index("--json") + 2:]
+    assert main_train(no_json + ["--checkpoint", str(ckpt), "--epochs", "1"]) == 0  # an earlier run's checkpoint
+    capsys.readouterr()
+    assert run_commands([(path, two)], out) == [path]  # 2 epochs from a checkpoint made for 1
+    printed = capsys.readouterr().out
+    assert f"not a finished run, will be redone: {path}" in printed
+    assert f"FAILED (exit 2): checkpoint {ckpt} belongs to another run (epochs: checkpoint 1, this run 2; num_epochs" \
+        in printed and "delete this one to start over" in printed
+    ckpt.unlink()  # as the message says
+    assert run_commands([(path, two)], out) == []  # healed: the broken JSON is replaced, not "already exists"
+    assert json.loads(path.read_text())["history"]["epoch"] == [1, 2]
+
+
+def main_train(argv):
+    from qt_helpers.cli import main
+
+    return main(argv)

@@ -48,6 +48,12 @@ BAD_TRAIN = [  # (arguments, part of the one-line message)
     (["--json", "{tmp}"], "is a folder; give a file name"),
     (["--json", "{tmp}/kept.json"], "--json {tmp}/kept.json already exists; pass --overwrite"),
     (["--checkpoint", "{tmp}/kept.pt"], "checkpoint {tmp}/kept.pt already exists; pass --resume to continue it"),
+    # no two outputs of one run at one path
+    (["--json", "{tmp}/x", "--export", "{tmp}/x"], "--json and --export are the same file {tmp}/x"),
+    (["--json", "{tmp}/x", "--checkpoint", "{tmp}/./x"], "--json and --checkpoint are the same file {tmp}/./x"),
+    # upper limits, before any data is loaded
+    (["--qubits", "30"], "this run (mnist, 30 qubits, 2 blocks) needs about 128.9 GiB of memory; this machine has"),
+    (["--blocks", "100000"], "--blocks 100,000 gives the QNN 7,800,000 angles, more than the 6,690 weights"),
 ]
 if not torch.cuda.is_available():
     BAD_TRAIN.append((["--device", "cuda"], "this machine has no CUDA GPU; use --device cpu"))
@@ -169,9 +175,13 @@ def test_broken_records_are_named_and_redone(pack_dir, tmp_path, capsys):
     assert json.loads(path.read_text())["history"]["epoch"] == [1]
     assert list(finished(out).values()) == [path]
     other = commands("shots", "mnist", out, extra=[*small[:2], "--epochs", "2", *small[4:]])[:1]
-    assert run_commands(other, out, force=False) == []  # 2 epochs is another run: the 1-epoch record is redone
-    printed = capsys.readouterr().out
-    assert "1 runs to do" in printed and f"{path} holds another run" in printed
+    with pytest.raises(ValueError) as e:  # a finished run of another scale: never replaced without --force
+        run_commands(other, out, force=False)
+    assert f"{path} holds a finished run of another command (epochs 1 (this grid: 2)); pass --force" in str(e.value)
+    assert json.loads(path.read_text())["epochs"] == 1  # kept
+    assert run_commands(other, out, force=True) == []
+    assert "1 runs to do" in capsys.readouterr().out
+    assert json.loads(path.read_text())["epochs"] == 2
     assert path.with_suffix(".log").read_text().count("=== ") == 2  # the log is appended to, not truncated
 
 
@@ -236,3 +246,121 @@ def test_notebook_parameters_are_checked_by_name(params, message):
         check_params(values, counts=("blocks",), nonnegative=("seed",),
                      choices={"backend": ("native", "torchquantum", "pennylane")})
     assert message in str(e.value)
+
+
+# ------------------------------------------------------------------------------ nothing lost, mixed or unbounded
+SMALL = ["--n-train", "100", "--n-test", "100", "--epochs", "1", "--blocks", "2", "--no-progress"]
+
+
+def cli(pack_dir, *args, **kw):
+    """`python -m qt_helpers train ...` in a subprocess (the real command)."""
+    return subprocess.run([sys.executable, "-m", "qt_helpers", "train", "--data-dir", str(pack_dir), *args],
+                          capture_output=True, text=True, **kw)
+
+
+def test_a_failed_write_leaves_the_old_file_whole(pack_dir, tmp_path):
+    """A full disk while replacing outputs (here a 2 kB file-size limit): the old export and record stay whole."""
+    import resource
+
+    old = {"w.pt": b"the user's earlier export", "r.json": b'{"the": "user\'s earlier record"}'}
+    for name, content in old.items():
+        (tmp_path / name).write_bytes(content)
+
+    def small_files():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG) instead of killing
+        resource.setrlimit(resource.RLIMIT_FSIZE, (2000, 2000))
+
+    r = cli(pack_dir, *SMALL, "--export", str(tmp_path / "w.pt"), "--json", str(tmp_path / "r.json"), "--overwrite",
+            preexec_fn=small_files)
+    assert r.returncode == 2 and r.stderr.startswith("error: ") and "File too large" in r.stderr, r.stderr
+    assert {n: (tmp_path / n).read_bytes() for n in old} == old  # nothing lost
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mnist.npz", "r.json", "w.pt"]  # no temporary file left
+
+
+@pytest.mark.parametrize("n_train", ["200", "100"], ids=["mid-epoch", "on-the-last-step"])
+def test_a_diverged_run_ends_with_an_error_and_a_record_marked_diverged(n_train, pack_dir, tmp_path):
+    out = tmp_path / "r.json"
+    r = cli(pack_dir, "--model", "classical", "--lr", "1e30", "--n-train", n_train, "--n-test", "100",
+            "--batch-size", "100", "--epochs", "1", "--no-progress", "--json", str(out))
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "training diverged" in r.stderr, r.stderr
+    assert f"The record {out} is marked diverged" in r.stderr
+    record = json.loads(out.read_text())
+    assert record["diverged"] is True and record["test_accuracy"] is None and record["val_accuracy"] is None
+    assert record["history"]["epoch"] == []  # the epoch that diverged is no result
+
+
+def test_a_refused_huge_run_allocates_nothing(tmp_path):
+    """`--qubits 30` (a 2^30 state) is refused with the number before any data or state: the process stays at
+    the size of Python and torch."""
+    with open(tmp_path / "err", "w") as err:
+        p = subprocess.Popen([sys.executable, "-m", "qt_helpers", "train", "--qubits", "30"], stdout=err,
+                             stderr=err)
+        _, status, usage = os.wait4(p.pid, 0)
+    text = (tmp_path / "err").read_text()
+    assert os.waitstatus_to_exitcode(status) == 2 and text.count("\n") == 1 and "GiB of memory" in text, text
+    assert usage.ru_maxrss < 2 * 2**20, usage.ru_maxrss  # KiB: under 2 GiB, not the 8 GiB state
+
+
+def test_a_grid_never_starts_more_runs_than_memory_holds(monkeypatch, tmp_path, capsys):
+    from qt_helpers import limits
+
+    monkeypatch.setattr(limits, "machine_memory", lambda: (16 * 2**30, 24 * 2**30))  # this project's machine
+    rc, out, err = run_main(["blocks", "--jobs", "64", "--out", str(tmp_path)], capsys, grids_main)
+    assert "19 runs at once (about 0.9 GiB each) needs about 17.7 GiB of memory; this machine has 16.0 GiB" \
+        in one_line_error(rc, out, err) and "use fewer --jobs" in err
+    assert not list(tmp_path.glob("*/*"))  # nothing ran
+
+
+def test_one_grid_per_output_folder(tmp_path, capsys):
+    import filelock
+
+    with filelock.FileLock(str(tmp_path / ".grid.lock")):  # another grid process is writing there
+        rc, out, err = run_main(["seeds", "--out", str(tmp_path), "--runs", "cnn-seed42"], capsys, grids_main)
+    assert f"another grid is running in {tmp_path}" in one_line_error(rc, out, err)
+
+
+def test_sigterm_stops_the_grid_and_its_run_and_says_how_to_resume(pack_dir, tmp_path):
+    out = tmp_path / "runs"
+    args = ["seeds", "--runs", "qt-improved-seed42", "--epochs", "500", "--n-train", "200", "--n-test", "100",
+            "--blocks", "2", "--data-dir", str(pack_dir), "--out", str(out)]
+    grid = subprocess.Popen([sys.executable, "-m", "qt_helpers.science.experiments", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    log = out / "mnist" / "seeds" / "qt-improved-seed42.log"
+    for _ in range(600):  # until the run has finished an epoch
+        if log.exists() and "epoch 1/500" in log.read_text():
+            break
+        time.sleep(0.1)
+    grid.send_signal(signal.SIGTERM)  # the grid process alone, as `kill` does
+    stdout, stderr = grid.communicate(timeout=60)
+    assert grid.returncode == 130, stderr
+    assert stderr.count("\n") == 1 and stderr.startswith("interrupted: ") and "Traceback" not in stderr
+    assert "resume with: python -m qt_helpers.science.experiments seeds --runs qt-improved-seed42" in stderr
+    assert log.with_suffix(".pt").exists() and not log.with_suffix(".json").exists()  # epochs kept, no record
+    child = [line for line in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout.splitlines()
+             if str(log.with_suffix(".json")) in line]
+    assert child == []  # the run stopped with its grid
+
+
+def test_misspelt_chapter_names_the_chapters(capsys):
+    from qt_helpers.science.run_notebooks import main as notebooks_main
+
+    rc, out, err = run_main(["02_mnsit", "--out", "/nonexistent"], capsys, notebooks_main)
+    assert "no chapter called '02_mnsit'; choose from 01_concept, 02_mnist" in one_line_error(rc, out, err)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a machine without a GPU")
+def test_a_chapter_asking_for_a_missing_gpu_fails_in_its_first_cell():
+    with pytest.raises(ValueError, match="parameter device: 'cuda', but this machine has no CUDA GPU"):
+        check_params({"device": "cuda", "blocks": 4}, counts=("blocks",))
+    check_params({"device": "cpu", "blocks": 4}, counts=("blocks",))
+
+
+def test_the_results_page_refuses_numbers_that_are_not_accuracies(tmp_path):
+    from qt_helpers.science.results_page import chapter
+
+    nb = {"cells": [], "metadata": {"papermill": {"parameters": {"profile": "small"}}}}
+    (tmp_path / "02_mnist.ipynb").write_text(json.dumps(nb))
+    (tmp_path / "02_mnist.json").write_text(json.dumps({"qt_improved_acc": float("nan"), "run": {"profile": "cpu"}}))
+    with pytest.raises(ValueError) as e:
+        chapter(tmp_path / "02_mnist.ipynb")
+    assert "02_mnist.json does not fit 02_mnist.ipynb: qt_improved_acc is nan" in str(e.value)

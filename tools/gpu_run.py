@@ -5,12 +5,13 @@ stage whose JSON is already there is skipped, so a cut-off run loses at most the
 
 1. `step-table.json`: one QT training step per config × backend × device (`qt_helpers.bench`), with peak
    GPU memory; the GPU's rows first, then the same machine's CPU; rows are appended as they finish.
-2. `compiled.json`: the native step captured whole as a CUDA graph, and under `torch.compile`, each against
-   the eager step (MNIST-16 and CIFAR-10 at 95 blocks): kept only if faster and giving the same loss and
-   gradients. Runs in a child process with a time limit (a compiler may take minutes).
+2. `compiled.json`: the native step captured whole as a CUDA graph (`qt_helpers.cuda_graph.GraphedStep`, what
+   `fit(cuda_graph=True)` replays), and under `torch.compile`, each against the eager step (MNIST-16, CIFAR-10
+   at 38 and 95 blocks): kept only if faster and giving the same loss and gradients (relative difference
+   ≤ 1e-4; the eager step against itself is recorded beside it). Runs in a child process with a time limit.
 3. `mnist-epoch.json`: the MNIST chapter's paper-scale QT training (reference recipe, 60,000 images, batch
-   128, 50 epochs) timed: the whole run if it ends within --mnist-cap-s, else its finished epochs,
-   extrapolated to 50.
+   128, 50 epochs), on a GPU with `fit(cuda_graph=True)`, timed: the whole run if it ends within
+   --mnist-cap-s, else its finished epochs, extrapolated to 50.
 4. `cifar10-runs.tar`: CIFAR-10 QT runs of the science grids (seeds at 95 blocks with the improved recipe,
    the tune grid's QT trials and, once they have all run, the protocol's QT runs, the block sweep's QT side,
    then the seeds' lr-cosine runs), --workers at a time on the one GPU, each
@@ -46,19 +47,24 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from qt_helpers import bench  # noqa: E402
-from qt_helpers.science.experiments import commands, done, run_key  # noqa: E402
+from qt_helpers.records import atomic_write  # noqa: E402
+from qt_helpers.science.experiments import commands, done, finished, run_key  # noqa: E402
 from qt_helpers.train import device_name  # noqa: E402
 
 RUNS_DIR = ROOT / "build/gpu/runs"  # stage 4's records while they run (bundled into --out); --runs-dir
-CIFAR_QUEUE = (("seeds", "qt-improved-*"), ("tune", "qt-*"), ("protocol", "qt-chosen-*"), ("blocks", "qt-L*"),
-               ("seeds", "qt-lr-cosine-*"), ("blocks", "qt-lr-cosine-L*"))  # stage 4's runs, most wanted first
+CIFAR_QUEUE = tuple(("cifar10", grid, pattern) for grid, pattern in (
+    ("seeds", "qt-improved-*"), ("tune", "qt-*"), ("protocol", "qt-chosen-*"), ("blocks", "qt-L*"),
+    ("seeds", "qt-lr-cosine-*"), ("blocks", "qt-lr-cosine-L*")))  # stage 4's runs, most wanted first
+# stage 5: the controls of QT at equal budget (qt_helpers.controls) and the budget CNN's standardised trials, then
+# the protocol's CNN runs they may change, MNIST first; each with a CUDA graph per step (`--cuda-graph`)
+CONTROL_QUEUE = tuple((dataset, grid, pattern) for dataset in ("mnist", "fashion_mnist") for grid, pattern in (
+    ("tune", "cnn-budget-standardize-*"), ("control", "*-lr*"), ("protocol", "cnn-budget-*"), ("control", "*")))
+STAGE_RUNS = {4: ("cifar10-runs.tar", CIFAR_QUEUE), 5: ("control-runs.tar", CONTROL_QUEUE)}
 
 
 def write(path, record):
     """Write a JSON record atomically (a cut-off run never leaves half a file)."""
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=2, default=str))
-    tmp.replace(path)
+    atomic_write(path, json.dumps(record, indent=2, default=str))
 
 
 def meta():
@@ -109,14 +115,18 @@ def step_table(path, configs, backends, warmup, repeats, deadline):
     return record
 
 
-def same_numbers(loss_a, grads_a, loss_b, grads_b):
-    """True when two steps' losses and gradients agree to float32 round-off."""
-    return abs(loss_a - loss_b) <= 1e-4 * abs(loss_b) and all(
-        torch.allclose(a, b, rtol=1e-3, atol=1e-6) for a, b in zip(grads_a, grads_b))
+def rel_diff(grads_a, grads_b):
+    """The largest relative difference ||a - b|| / ||b|| over the parameter tensors' gradients."""
+    return max(((a - b).norm() / b.norm().clamp_min(1e-30)).item() for a, b in zip(grads_a, grads_b))
+
+
+def same_numbers(loss_a, grads_a, loss_b, grads_b, tol=1e-4):
+    """True when two steps' losses and gradients agree to float32 round-off (relative, per tensor)."""
+    return abs(loss_a - loss_b) <= tol * abs(loss_b) and rel_diff(grads_a, grads_b) <= tol
 
 
 def eager_grads(net, x, y):
-    """(loss, gradients) of one step of `net` at its current parameters."""
+    """(loss, gradients) of one eager step of `net` at its current parameters."""
     net.zero_grad(set_to_none=True)
     loss = torch.nn.functional.cross_entropy(net(x), y)
     loss.backward()
@@ -124,40 +134,31 @@ def eager_grads(net, x, y):
 
 
 def cuda_graph_step(config, device, repeats):
-    """The whole training step (weights, CNN, backward, Adam) captured as one CUDA graph and replayed."""
-    net, x, y, _ = bench.build(config, "native", device)
-    ref = bench.build(config, "native", device)[0]
-    params = [p for p in net.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=1e-4, weight_decay=1e-5, eps=1e-6, capturable=True)
+    """The whole training step (weights, CNN, backward, Adam) as one CUDA graph (`GraphedStep`, the path of
+    `fit(cuda_graph=True)`), replayed: (median seconds, same numbers as eager?, the numbers compared)."""
+    from qt_helpers.cuda_graph import GraphedStep
 
-    def step():
-        loss = torch.nn.functional.cross_entropy(net(x), y)
-        loss.backward()
-        opt.step()
-        return loss
-
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):  # warm-up on a side stream, as capture requires
-        for _ in range(3):
-            opt.zero_grad(set_to_none=True)
-            step()
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    opt.zero_grad(set_to_none=True)
-    with torch.cuda.graph(graph):
-        loss = step()
-    ref.load_state_dict(net.state_dict())  # the eager model at the parameters the next replay starts from
-    graph.replay()
+    net, x, y, opt = bench.build(config, "native", device)
+    start = {k: v.clone() for k, v in net.state_dict().items()}
+    loss_a, grads_a = eager_grads(net, x, y)
+    loss_b, grads_b = eager_grads(net, x, y)  # eager against itself: the GPU's own round-off
+    step = GraphedStep(net, torch.nn.CrossEntropyLoss(), opt)
+    step.capture(x, y)  # its warm-up is undone: the first replay starts from `start`
+    assert all(torch.equal(v, start[k]) for k, v in net.state_dict().items())
+    step.graph.replay()
     torch.cuda.synchronize()
-    same = same_numbers(loss.item(), [p.grad for p in params], *eager_grads(ref, x, y))
+    loss_g, grads_g = step.loss.item(), [g.clone() for g in step.grads]
+    check = {"loss_eager": loss_a, "loss_graph": loss_g, "rel_diff_eager_eager": rel_diff(grads_b, grads_a),
+             "rel_diff_graph_eager": rel_diff(grads_g, grads_a),
+             "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
+             "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32}
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        graph.replay()
+        step.graph.replay()
         torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
-    return statistics.median(times), same
+    return statistics.median(times), same_numbers(loss_g, grads_g, loss_a, grads_a), check
 
 
 def compiled_step(config, device, repeats, quick):
@@ -171,21 +172,24 @@ def compiled_step(config, device, repeats, quick):
     return bench.time_steps(model, x, y, opt, device, 1, repeats)[0], same, compile_s
 
 
-def compiled(path, configs, repeats, quick):
+def compiled(path, variants, configs, repeats, quick):
     """Stage 2 (in a child process): CUDA graph and torch.compile variants of the native step, each kept only
     if it is faster than the eager step and gives the same numbers; the record is rewritten after each."""
     device = torch.device(devices()[0])
     record = {"meta": meta(), "device": str(device), "rows": []}
-    for config in configs:
-        net, x, y, opt = bench.build(config, "native", device)
-        eager_s = bench.time_steps(net, x, y, opt, device, 1, repeats)[0]
-        for variant in ("cuda-graph", "torch.compile"):
+    eager = {}
+    for variant in variants:  # every config's graph first: compiling may take minutes
+        for config in configs:
+            if config not in eager:
+                net, x, y, opt = bench.build(config, "native", device)
+                eager[config] = bench.time_steps(net, x, y, opt, device, 1, repeats)[0]
+            eager_s = eager[config]
             row = {"config": config, "variant": variant, "eager_ms": eager_s * 1e3}
             try:
                 if variant == "cuda-graph":
                     if device.type != "cuda":
                         raise RuntimeError("CUDA graphs need a CUDA GPU")
-                    seconds, same = cuda_graph_step(config, device, repeats)
+                    seconds, same, row["check"] = cuda_graph_step(config, device, repeats)
                 else:
                     seconds, same, row["compile_s"] = compiled_step(config, device, repeats, quick)
                 row.update(ms=seconds * 1e3, same_numbers=same, speedup=eager_s / seconds,
@@ -242,10 +246,11 @@ def mnist_run(path, quick, data_dir, stop_at):
 
     t0 = time.perf_counter()
     record = {"meta": meta(), "device": str(device), "data": source, "n_train": len(x), "recipe": "reference",
-              "blocks": 16, "num_epochs": num_epochs, "steps_per_epoch": len(train_iter)}
+              "blocks": 16, "num_epochs": num_epochs, "steps_per_epoch": len(train_iter),
+              "cuda_graph": device.type == "cuda"}
     try:
         h = fit(net, train_iter, test_iter, num_epochs, progress=False, device=device, on_step=on_step,
-                log_epochs=False, **r.fit_options())
+                log_epochs=False, cuda_graph=device.type == "cuda", **r.fit_options())
         seconds = time.perf_counter() - t0
         record.update(whole_run=True, seconds=seconds, epoch_s=h["seconds"], test_acc=h["test_acc"][-1],
                       best_test_acc=max(h["test_acc"]), test_acc_per_epoch=h["test_acc"])
@@ -260,23 +265,30 @@ def mnist_run(path, quick, data_dir, stop_at):
     return record
 
 
-def bundle(out, runs_dir):
-    """Stage 4's records, logs and checkpoints as one tar in --out (rewritten atomically)."""
-    tmp = out / "cifar10-runs.tar.tmp"
+def bundle(out, runs_dir, name="cifar10-runs.tar"):
+    """A stage's records, logs and checkpoints as one tar in --out (rewritten atomically)."""
+    tmp = out / f"{name}.tmp"
     with tarfile.open(tmp, "w") as tar:
         for f in sorted(runs_dir.rglob("*")):
             if f.is_file():
                 tar.add(f, arcname=str(f.relative_to(runs_dir)))
-    tmp.replace(out / "cifar10-runs.tar")
+    tmp.replace(out / name)
 
 
-def cifar_queue(runs_dir, quick, data_dir, epochs):
-    """[(json path, train argv)] of stage 4: CIFAR_QUEUE's runs not yet recorded in results/runs, each once."""
+def cifar_queue(runs_dir, quick, data_dir, epochs, spec=CIFAR_QUEUE):
+    """[(json path, train argv)] of stage 4 (or 5): the `spec`'s runs not yet recorded in results/runs, each once."""
     extra = ["--n-train", "200", "--n-test", "100", "--blocks", "2", "--batch-size", "100"] if quick else []
-    queue, keys = [], set()
-    for grid, pattern in CIFAR_QUEUE:
+    extra += ["--cuda-graph"] if torch.cuda.is_available() and spec is CONTROL_QUEUE else []
+    queue, keys = [], set(finished(ROOT / "results/runs")) if spec is CONTROL_QUEUE and not quick else set()
+    if spec is CONTROL_QUEUE and "--cuda-graph" in extra:  # first, a recorded CPU run again with the graph: a check
+        path, argv = commands("protocol", "mnist", runs_dir, extra=extra, runs=["qt-chosen-seed42"])[0]
+        path = runs_dir / "mnist/gpu-check" / path.name
+        argv[argv.index("--json") + 1] = str(path)
+        if not done(path, argv):
+            queue.append((path, argv))
+    for dataset, grid, pattern in spec:
         try:
-            cmds = commands(grid, "cifar10", runs_dir, epochs=epochs, data_dir=data_dir, extra=extra, runs=[pattern])
+            cmds = commands(grid, dataset, runs_dir, epochs=epochs, data_dir=data_dir, extra=extra, runs=[pattern])
         except ValueError:  # the protocol's choice waits for its tune trials; the queue is read again later
             continue
         for path, argv in cmds:
@@ -289,11 +301,19 @@ def cifar_queue(runs_dir, quick, data_dir, epochs):
     return queue
 
 
-def cifar_runs(out, runs_dir, deadline, quick, data_dir, epochs, workers, min_left):
-    """Stage 4: the queue's runs, `workers` at a time, started while at least `min_left` s remain and
+def cifar_runs(out, runs_dir, deadline, quick, data_dir, epochs, workers, min_left, stage=4):
+    """Stage 4 (or 5): the queue's runs, `workers` at a time, started while at least `min_left` s remain and
     stopped (their checkpoints kept) at the deadline."""
-    queue = cifar_queue(runs_dir, quick, data_dir, epochs)
-    print(f"stage 4: {len(queue)} runs to do, {workers} at a time", flush=True)
+    tar_name, spec = STAGE_RUNS[stage]
+    if stage == 5:  # the grids choose from the recorded trials: they travel with the tree, copied to `runs_dir`
+        for dataset, grid in {(d, g) for d, _, _ in spec for g in ("tune", "control")}:
+            for src in sorted((ROOT / "results/runs" / dataset / grid).glob("*.json")):
+                dst = runs_dir / src.relative_to(ROOT / "results/runs")
+                if not dst.exists():
+                    dst.parent.mkdir(parents=True, exist_ok=True)
+                    dst.write_text(src.read_text())
+    queue = cifar_queue(runs_dir, quick, data_dir, epochs, spec)
+    print(f"stage {stage}: {len(queue)} runs to do, {workers} at a time", flush=True)
     threads = str(max(1, (os.cpu_count() or 1) // workers))
     running, finished, begun = {}, [], set()
     while queue or running:
@@ -307,9 +327,10 @@ def cifar_runs(out, runs_dir, deadline, quick, data_dir, epochs, workers, min_le
             proc = subprocess.Popen([sys.executable, "-m", "qt_helpers", *argv], stdout=log,
                                     stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": threads})
             running[proc] = (path, log, time.time())
-            print(f"stage 4: started {path.relative_to(runs_dir)}", flush=True)
+            print(f"stage {stage}: started {path.relative_to(runs_dir)}", flush=True)
         if not running:
-            print(f"stage 4: {deadline - time.time():.0f} s left, not starting {len(queue)} more runs", flush=True)
+            print(f"stage {stage}: {deadline - time.time():.0f} s left, not starting {len(queue)} more runs",
+                  flush=True)
             break
         time.sleep(1 if quick else 5)
         for proc in [p for p in running if p.poll() is not None]:
@@ -319,23 +340,24 @@ def cifar_runs(out, runs_dir, deadline, quick, data_dir, epochs, workers, min_le
             if proc.returncode == 0:
                 finished.append(str(name))
                 path.with_suffix(".pt").unlink(missing_ok=True)
-                print(f"stage 4: finished {name} in {time.time() - started:.0f} s", flush=True)
+                print(f"stage {stage}: finished {name} in {time.time() - started:.0f} s", flush=True)
             else:
-                print(f"stage 4: {name} failed (exit {proc.returncode}); see its .log", flush=True)
-            bundle(out, runs_dir)
+                print(f"stage {stage}: {name} failed (exit {proc.returncode}); see its .log", flush=True)
+            bundle(out, runs_dir, tar_name)
             known = {p for p, _ in queue} | begun  # a finished run may make new ones possible (the protocol's)
-            queue += [(p, a) for p, a in cifar_queue(runs_dir, quick, data_dir, epochs) if p not in known]
+            queue += [(p, a) for p, a in cifar_queue(runs_dir, quick, data_dir, epochs, spec)
+                      if p not in known]
         if time.time() > deadline:
             for proc, (path, log, _) in running.items():
                 proc.terminate()
                 proc.wait()
                 log.close()
-                print(f"stage 4: stopped {path.relative_to(runs_dir)} at the deadline; its checkpoint resumes it",
+                print(f"stage {stage}: stopped {path.relative_to(runs_dir)} at the deadline; its checkpoint resumes it",
                       flush=True)
             running = {}
             break
-    bundle(out, runs_dir)
-    print(f"stage 4: finished runs {finished}", flush=True)
+    bundle(out, runs_dir, tar_name)
+    print(f"stage {stage}: finished runs {finished}", flush=True)
     return finished
 
 
@@ -348,7 +370,7 @@ def unpack(tar_path, runs_dir, results=ROOT / "results/runs"):
     with tarfile.open(tar_path) as tar:
         tar.extractall(runs_dir, filter="data")
     found = {}
-    for path in sorted(runs_dir.glob("cifar10/*/*.json")):
+    for path in sorted(runs_dir.glob("*/*/*.json")):
         record = read_record(path)
         if record is None:
             continue
@@ -360,10 +382,11 @@ def unpack(tar_path, runs_dir, results=ROOT / "results/runs"):
         dst.parent.mkdir(parents=True, exist_ok=True)
         for src in (path, path.with_suffix(".log")):  # the record and its log, beside the grid's others
             if src.exists():
-                dst.with_suffix(src.suffix).write_text(src.read_text())
+                atomic_write(dst.with_suffix(src.suffix), src.read_bytes())
         print(f"recorded {dst}")
-    for name in ("seeds", "blocks"):
-        for path, argv in commands(name, "cifar10", results, epochs=None):
+    for name, dataset in (("seeds", "cifar10"), ("blocks", "cifar10"), ("control", "mnist"),
+                          ("control", "fashion_mnist")):
+        for path, argv in commands(name, dataset, results, epochs=None):
             key = run_key(argv)
             if key in found and not path.exists():
                 copy_run(results / found[key].relative_to(runs_dir), path)
@@ -389,11 +412,13 @@ def main(argv=None):
     p.add_argument("--cifar-epochs", type=int, default=None, help="epochs of stage 4's runs (default: the grids')")
     p.add_argument("--workers", type=int, default=3, help="stage 4's runs at a time on the one GPU")
     p.add_argument("--mnist-cap-s", type=float, default=150, help="stage 3's longest time before extrapolating")
-    p.add_argument("--stages", type=int, nargs="+", default=[1, 3, 2, 4], choices=[1, 2, 3, 4],
+    p.add_argument("--stages", type=int, nargs="+", default=[1, 3, 2, 4], choices=[1, 2, 3, 4, 5],
                    help="which stages to run, in this order (e.g. 1 3 2 with the wheels, then 4 with CIFAR-10)")
     p.add_argument("--runs-dir", type=Path, default=RUNS_DIR, help="stage 4's runs while they run")
     p.add_argument("--unpack", type=Path, metavar="TAR", help="here, after the lease: record stage 4's runs "
                    "from the tar it brought back (into --runs-dir and results/runs), then stop")
+    p.add_argument("--variants", nargs="+", default=["cuda-graph", "torch.compile"],
+                   choices=["cuda-graph", "torch.compile"], help="stage 2's variants of the step")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)  # stage 2 inside its time limit
     args = p.parse_args(argv)
     if args.unpack:
@@ -405,8 +430,8 @@ def main(argv=None):
     backends = ["torchquantum", "gatewise", "native"] + ([] if args.quick else ["pennylane"])
     repeats = 2 if args.quick else 5
     if args.child:
-        compiled(args.out / "compiled.json", ["tiny"] if args.quick else ["mnist-16", "cifar10-95"], repeats,
-                 args.quick)
+        configs = ["tiny"] if args.quick else ["mnist-16", "cifar10-38", "cifar10-95"]
+        compiled(args.out / "compiled.json", args.variants, configs, repeats, args.quick)
         return 0
     stages = {
         1: ("step-table.json", lambda path: step_table(path, configs, backends, 1, repeats, deadline)),
@@ -415,9 +440,10 @@ def main(argv=None):
                                                       min(deadline, time.time() + args.mnist_cap_s))),
     }
     for number in args.stages:
-        if number == 4:
+        if number in (4, 5):
             cifar_runs(args.out, args.runs_dir, deadline, args.quick, args.data_dir,
-                       1 if args.quick else args.cifar_epochs, args.workers, 5 if args.quick else 60)
+                       1 if args.quick else args.cifar_epochs if number == 4 else None, args.workers,
+                       5 if args.quick else 60 if number == 4 else 20, number)
             continue
         name, stage = stages[number]
         path = args.out / name
@@ -438,7 +464,8 @@ def main(argv=None):
 
 def run_child(path, args, deadline):
     """Stage 2 in a child process, stopped at the deadline (what it wrote by then is kept)."""
-    argv = [sys.executable, __file__, "--child", "--out", str(args.out)] + ["--quick"] * args.quick
+    argv = [sys.executable, __file__, "--child", "--out", str(args.out), "--variants", *args.variants] + \
+        ["--quick"] * args.quick
     try:
         subprocess.run(argv, timeout=max(deadline - time.time(), 10), check=False)
     except subprocess.TimeoutExpired:

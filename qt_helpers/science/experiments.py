@@ -13,19 +13,25 @@ import functools
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from fnmatch import fnmatch
 from pathlib import Path
 
+import filelock
+
 from ..circuits import n_qubits_for
 from ..cli import OUTPUT_ARGS, Parser, apply_recipe, build_parser
 from ..data import resolve_name
+from ..limits import check_memory, run_bytes
 from ..models import cnn, num_params
 from ..published import QT_BLOCKS, qt_params
 from ..recipes import RECIPES
+from ..records import record_problems, write_json
 
 SEEDS_RECIPES = ("improved", "lr-cosine")  # the QT recipes of the seeds grid (see qt_helpers.recipes)
 LONG_RECIPE = "lr-cosine"  # the long grid's QT recipe: the seeds grid's best, trained twice as long
@@ -93,23 +99,37 @@ def tune_rows(dataset, blocks):
                    for s, options in TUNE_CNN_OPTIONS.items() for lr in TUNE_LRS["cnn-budget"]]
 
 
-def chosen(out, dataset, blocks):
+def chosen(out, dataset, blocks, epochs=None, extra=()):
     """{model: (trial, validation accuracy, train arguments)}: each model's best trial of the tune grid under
     `out`, by its last epoch's validation accuracy (the test set plays no part). A model is chosen only once all
-    its trials have run (CIFAR-10's QT trials wait for a GPU while its CNN's run on the CPU)."""
-    best, missing = {}, {}
+    its trials have run (CIFAR-10's QT trials wait for a GPU while its CNN's run on the CPU). Each trial's record
+    must be that trial at this scale (`epochs`, `extra` sizes): a record that is not (another dataset, recipe,
+    scale, unfinished, a non-finite accuracy) is refused by name; a diverged trial is never chosen."""
+    expected = {path.stem: run_key(argv) for path, argv in commands("tune", dataset, out, epochs, blocks=blocks,
+                                                                       extra=extra)}
+    best, missing, ran = {}, {}, set()
     for model, trial, argv in tune_rows(dataset, blocks):
         path = Path(out) / dataset / "tune" / f"{trial}.json"
-        try:
-            acc = json.loads(path.read_text())["val_accuracy"]
-        except (OSError, ValueError, KeyError) as e:
-            missing.setdefault(model, f"{path} ({type(e).__name__})")
+        if not path.exists():
+            missing.setdefault(model, f"{path} (not run yet)")
             continue
-        if model not in best or acc > best[model][1]:
-            best[model] = (trial, acc, argv)
-    if len(missing) == len({m for m, _, _ in tune_rows(dataset, blocks)}):
+        record, key, problems = inspect(path)
+        if not problems and key != expected[trial]:
+            problems = [f"made by another command: {key_diff(key, expected[trial])}"]
+        elif record is not None and record.get("diverged"):
+            ran.add(model)  # a trial that ran and diverged: never chosen
+            continue
+        if problems:
+            raise ValueError(f"the protocol grid chooses from the tune grid's runs, and {path} does not fit: "
+                             f"{'; '.join(problems)}; rerun the tune grid at this scale (same --epochs, --n-train, "
+                             "--n-test), or move that file away")
+        ran.add(model)
+        if model not in best or record["val_accuracy"] > best[model][1]:
+            best[model] = (trial, record["val_accuracy"], argv)
+    if not best:
         raise ValueError(f"the protocol grid chooses from the tune grid's runs, and {next(iter(missing.values()))} "
-                         "is not one; run the tune grid first")
+                         "is not one; run the tune grid first" if missing else
+                         "every tune trial diverged: nothing to choose")
     return {m: b for m, b in best.items() if m not in missing}
 
 
@@ -121,10 +141,10 @@ CONTROL_LRS = {"frozen-circuit": ("3e-3", "1e-2", "3e-2"), "classical-generator"
                "mapping-only": ("3e-3", "1e-2", "3e-2"), "low-rank-cnn": ("1e-3", "3e-3", "1e-2")}
 
 
-def control_rows(out, dataset, blocks):
+def control_rows(out, dataset, blocks, epochs=None, extra=()):
     """[(run, train arguments)] of the control grid: every variant's trials, then the seed runs of each variant whose
     trials have all run (and QT's, the protocol's), chosen by the last epoch's validation accuracy."""
-    best = chosen(out, dataset, blocks)
+    best = chosen(out, dataset, blocks, epochs, extra)
     if "qt" not in best:
         raise ValueError(f"the control grid varies QT's chosen setting, and QT's {dataset} tune trials have not "
                          "all run; run the tune grid first")
@@ -149,7 +169,7 @@ def control_rows(out, dataset, blocks):
     return runs
 
 
-def grid(name, dataset, blocks=None, out="results/runs"):
+def grid(name, dataset, blocks=None, out="results/runs", epochs=None, extra=()):
     """[(run, train arguments)] of grid `name` for `dataset` (without epochs, seed or output); `blocks` of the
     ablation, seeds, shots, tune and protocol grids (default: the dataset's largest published L); the protocol
     grid reads its choices from the tune grid under `out`."""
@@ -182,12 +202,12 @@ def grid(name, dataset, blocks=None, out="results/runs"):
         return [(trial, argv + ["--val-fraction", VAL_FRACTION, "--test", "never"])
                 for _, trial, argv in tune_rows(dataset, blocks)]
     if name == "protocol":
-        best = chosen(out, dataset, blocks)
+        best = chosen(out, dataset, blocks, epochs, extra)
         prefix = {"qt": "qt-chosen", "cnn-budget": "cnn-budget"}
         return [(f"{prefix[m]}-seed{s}", argv + ["--seed", str(s), "--val-fraction", VAL_FRACTION, "--test", "end"])
                 for s in SEEDS for m, (_, _, argv) in best.items()]
     if name == "control":
-        return control_rows(out, dataset, blocks)
+        return control_rows(out, dataset, blocks, epochs, extra)
     if name == "shots":  # seed 42's runs keep the names they had before the grid had seeds
         runs = []
         for seed in SEEDS:
@@ -207,7 +227,7 @@ def commands(name, dataset, out="results/runs", epochs=None, data_dir=None, bloc
     epochs = epochs or default_epochs(name, dataset)
     folder = Path(out) / dataset / name
     result = []
-    for run, flags in grid(name, dataset, blocks, out):
+    for run, flags in grid(name, dataset, blocks, out, epochs, extra):
         if runs and not any(fnmatch(run, pattern) for pattern in runs):
             continue
         path = folder / f"{run}.json"
@@ -246,6 +266,14 @@ def _die_with_parent():
         pass
 
 
+class Interrupted(Exception):
+    """SIGINT or SIGTERM reached the grid."""
+
+
+CHILDREN = set()  # the running `train` processes, stopped with the grid
+STOP = threading.Event()
+
+
 def run_one(path, argv, threads):
     """Run one `train` command in a subprocess (its output appended to `<run>.log`); returns its exit code."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -254,40 +282,140 @@ def run_one(path, argv, threads):
         log.write(f"=== {datetime.now(timezone.utc).isoformat(timespec='seconds')}: python -m qt_helpers "
                   f"{shlex.join(argv)}\n")
         log.flush()
-        return subprocess.call([sys.executable, "-m", "qt_helpers", *argv], stdout=log, stderr=subprocess.STDOUT,
-                               env=env, preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+        child = subprocess.Popen([sys.executable, "-m", "qt_helpers", *argv], stdout=log, stderr=subprocess.STDOUT,
+                                 env=env, preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+        CHILDREN.add(child)
+        try:
+            return child.wait()
+        finally:
+            CHILDREN.discard(child)
+
+
+def last_error(path):
+    """The last `error: ...` line of a run's log (why it failed), or ''."""
+    try:
+        lines = path.with_suffix(".log").read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    return next((line for line in reversed(lines) if line.startswith("error: ")), "")
 
 
 def copy_run(src, dst):
-    """Record a run that is identical to a finished one (same command but the output) under a second name."""
-    record = json.loads(src.read_text())
-    record.setdefault("same_run_as", str(src))  # the run that was made, not a copy of it
+    """Record a run that is identical to a finished one (same command but the output) under a second name;
+    `same_run_as` names the run that was made, relative to the results folder (`<out>/<dataset>/<grid>/`)."""
+    record = json.loads(Path(src).read_text())
+    dst = Path(dst)
+    record.setdefault("same_run_as", Path(os.path.relpath(Path(src).resolve(), dst.parent.parent.parent.resolve())
+                                          ).as_posix())
     dst.parent.mkdir(parents=True, exist_ok=True)
-    dst.write_text(json.dumps(record, indent=2))
+    write_json(dst, record)
 
 
-def read_record(path):
-    """The run record at `path`, or None (with a note naming the file) when it is not a finished run's JSON."""
+def own_expect(argv):
+    """The fields a record made by `train` `argv` must hold (its own command says what they are)."""
+    args = train_parser().parse_args(argv)
+    args.dataset = resolve_name(args.dataset)
+    apply_recipe(args)
+    model = "classical" if args.model == "classical" else "qt"
+    return {"dataset": args.dataset, "model": model, "epochs": args.epochs, "seed": args.seed,
+            "blocks": args.blocks if model == "qt" else None}
+
+
+def inspect(path):
+    """(record or None, run key or None, problems) of the JSON at `path`: `record_problems` of its content
+    against its own command and the dataset folder it sits in (`<out>/<dataset>/<grid>/<run>.json`)."""
     try:
         record = json.loads(Path(path).read_text())
         argv = shlex.split(record["command"])[3:]
-        if len(record["history"]["epoch"]) != record["epochs"]:
-            raise ValueError(f"{len(record['history']['epoch'])} of {record['epochs']} epochs")
-        return record, run_key(argv)
+        key = run_key(argv)
+        expect = own_expect(argv)
     except (OSError, ValueError, KeyError, TypeError, AttributeError, SystemExit) as e:
-        print(f"  not a finished run, will be redone: {path} ({type(e).__name__}: {str(e)[:80]})", flush=True)
+        return None, None, [f"{type(e).__name__}: {str(e)[:80]}"]
+    folder = Path(path).parent.parent.name
+    if folder in HEADLINE_BLOCKS and folder != expect["dataset"]:
+        return record, key, [f"a {expect['dataset']} run in the {folder} folder"]
+    return record, key, record_problems(record, expect)
+
+
+def key_diff(have, want):
+    """'epochs 1 (this grid: 10), n_train 256 (this grid: None)': how two run keys differ."""
+    have, want = dict(have), dict(want)
+    return ", ".join(f"{k} {have.get(k)!r} (this grid: {want.get(k)!r})" for k in sorted(set(have) | set(want))
+                     if have.get(k) != want.get(k))
+
+
+def read_record(path):
+    """(record, run key) of the finished run at `path`, or None (with a note naming the file) when it is not a
+    finished run's JSON that fits its command and folder."""
+    record, key, problems = inspect(path)
+    if problems:
+        print(f"  not a finished run, will be redone: {path} ({'; '.join(problems)[:160]})", flush=True)
         return None
+    return record, key
+
+
+def diverged(path, argv):
+    """True when `path` is this command's record of a run that diverged (a rerun would diverge again)."""
+    record, key, problems = inspect(path)
+    return record is not None and key == run_key(argv) and bool(record.get("diverged"))
 
 
 def done(path, argv):
-    """True when `path` holds the finished record of exactly this command (recipe, data scale, epochs...)."""
+    """True when `path` holds the finished record of exactly this command (recipe, data scale, epochs...), or its
+    record of a diverged run (kept: --force reruns it)."""
     if not Path(path).exists():
         return False
+    if diverged(path, argv):
+        print(f"  diverged before, kept (--force reruns it): {path}", flush=True)
+        return True
     found = read_record(path)
     if found is not None and found[1] != run_key(argv):
-        print(f"  {path} holds another run (other arguments); it will be replaced by this grid's run", flush=True)
+        print(f"  {path} holds another run ({key_diff(found[1], run_key(argv))})", flush=True)
         return False
     return found is not None
+
+
+def replaced(path, argv):
+    """Why running `argv` would replace a finished run of another command at `path` (None if it would not)."""
+    if not Path(path).exists():
+        return None
+    record, key, problems = inspect(path)
+    if problems or key == run_key(argv):
+        return None
+    return (f"{path} holds a finished run of another command ({key_diff(key, run_key(argv))}); pass --force to "
+            "replace it, or write this grid elsewhere with --out")
+
+
+@functools.cache
+def _grid_keys(name, dataset, root, epochs, extra, blocks):
+    return {path.stem: run_key(argv) for path, argv in commands(name, dataset, root, epochs, blocks=blocks,
+                                                                   extra=list(extra))}
+
+
+def placement_problems(path, root):
+    """What makes the record at `root/<dataset>/<grid>/<run>.json` unfit to stand there: `record_problems` of
+    its content against its own command, and that command against the one its grid runs under that name (the
+    same dataset, recipe and seed; at the record's own epochs, data sizes and blocks, as the grid's options
+    set them, which the report compares across a grid). An empty list when it fits."""
+    path = Path(path)
+    record, key, problems = inspect(path)
+    if problems:
+        return problems
+    dataset, name = path.parent.parent.name, path.parent.name
+    if name not in GRIDS:
+        return [f"no grid is called {name!r} (grids: {', '.join(GRIDS)})"]
+    args = dict(key)
+    extra = tuple(x for k in ("n_train", "n_test") if args.get(k) for x in (f"--{k.replace('_', '-')}", str(args[k])))
+    try:
+        expected = _grid_keys(name, dataset, str(root), record["epochs"], extra,
+                              args.get("blocks") if name != "blocks" and args.get("model") == "qt" else None)
+    except ValueError as e:
+        return [str(e)[:160]]
+    if path.stem not in expected:
+        return [f"the {name} grid has no run called {path.stem}"]
+    if expected[path.stem] != key:
+        return [f"made by another command than its grid's {path.stem}: {key_diff(key, expected[path.stem])}"]
+    return []
 
 
 def finished(out):
@@ -300,17 +428,66 @@ def finished(out):
     return runs
 
 
+def run_memory(argv):
+    """Estimated peak memory (bytes) of one `train` command (qt_helpers.limits)."""
+    args = train_parser().parse_args(argv)
+    dataset = resolve_name(args.dataset)
+    apply_recipe(args)
+    n = None
+    if args.model == "qt":
+        n = args.qubits or n_qubits_for(num_params(cnn(dataset)))
+    images = None if args.n_train is None else args.n_train + (args.n_test or 10000)
+    return run_bytes(dataset, n, args.blocks, args.batch_size or (1000 if dataset == "cifar10" else 128), images)
+
+
+def grid_lock(out):
+    """The lock of an output folder: one grid process at a time writes there."""
+    Path(out).mkdir(parents=True, exist_ok=True)
+    lock = filelock.FileLock(str(Path(out) / ".grid.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except filelock.Timeout:
+        raise ValueError(f"another grid is running in {out} (it holds {lock.lock_file}); wait for it to end, or "
+                         "write elsewhere with --out") from None
+    return lock
+
+
 def run_commands(cmds, out, jobs=1, force=False, threads=None):
-    """Run the missing ones of [(json path, argv)], `jobs` at a time; an identical command runs once."""
+    """Run the missing ones of [(json path, argv)], `jobs` at a time; an identical command runs once. Refuses
+    (ValueError) to replace a finished run of another command without `force`, or to start more runs at once
+    than this machine's memory holds; raises Interrupted on SIGINT or SIGTERM, after stopping its runs."""
+    lock = grid_lock(out)
+    try:
+        return _run_commands(cmds, out, jobs, force, threads)
+    finally:
+        lock.release()
+
+
+def _run_commands(cmds, out, jobs, force, threads):
     todo = {}  # key -> [(path, argv)]: the first is run, the others get a copy of its JSON
     for path, argv in cmds:
         if force or not done(path, argv):
             todo.setdefault(run_key(argv), []).append((path, argv))
+    if not force:
+        clash = next((why for runs in todo.values() for path, argv in runs if (why := replaced(path, argv))), None)
+        if clash:
+            raise ValueError(clash)
+    at_once = min(jobs, len(todo))
+    if todo:
+        need = max(run_memory(argv) for runs in todo.values() for _, argv in runs)
+        try:
+            check_memory(need * at_once, f"{at_once} run{'s' * (at_once > 1)} at once (about {need / 2**30:.1f} "
+                                         "GiB each)")
+        except MemoryError as e:
+            raise ValueError(f"{e}; use fewer --jobs") from None
     threads = threads or max(1, (os.cpu_count() or 1) // jobs)
     print(f"{len(todo)} runs to do, {jobs} at a time with {threads} thread(s) each", flush=True)
     failed = []
+    STOP.clear()
 
     def work(runs):
+        if STOP.is_set():
+            return
         (path, argv), *copies = runs
         same = None if force else finished(out).get(run_key(argv))  # another grid (or process) ran it
         if same is not None:
@@ -319,11 +496,16 @@ def run_commands(cmds, out, jobs=1, force=False, threads=None):
         else:
             ckpt = path.with_suffix(".pt")  # every epoch's checkpoint: a cut-off grid resumes its runs
             resume = ckpt.exists() and not force
-            rc = run_one(path, argv + ["--checkpoint", str(ckpt)] + (["--resume"] if resume else ["--overwrite"]),
+            # --overwrite: the JSON there, if any, was judged above (unfinished or broken) and is replaced
+            rc = run_one(path, argv + ["--checkpoint", str(ckpt)] + (["--resume"] if resume else []) + ["--overwrite"],
                          threads)
             if rc == 0:
                 ckpt.unlink(missing_ok=True)
-        state = "same as " + str(same) if same else "done" if rc == 0 else f"FAILED (exit {rc}), see the .log"
+        if STOP.is_set() and rc:
+            return
+        why = last_error(path) if rc else ""
+        state = ("same as " + str(same) if same else "done" if rc == 0 else
+                 f"FAILED (exit {rc}): {why[7:] if why else 'see the .log'}")
         print(f"  {state}: {path}", flush=True)
         if rc:
             failed.append(path)
@@ -331,8 +513,26 @@ def run_commands(cmds, out, jobs=1, force=False, threads=None):
             for other, _ in copies:
                 copy_run(path, other)
 
-    with ThreadPoolExecutor(jobs) as pool:
-        list(pool.map(work, todo.values()))
+    def stop(signum, frame):
+        raise Interrupted(signal.Signals(signum).name)
+
+    main_thread = threading.current_thread() is threading.main_thread()
+    old = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)} if main_thread else {}
+    pool = ThreadPoolExecutor(max(1, jobs))
+    try:
+        futures = [pool.submit(work, runs) for runs in todo.values()]
+        for f in futures:
+            f.result()
+    except (Interrupted, KeyboardInterrupt):
+        STOP.set()
+        for child in list(CHILDREN):
+            child.terminate()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise Interrupted() from None
+    finally:
+        pool.shutdown(wait=True)
+        for s, handler in old.items():
+            signal.signal(s, handler)
     return failed
 
 
@@ -410,8 +610,20 @@ def main(argv=None):
             for _, argv in cmds:
                 print("python -m qt_helpers", shlex.join(argv))
             continue
-        if run_commands(cmds, args.out, args.jobs, args.force, args.threads):
-            return 1  # a failed tune run leaves the protocol nothing to choose from
+        try:
+            if run_commands(cmds, args.out, args.jobs, args.force, args.threads):
+                return 1  # a failed tune run leaves the protocol nothing to choose from
+        except ValueError as e:
+            if args.debug:
+                raise
+            print(f"error: {str(e).strip()}", file=sys.stderr)
+            return 2
+        except Interrupted:
+            again = shlex.join(["python", "-m", "qt_helpers.science.experiments", *(sys.argv[1:] if argv is None
+                                                                                   else argv)])
+            print(f"interrupted: the grid's runs were stopped, their finished epochs kept; resume with: {again}",
+                  file=sys.stderr, flush=True)
+            return 130
     return 0
 
 

@@ -4,13 +4,17 @@
 """
 import argparse
 import json
+import shlex
 import statistics
+import sys
+from collections import Counter
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 from matplotlib.ticker import LogLocator, NullFormatter, StrMethodFormatter
 
-from .experiments import BLOCKS_RECIPES, HEADLINE_BLOCKS, SEEDS, SEEDS_RECIPES, ablation_rows, blocks_run, shots
+from .experiments import (BLOCKS_RECIPES, HEADLINE_BLOCKS, SEEDS, SEEDS_RECIPES, ablation_rows, blocks_run,
+                          default_epochs, placement_problems, shots)
 from ..notebook import markdown_table, percent
 from ..plot import model_color
 from ..published import QT_BLOCKS, published_qt, qt_params
@@ -33,11 +37,45 @@ def load_runs(root=None):
     root = Path(root or RUNS_DIR)
     if not root.is_dir():
         raise FileNotFoundError(f"no results in {root}: run `python -m qt_helpers.science.experiments ...` first")
-    runs = {}
+    runs, paths, left_out = {}, {}, []
     for path in sorted(root.glob("*/*/*.json")):
         dataset, grid = path.parent.parent.name, path.parent.name
+        problems = placement_problems(path, root)
+        if problems:
+            left_out.append(f"{path.relative_to(root)}: {'; '.join(problems)[:200]}")
+            continue
         runs.setdefault(dataset, {}).setdefault(grid, {})[path.stem] = json.loads(path.read_text())
+        paths[dataset, grid, path.stem] = path
+    for (dataset, grid), records in [((d, g), r) for d, gs in runs.items() for g, r in gs.items()]:
+        scales = Counter(scale(r) for r in records.values())  # one table, one scale: the grid's default, or the most
+        main = max(scales, key=lambda s: (s[0] == default_epochs(grid, dataset) and s[1:] == (None, None),
+                                          scales[s]))
+        for run, r in list(records.items()):
+            if scale(r) != main:
+                left_out.append(f"{paths[dataset, grid, run].relative_to(root)}: {scale_text(scale(r))}, while the "
+                                f"{grid} grid's other runs are {scale_text(main)}")
+                del records[run]
+    if left_out:
+        print(f"left out of the tables, as they do not fit where they sit ({len(left_out)}):\n  "
+              + "\n  ".join(left_out), file=sys.stderr)
     return runs
+
+
+def scale(r):
+    """(epochs, training images asked for, test images asked for) of a run; None means the full set."""
+    words = shlex.split(r["command"])
+    args = dict(zip(words, words[1:]))
+    return r["epochs"], _int(args.get("--n-train")), _int(args.get("--n-test"))
+
+
+def _int(text):
+    return None if text is None else int(text)
+
+
+def scale_text(s):
+    """'10 epochs, full data' or '1 epochs, 256/256 images'."""
+    sizes = "full data" if s[1:] == (None, None) else f"{s[1] or 'all'}/{s[2] or 'all'} images"
+    return f"{s[0]} epoch{'s' * (s[0] != 1)}, {sizes}"
 
 
 def machine(r):

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from . import report
+from ..records import atomic_write
 from ..notebook import markdown_table, percent
 from ..published import PUBLISHED, QT_BLOCKS, published_qt, qt_params
 
@@ -38,7 +39,24 @@ def chapter(path):
         raise FileNotFoundError(f"{results} is missing: run the notebook with "
                                 "`python -m qt_helpers.science.run_notebooks`, which writes the numbers it glued there")
     numbers = json.loads(results.read_text(encoding="utf-8"))
+    problems = numbers_problems(numbers)
+    if problems:
+        raise ValueError(f"{results} does not fit {path.name}: {'; '.join(problems)}; rerun the notebook with "
+                         "`python -m qt_helpers.science.run_notebooks --force`")
     return {"name": path.stem, "params": params, "numbers": numbers}
+
+
+def numbers_problems(numbers):
+    """What makes a chapter's glued numbers unfit beside its notebook: not a dict, or an accuracy that is not a
+    finite fraction."""
+    if not isinstance(numbers, dict):
+        return [f"not a dict of glued numbers ({type(numbers).__name__})"]
+    problems = []
+    for key, value in numbers.items():
+        if key.endswith("_acc") and value is not None and not (
+                isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1):
+            problems.append(f"{key} is {value!r}, not an accuracy in [0, 1]")
+    return problems
 
 
 def _ours(ch, key):
@@ -214,7 +232,7 @@ def write_page(template, out, paths):
     text = Path(template).read_text(encoding="utf-8")
     head = text[:text.index(MARKER)] if MARKER in text else text + "\n"
     Path(out).parent.mkdir(parents=True, exist_ok=True)
-    Path(out).write_text(head + render(paths) + "\n", encoding="utf-8")
+    atomic_write(out, head + render(paths) + "\n")
     return out
 
 

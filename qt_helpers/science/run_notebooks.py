@@ -22,6 +22,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from ..records import atomic_write, write_json
+
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 DEPENDS = {"07_science": NOTEBOOKS.parent / "results" / "runs"}  # data a chapter reads besides its source
 
@@ -113,13 +115,13 @@ def execute(source, out, profile="small", parameters=None, force=False, checkpoi
         papermill.execute_notebook(str(source), str(running), parameters=params, progress_bar=False,
                                    cwd=str(source.parent))
         nb = compact_streams(json.loads(running.read_text(encoding="utf-8")))  # progress bars: last state
-        running.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-        running.replace(out / source.name)
+        atomic_write(out / source.name, json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+        running.unlink()
         run["wall_s"] = round(time.perf_counter() - t0, 1)
         if folder is not None:
             run["train_s"] = round(training_seconds(folder), 1)
         glued = json.loads(results.read_text())
-        results.write_text(json.dumps({**glued, "run": run}, indent=2))
+        write_json(results, {**glued, "run": run})
         print(f"{source.name}: {run['wall_s']:.0f} s", flush=True)
     return json.loads(results.read_text())
 
@@ -134,6 +136,11 @@ def main(argv=None):
                    help="checkpoint every training run here (one folder per chapter) and resume from it")
     args = p.parse_args(argv)
     sources = sorted(NOTEBOOKS.glob("*.ipynb"))
+    unknown = [n for n in args.names if n not in {s.stem for s in sources} | {s.name for s in sources}]
+    if unknown:
+        print(f"error: no chapter called {', '.join(map(repr, unknown))}; choose from "
+              f"{', '.join(s.stem for s in sources)}", file=sys.stderr)
+        return 2
     if args.names:
         sources = [s for s in sources if s.stem in args.names or s.name in args.names]
     for source in sources:
