@@ -6,7 +6,8 @@ import torch
 # One colour per model (and per QNN backend) across the book; a label is matched by its longest known prefix.
 COLORS = {"QT reference": "C0", "original recipe": "C0", "QT improved": "C1", "improved recipe": "C1",
           "QT lr-cosine": "C4", "QT chosen": "C5", "classical CNN": "C3", "classical CNN, QT's budget": "C2",
-          "budget CNN": "C2",
+          "budget CNN": "C2", "classical generator": "teal", "low-rank CNN": "darkgoldenrod",
+          "frozen random circuit": "tab:gray", "mapping model alone": "black",
           "torchquantum": "C9", "gatewise": "C6", "native": "C7", "pennylane": "C8"}  # the QNN backends (chapter 6)
 LABELS = {"train_loss": "training loss", "test_acc": "test accuracy", "test_loss": "test loss",
           "train_acc": "training accuracy", "lr": "learning rate"}

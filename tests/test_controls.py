@@ -12,6 +12,7 @@ from qt_helpers.published import QT_BLOCKS, qt_params
 from qt_helpers.qt import qt_model
 from qt_helpers.science import experiments
 from qt_helpers.science.experiments import SEEDS, commands, run_commands, run_key
+from test_experiments import write_run, write_tune
 
 
 @pytest.mark.parametrize("dataset, blocks, options", [("mnist", 16, {}), ("fashion_mnist", 4, {}),
@@ -87,11 +88,9 @@ def test_standardised_budget_cnn_has_one_trained_scale_per_tensor():
     assert len(scales) == 8 and abs(num_params(std) - num_params(plain)) <= 0.02 * 1497
 
 
-def _tune_records(out, dataset="mnist", blocks=16, best="qt-lr-cosine-lr1e-2"):
-    """Validation accuracies as QT's finished tune trials would record them."""
-    for path, argv in commands("tune", dataset, out, blocks=blocks, runs=["qt-*"]):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"val_accuracy": 0.9 if path.stem == best else 0.5}))
+def _tune_records(out, dataset="mnist", blocks=16, best="qt-lr-cosine-lr1e-2", epochs=None, extra=()):
+    """Validation accuracies as the finished tune trials would record them."""
+    write_tune(out, dataset, best=(best, "cnn-budget-cosine-lr3e-3"), epochs=epochs, extra=extra, blocks=blocks)
 
 
 def test_control_grid_tunes_each_variant_on_validation_then_trains_three_seeds(tmp_path):
@@ -113,9 +112,8 @@ def test_control_grid_tunes_each_variant_on_validation_then_trains_three_seeds(t
     assert not any(k.startswith("frozen-circuit-seed") for k in args)  # its trials have not run
     for path, argv in cmds:  # the frozen circuit's trials finish; lr 3e-2 is the best on validation
         if path.stem.startswith("frozen-circuit-lr"):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps({"val_accuracy": 0.8 if path.stem.endswith("3e-2") else 0.7, "epochs": 10,
-                                        "history": {"epoch": list(range(1, 11))}, "test_accuracy": None}))
+            write_run(tmp_path, "mnist", "control", path.stem, {"val_accuracy": 0.8 if path.stem.endswith("3e-2")
+                                                                else 0.7, "test_accuracy": None, "qt_params": 249})
     seeds = {p.stem: build_parser().parse_args(a) for p, a in commands("control", "mnist", tmp_path)
              if "-seed" in p.stem and p.stem.startswith("frozen")}
     assert sorted(seeds) == [f"frozen-circuit-seed{s}" for s in SEEDS]
@@ -142,12 +140,13 @@ def test_a_control_trains_through_the_cli_and_its_record_says_what_it_was(pack_d
 
 def test_tiny_control_grid_trains_the_chosen_seed_run_once(pack_dir, tmp_path, monkeypatch):
     out = tmp_path / "runs"
-    _tune_records(out, blocks=2)
-    monkeypatch.setattr(experiments, "CONTROL_LRS", {"mapping-only": ("3e-2",)})
     small = ["--data-dir", str(pack_dir), "--batch-size", "100"]
+    _tune_records(out, blocks=2, epochs=1, extra=small)
+    monkeypatch.setattr(experiments, "CONTROL_LRS", {"mapping-only": ("3e-2",)})
     [(trial, _)] = commands("control", "mnist", out, epochs=1, blocks=2, extra=small, runs=["mapping-only-*"])
-    trial.parent.mkdir(parents=True)  # the trial as it would be recorded (its training is the seed runs' below)
-    trial.write_text(json.dumps({"val_accuracy": 0.5, "epochs": 1, "history": {"epoch": [1]}}))
+    # the trial as it would be recorded (its training is the seed runs' below)
+    write_run(out, "mnist", "control", trial.stem, {"val_accuracy": 0.5, "test_accuracy": None, "qt_params": 249},
+              epochs=1, extra=small, blocks=2)
     seeds = commands("control", "mnist", out, epochs=1, blocks=2, extra=small, runs=["mapping-only-seed*"])
     assert [p.stem for p, _ in seeds] == [f"mapping-only-seed{s}" for s in SEEDS]
     assert run_commands(seeds[:1], out) == []  # through the grid: checkpoint, subprocess, record

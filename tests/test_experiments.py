@@ -87,9 +87,9 @@ def _record(acc, params, seed=42, qt=True):
             "seed": seed, "epochs": 10, "train_seconds": 1.0, "device": "cpu"}
 
 
-def write_run(root, dataset, grid, run, record, epochs=None, extra=()):
+def write_run(root, dataset, grid, run, record, epochs=None, extra=(), blocks=None):
     """Write `record` as the finished run `run` of `grid` would record it: its command, dataset, epochs, history."""
-    argv = dict((p.stem, a) for p, a in commands(grid, dataset, root, epochs, extra=list(extra)))[run]
+    argv = dict((p.stem, a) for p, a in commands(grid, dataset, root, epochs, extra=list(extra), blocks=blocks))[run]
     args = build_parser().parse_args(argv)
     qt = record.get("qt_params") is not None
     epochs = args.epochs
@@ -108,14 +108,14 @@ def write_run(root, dataset, grid, run, record, epochs=None, extra=()):
 
 
 def write_tune(root, dataset="mnist", best=("qt-lr-cosine-lr3e-3", "cnn-budget-standardize-lr1e-3"), epochs=None,
-               extra=(), values=None):
+               extra=(), values=None, blocks=None):
     """A finished tune grid: validation accuracy 0.9 for the `best` trials, 0.5 for the others (or `values`)."""
-    for path, argv in commands("tune", dataset, root, epochs, extra=list(extra)):
+    for path, argv in commands("tune", dataset, root, epochs, extra=list(extra), blocks=blocks):
         qt = build_parser().parse_args(argv).model == "qt"
         acc = (values or {}).get(path.stem, 0.9 if path.stem in best else 0.5)
         write_run(root, dataset, "tune", path.stem, {"val_accuracy": acc, "test_accuracy": None,
                                                       "qt_params": 1497 if qt else None, "cnn_params": 1438},
-                  epochs, extra)
+                  epochs, extra, blocks)
 
 
 def test_seeds_summary_is_mean_and_sample_std(tmp_path):

@@ -317,8 +317,11 @@ def own_expect(argv):
     args.dataset = resolve_name(args.dataset)
     apply_recipe(args)
     model = "classical" if args.model == "classical" else "qt"
-    return {"dataset": args.dataset, "model": model, "epochs": args.epochs, "seed": args.seed,
-            "blocks": args.blocks if model == "qt" else None}
+    expect = {"dataset": args.dataset, "model": model, "epochs": args.epochs, "seed": args.seed,
+              "blocks": args.blocks if model == "qt" else None}
+    if args.control:  # a control may have no circuit (its record's blocks: None); its command still says --blocks
+        del expect["blocks"]
+    return expect
 
 
 def inspect(path):

@@ -183,6 +183,64 @@ def plot_curves(runs, dataset, ax=None, grid="seeds"):
     return _accuracy_axes(ax, "epoch", dataset)
 
 
+CONTROL_LABELS = {"qt": "QT chosen", "classical-generator": "classical generator", "low-rank-cnn": "low-rank CNN",
+                  "frozen-circuit": "frozen random circuit", "mapping-only": "mapping model alone"}
+
+
+def control_summary(runs, dataset):
+    """{label: {'params', 'accs', 'seeds', 'mean', 'std', 'lr', 'diffs'}} of the control grid (chapter 7): each
+    variant's test accuracy over the seeds, and its paired difference to QT seed by seed (in points)."""
+    grid = runs.get(dataset, {}).get("control", {})
+    qt = {r["seed"]: r["test_accuracy"] for r in seed_runs(grid, "qt")}
+    out = {}
+    for variant, label in CONTROL_LABELS.items():
+        done = seed_runs(grid, variant)
+        if done:
+            accs = [r["test_accuracy"] for r in done]
+            mean, std = mean_std(accs)
+            out[label] = {"params": r_params(done[0]), "accs": accs, "seeds": [r["seed"] for r in done],
+                          "mean": mean, "std": std, "lr": done[0]["lr"],
+                          "diffs": [100 * (r["test_accuracy"] - qt[r["seed"]]) for r in done if r["seed"] in qt]}
+    return out
+
+
+def r_params(r):
+    """Trainable parameters of a run (a control's own count, else QT's or the CNN's)."""
+    return r.get("trainable_params") or trained_params(r)
+
+
+def control_table(runs, dataset):
+    """Markdown: the control grid's variants, trainable parameters, test accuracy over seeds, and the paired
+    difference to QT per seed (points)."""
+    rows = [(label, f"{s['params']:,}", f"{s['lr']:g}", percent(s["mean"], s["std"]) if len(s["accs"]) > 1
+             else percent(s["mean"]), ", ".join(f"{100 * a:.2f}" for a in s["accs"]),
+             "–" if label == "QT chosen" else ", ".join(f"{d:+.2f}" for d in s["diffs"]))
+            for label, s in control_summary(runs, dataset).items()]
+    return markdown_table(("variant", "trained parameters", "lr (chosen on validation)", "test accuracy",
+                           "per seed (%)", "minus QT, per seed (points)"), rows)
+
+
+def plot_controls(runs, datasets=("mnist", "fashion_mnist"), axes=None):
+    """Test accuracy of each control variant, one panel per dataset: every seed a point, the mean a bar."""
+    if axes is None:
+        _, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 3.8), squeeze=False)
+        axes = axes[0]
+    for ax, dataset in zip(axes, datasets):
+        summary = control_summary(runs, dataset)
+        for i, (label, s) in enumerate(summary.items()):
+            color = model_color(label)
+            ax.bar(i, 100 * s["mean"], color=color, alpha=0.35, width=0.6)
+            ax.plot([i] * len(s["accs"]), [100 * a for a in s["accs"]], "o", color=color, ms=5)
+        ax.set_xticks(range(len(summary)), [f"{label}\n{s['params']:,} params" for label, s in summary.items()],
+                      rotation=30, ha="right", fontsize=8)
+        ax.axhline(100 * CHANCE, color="grey", lw=0.8, ls=":")
+        ax.set_ylim(0, 100)
+        ax.set_ylabel("test accuracy (%), bars from 0")
+        ax.set_title(f"{dataset}: seeds as points, mean as bar (dotted: chance)", fontsize=9)
+        ax.grid(axis="y", alpha=0.3)
+    return axes
+
+
 def blocks_rows(runs, dataset, recipe="improved"):
     """[(L, QT params, QT accuracy, budget CNN params, its accuracy, published QT %)] of the blocks grid, for
     QT with `recipe` (QT params: the run's, else the published count at L)."""
