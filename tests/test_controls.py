@@ -42,8 +42,8 @@ def test_frozen_and_uniform_controls_train_only_the_mapping_model():
         trained = {k for k, p in net.named_parameters() if p.requires_grad}
         assert trained == {k for k, _ in net.named_parameters() if k.startswith("mapping.")}
         assert all(p.grad is None for k, p in net.named_parameters() if not k.startswith("mapping."))
-        assert all(p.grad is not None for p in net.mapping.parameters())  # (uniform: the x column's is 0)
-        assert all(p.grad.abs().sum() > 0 for p in net.mapping.parameters() if p.dim() == 1)  # every bias learns
+        assert all(p.grad is not None for p in net.mapping.parameters())  # (a bias's is ~0: w - mean(w) drops it)
+        assert all(p.grad.abs().sum() > 0 for p in net.mapping.parameters() if p.dim() == 2)  # every matrix learns
         torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=0.1).step()
         assert torch.equal(net.qnn(), before)  # the probabilities never move
     uniform = control_model("mapping-only", "mnist", 2).qnn
