@@ -35,6 +35,10 @@ def test_closing_section_cites_glued_numbers(path):
     assert "{glue:text}`" in body or computed, f"{path.name}: its closing section cites no glued number"
     pattern = r'glue\(f?"([a-zA-Z0-9_{}\[\]"\']+)"'
     glued = {m for c in cs if c["cell_type"] == "code" for m in re.findall(pattern, text(c))}
+    if any("science_page.numbers(" in text(c) for c in cs if c["cell_type"] == "code"):  # chapter 7
+        from qt_helpers.science import report, science_page
+
+        glued |= set(science_page.numbers(report.load_runs()))
     for key in re.findall(r"\{glue:text\}`([a-zA-Z0-9_]+)", body):
         found = any(re.fullmatch(re.sub(r"\{[^}]*\}", ".+", g), key) for g in glued)
         assert found, f"{path.name}: {key} is never glued"
