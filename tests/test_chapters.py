@@ -60,7 +60,7 @@ def test_staging_banner_says_recorded_or_ci(tmp_path):
         run = json.loads(nb.with_suffix(".json").read_text())["run"]
         assert "Recorded run" in note and run["commit"] in note and run["machine"] in note
     resumed = stage_book.sittings({"wall_s": 180.0, "resumed_runs": 8, "train_s": 6 * 3600.0})
-    assert "3 minutes in its last sitting" in resumed and "8 runs" in resumed and "6.0 hours" in resumed
+    assert "3 minutes in its last session" in resumed and "8 runs" in resumed and "6.0 hours" in resumed
     assert stage_book.sittings({"wall_s": 600.0}) == "wall time 10 minutes"
     assert stage_book.sittings({"wall_s": 22.2, "resumed_runs": 8, "train_s": 1.0}).startswith("wall time 22 s in")
     ci = tmp_path / "01_concept.ipynb"

@@ -47,7 +47,7 @@ def test_table_puts_ours_beside_published(tmp_path):
                      dataset="cifar10")
     page = render([mnist, cifar])
     runs = page.split("## The runs")[1]
-    assert "| 10 min |" in runs and "6.0 h of training in several sittings (the last 10 min)" in runs
+    assert "| 10 min |" in runs and "6.0 h of training in several sessions (the last 10 min)" in runs
     assert "60,000/10,000 images" in page and "10 epochs" in page and "1 seed" in page and "no GPU" in page
     assert "best" not in page.split("## The runs")[0]
     row = next(line for line in page.splitlines() if line.startswith("| QT reference, L = 16 |"))

@@ -2,7 +2,7 @@
 
 Copies _config.yml (with the repository's URL and release tag from pyproject.toml), _toc.yml, references.bib
 and book/ into OUT (emptied first), and for every chapter
-notebook named in the TOC the executed copy: `results/notebooks/<name>.ipynb` (paper scale) where it
+notebook named in the TOC the executed copy: `results/notebooks/<name>.ipynb` (a recorded full-scale run) where it
 exists, else `build/executed/<name>.ipynb` (the CI run of `make notebooks`). Nothing is executed here
 (`stage_notebook` says what staging changes in how outputs show). TOC chapters whose notebook does not
 exist yet are left out with a note; a notebook missing from the TOC is an error. It writes the results
@@ -61,8 +61,8 @@ def sittings(run):
     wall = f"wall time {run['wall_s'] / 60:.0f} minutes" if run["wall_s"] >= 60 else f"wall time {run['wall_s']:.0f} s"
     if not run.get("resumed_runs"):
         return wall
-    return (f"{wall} in its last sitting, which continued {run['resumed_runs']} runs from checkpoints of earlier "
-            f"sittings; its runs trained for {run['train_s'] / 3600:.1f} hours in all")
+    return (f"{wall} in its last session, which continued {run['resumed_runs']} runs from checkpoints of earlier "
+            f"sessions; its runs trained for {run['train_s'] / 3600:.1f} hours in all")
 
 
 def banner(source):

@@ -284,7 +284,7 @@ def compute_table(runs):
             machines = sorted({machine(r) for r in made})
             rows.append((dataset, grid, len(made), len(records) - len(made),
                          f"{sum(run_seconds(r) for r in made) / 3600:.2f}", ", ".join(machines)))
-    return markdown_table(("dataset", "grid", "runs made", "shared copies", "training hours", "machine"), rows)
+    return markdown_table(("dataset", "experiment", "runs made", "shared copies", "training hours", "machine"), rows)
 
 
 CHANCE = 0.1  # every dataset here has 10 balanced classes

@@ -198,7 +198,7 @@ def render(paths):
         wall = "–" if "wall_s" not in run else f"{run['wall_s']:.0f} s" if run["wall_s"] < 60 else \
             f"{run['wall_s'] / 60:.0f} min"
         if run.get("resumed_runs"):  # continued from checkpoints: the runs' own time counts, over all sittings
-            wall = f"{run['train_s'] / 3600:.1f} h of training in several sittings (the last {wall})"
+            wall = f"{run['train_s'] / 3600:.1f} h of training in several sessions (the last {wall})"
         out.append(f"| {{doc}}`../notebooks/{ch['name']}` | {kind}: {_sizes(ch)} | {run.get('machine', '–')} | "
                    f"{wall} | {len(ch['numbers'])} |")
     out.append("")
