@@ -314,8 +314,9 @@ def findings(runs, dataset):
             gap = 100 * (q["mean"] - budget["mean"])
             paired = {seed: a for seed, a in zip(budget["seeds"], budget["accs"])}
             diffs = [100 * (a - paired[seed]) for seed, a in zip(q["seeds"], q["accs"]) if seed in paired]
+            reach = percent(q["mean"], q["std"]) if len(q["accs"]) > 1 else percent(q["mean"]) + " (one seed)"
             out.append(f"**{title}**: the best QT recipe ({best}, {q['params']:,} parameters) reaches "
-                       f"{percent(q['mean'], q['std'])}; the budget CNN ({budget['params']:,}) "
+                       f"{reach}; the budget CNN ({budget['params']:,}) "
                        f"{percent(budget['mean'], budget['std'])}, {abs(gap):.2f} points "
                        f"{'below' if gap >= 0 else 'above'} QT, both after {q['epochs']} epochs. Seed by seed, QT "
                        f"is ahead on {sum(d > 0 for d in diffs)} of {len(diffs)} seeds (differences "
