@@ -228,3 +228,49 @@ def test_some_page_has_math(site, browser):
     assert with_math, "no page of the book contains math"
     browser.get(site + f"{with_math[0]}.html")
     assert wait_for(browser, "document.querySelectorAll('mjx-container').length > 0")
+
+
+SCREEN = 800  # px: one screen of a 1280 × 800 laptop
+
+
+def page_height(browser, site, page):
+    browser.set_window_size(1280, SCREEN)
+    browser.get(site + f"{page}.html")
+    wait_for(browser, "document.readyState === 'complete'")
+    wait_for(browser, "[...document.images].every(i => i.complete)")
+    return browser.execute_script("return document.documentElement.scrollHeight")
+
+
+def test_science_chapter_reads_in_ten_screens(site, browser):
+    """Chapter 7 holds the tables a reader needs; the rest is in its appendix page."""
+    if "notebooks/07_science" not in PAGES:
+        unavailable("chapter 7 is not in the built book")
+    height = page_height(browser, site, "notebooks/07_science")
+    browser.set_window_size(1280, 1000)
+    assert height <= 10 * SCREEN, f"chapter 7 is {height / SCREEN:.1f} screens of {SCREEN} px at 1280 px wide"
+    assert "book/science_appendix" in PAGES
+
+
+def test_results_page_opens_with_the_verdict(site, browser):
+    browser.get(site + "book/results.html")
+    wait_for(browser, "document.readyState === 'complete'")
+    first = browser.execute_script(
+        "const m = document.querySelector('main article') || document.querySelector('main');"
+        "const f = m.querySelector('figure img'), p = [...m.querySelectorAll('p')].find(p => /verdict/i.test("
+        "p.innerText));"
+        "return [f ? f.getBoundingClientRect().top : -1, p ? p.getBoundingClientRect().top : -1, "
+        "m.querySelector('table') ? m.querySelector('table').getBoundingClientRect().top : 1e9];")
+    figure, paragraph, table = first
+    assert 0 <= figure < paragraph < table, f"the verdict's figure and paragraph do not open the page: {first}"
+
+
+@pytest.mark.parametrize("page", [p for p in PAGES if p.startswith("notebooks/")])
+def test_outputs_are_never_cut(site, browser, page):
+    """A run's summary line wraps in the column instead of hiding its number behind a scroll bar."""
+    browser.set_window_size(1280, 1000)
+    browser.get(site + f"{page}.html")
+    wait_for(browser, "document.readyState === 'complete'")
+    cut = browser.execute_script(
+        "return [...document.querySelectorAll('div.cell_output pre')]"
+        ".filter(p => p.scrollWidth > p.clientWidth + 1).map(p => p.innerText.slice(0, 80));")
+    assert not cut, f"{page}: outputs wider than the column: {cut}"
