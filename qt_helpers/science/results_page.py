@@ -136,7 +136,8 @@ def seeds_table(ch):
                 seeds = max(n.get(f"{k}_seeds", 0) for k in keys)
                 epochs = max(n.get(f"{k}_epochs", 0) for k in keys) or "?"
                 jpeg = " (JPEG copy)" if dataset == "cifar10" else ""
-                rows.append((f"**{title}**{jpeg}, chosen {how}, {epochs} epochs, {seeds} seeds", *cells))
+                chosen = "recipes not tuned on it" if dataset == "cifar10" and grid != "protocol_" else f"chosen {how}"
+                rows.append((f"**{title}**{jpeg}, {chosen}, {epochs} epochs, {seeds} seeds", *cells))
     if not rows:
         return ""
     short = {"QT chosen on validation": "QT chosen", "classical CNN, QT's budget": "CNN, QT's budget"}
