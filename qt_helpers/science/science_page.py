@@ -120,6 +120,19 @@ def numbers(runs, bench=RESULTS / "bench"):
     return out
 
 
+def plot_panels(runs, datasets, grid, plot):
+    """One panel per dataset that has `grid`, side by side: `plot(runs, dataset, ax)` (report.plot_curves for
+    the three-seed curves, report.plot_blocks for the block sweep)."""
+    import matplotlib.pyplot as plt
+
+    shown = [d for d in datasets if grid in runs[d]]
+    fig, axes = plt.subplots(1, len(shown), figsize=(13, 3.8), squeeze=False)
+    for ax, d in zip(axes[0], shown):
+        plot(runs, d, ax)
+    fig.tight_layout()
+    return fig
+
+
 def seeds_overview(runs, grid="seeds"):
     """Markdown: one row per model, one column per dataset: mean ± std over seeds (trained parameters); a cell of
     fewer than three seeds says how many, and shows no ± (the per-seed table is in the appendix)."""
