@@ -102,8 +102,8 @@ def plot_pipeline():
 
 
 def plot_bars(values, ylabel, reference=None, figsize=(8, 3.5)):
-    """Bars of named values in the book's model colours, each labelled, on an axis zoomed to the values (not
-    from 0), with optional reference values beside them."""
+    """Bars of named values in the book's model colours, each labelled, on an axis zoomed to the values (its
+    label says where it starts when not at 0), with optional reference values beside them (chapter 2)."""
     fig, ax = plt.subplots(figsize=figsize)
     names = list(values)
     x = torch.arange(len(names)).numpy()
@@ -119,8 +119,9 @@ def plot_bars(values, ylabel, reference=None, figsize=(8, 3.5)):
         shown += [v for v in ref if v == v]
         ax.legend()
     low, high = min(shown), max(shown)
-    ax.set_ylim(max(0.0, low - 0.15 * (high - low) - 1), high + 0.15 * (high - low) + 1)
+    bottom = max(0.0, low - 0.15 * (high - low) - 1)
+    ax.set_ylim(bottom, high + 0.15 * (high - low) + 1)
     ax.set_xticks(x, names, rotation=12)
-    ax.set_ylabel(ylabel)
+    ax.set_ylabel(ylabel if bottom == 0 else f"{ylabel}\n(axis from {bottom:.0f}, not 0)")
     fig.tight_layout()
     return fig

@@ -1,8 +1,10 @@
 """Published Quantum-Train results (the original toolkit's result figures), for comparison tables.
 
 Caveats the book states next to them: the 16-block MNIST/FashionMNIST QT figures equal the
-original notebooks' *training* accuracies (their test accuracies were 91.20 % on a random
-1,000-image test subset, and 78.71 %), and the classical baselines were trained for one epoch.
+original notebooks' *training* accuracies (their test accuracies were 91.20 % for MNIST, on a random
+1,000-image test subset, and 78.71 % for FashionMNIST, on its full test set), and the MNIST and
+FashionMNIST classical baselines were trained for one epoch. How long the CIFAR-10 baseline trained, and
+whether the CIFAR-10 figures are test accuracies, is not known.
 """
 
 QT_BLOCKS = {"mnist": (1, 4, 7, 10, 13, 16), "fashion_mnist": (1, 4, 7, 10, 13, 16),

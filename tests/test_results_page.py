@@ -47,7 +47,7 @@ def test_table_puts_ours_beside_published(tmp_path):
                      dataset="cifar10")
     page = render([mnist, cifar])
     runs = page.split("## The runs")[1]
-    assert "| 10 min |" in runs and "6.0 h of training in several sittings (the last 10 min)" in runs
+    assert "| 10 min |" in runs and "6.0 h of training in several sessions (the last 10 min)" in runs
     assert "60,000/10,000 images" in page and "10 epochs" in page and "1 seed" in page and "no GPU" in page
     assert "best" not in page.split("## The runs")[0]
     row = next(line for line in page.splitlines() if line.startswith("| QT reference, L = 16 |"))
@@ -98,3 +98,21 @@ def test_science_chapter_s_cifar10_qt_runs_are_on_the_page(tmp_path):
     numbers = {"cifar10_blocks_L19_qt": 0.5459, "cifar10_blocks_L19_cnn": 0.5444, "cifar10_blocks_L38_qt": None}
     page = render([executed(tmp_path / "07_science.ipynb", numbers)])
     assert "## CIFAR-10 QT in the science chapter" in page and "| 19 | 54.59 % | 54.44 % |" in page
+
+
+def test_the_page_opens_with_the_verdict_from_the_records(tmp_path):
+    """book/results.md's verdict: a figure and a paragraph whose numbers are the recorded runs' (results/runs)."""
+    from qt_helpers.science import report, verdict
+    from qt_helpers.science.results_page import with_verdict
+
+    runs = report.load_runs()
+    text = with_verdict("# Results\n\n<!-- VERDICT: here -->\n\nrest\n", tmp_path, runs)
+    assert text.startswith("# Results\n\n```{figure} verdict.png") and text.endswith("rest\n")
+    assert (tmp_path / "verdict.png").stat().st_size > 10_000
+    for d, c in verdict.comparisons(runs).items():
+        qt, budget = c["qt"], c["budget"]
+        assert f"{100 * qt['mean']:.2f}" in text and f"{qt['params']:,}" in text and f"{budget['params']:,}" in text
+        assert f"{abs(100 * (qt['mean'] - budget['mean'])):.2f} points" in text
+    if "protocol" in runs.get("mnist", {}):
+        assert verdict.comparisons(runs)["mnist"]["qt_model"] == "QT chosen on validation"
+    assert "JPEG" in text and "± 0.00" not in text

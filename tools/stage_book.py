@@ -2,11 +2,12 @@
 
 Copies _config.yml (with the repository's URL and release tag from pyproject.toml), _toc.yml, references.bib
 and book/ into OUT (emptied first), and for every chapter
-notebook named in the TOC the executed copy: `results/notebooks/<name>.ipynb` (paper scale) where it
+notebook named in the TOC the executed copy: `results/notebooks/<name>.ipynb` (a recorded full-scale run) where it
 exists, else `build/executed/<name>.ipynb` (the CI run of `make notebooks`). Nothing is executed here
 (`stage_notebook` says what staging changes in how outputs show). TOC chapters whose notebook does not
 exist yet are left out with a note; a notebook missing from the TOC is an error. It writes the results
-page from those notebooks (`qt_helpers.science.results_page`) and copies MathJax 3 into OUT/_mathjax/mathjax/,
+page from those notebooks (`qt_helpers.science.results_page`), chapter 7's appendix from results/runs/
+(`qt_helpers.science.science_page`), and copies MathJax 3 into OUT/_mathjax/mathjax/,
 which Sphinx publishes as _static/mathjax/ (no CDN).
 """
 import argparse
@@ -21,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from chapter_cells import release  # noqa: E402
 from qt_helpers.science.results_page import write_page  # noqa: E402
+from qt_helpers.science.science_page import appendix_markdown  # noqa: E402
 from qt_helpers.science.run_notebooks import DEPENDS, compact_streams  # noqa: E402
 
 
@@ -59,8 +61,8 @@ def sittings(run):
     wall = f"wall time {run['wall_s'] / 60:.0f} minutes" if run["wall_s"] >= 60 else f"wall time {run['wall_s']:.0f} s"
     if not run.get("resumed_runs"):
         return wall
-    return (f"{wall} in its last sitting, which continued {run['resumed_runs']} runs from checkpoints of earlier "
-            f"sittings; its runs trained for {run['train_s'] / 3600:.1f} hours in all")
+    return (f"{wall} in its last session, which continued {run['resumed_runs']} runs from checkpoints of earlier "
+            f"sessions; its runs trained for {run['train_s'] / 3600:.1f} hours in all")
 
 
 def banner(source):
@@ -156,6 +158,8 @@ def main(argv=None):
         print(f"stage_book: {f}.ipynb <- {chosen.relative_to(ROOT) if chosen.is_relative_to(ROOT) else chosen}")
         staged.append(chosen)
     write_page(ROOT / "book/results.md", args.out / "book/results.md", staged)
+    appendix = args.out / "book/science_appendix.md"  # chapter 7's tables, from results/runs/
+    appendix.write_text(appendix_markdown(), encoding="utf-8")
 
     if not (args.mathjax / "tex-mml-chtml.js").exists():
         sys.exit(f"stage_book: MathJax 3 not found in {args.mathjax} (make book installs it with npm)")

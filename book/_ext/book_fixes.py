@@ -1,4 +1,7 @@
-"""A Sphinx extension with one fix for the book's HTML (loaded by _config.yml: sphinx.local_extensions).
+"""A Sphinx extension with two fixes for the book's HTML (loaded by _config.yml: sphinx.local_extensions).
+
+Cell outputs wrap instead of scrolling sideways, so a run's summary line is never cut before its number, and
+code is set at a size where the 88 characters a chapter's code line may have fit the column at 1280 px.
 
 With Sphinx 7.4, inline scripts that extensions add while reading (sphinx-thebe's `const THEBE_JS_URL = ...`,
 sphinx-togglebutton's settings) end up twice in every page; the second `const` is a JavaScript SyntaxError in
@@ -18,6 +21,16 @@ def dedupe_inline_scripts(app, pagename, templatename, context, doctree):
     context["script_files"] = scripts
 
 
+# 12 px: the 88 characters a chapter's code line may have fit the column at 1280 px
+WRAP_OUTPUTS = ("<style>div.cell_output pre { white-space: pre-wrap; overflow-wrap: anywhere; } "
+                "div.cell.docutils div.cell_input pre { font-size: 12px !important; }</style>")
+
+
+def wrap_outputs(app, pagename, templatename, context, doctree):
+    context["metatags"] = context.get("metatags", "") + WRAP_OUTPUTS
+
+
 def setup(app):
     app.connect("html-page-context", dedupe_inline_scripts)
+    app.connect("html-page-context", wrap_outputs)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

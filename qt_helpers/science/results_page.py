@@ -11,12 +11,13 @@ import ast
 import json
 from pathlib import Path
 
-from . import report
+from . import report, verdict
 from ..records import atomic_write
 from ..notebook import markdown_table, percent
 from ..published import PUBLISHED, QT_BLOCKS, published_qt, qt_params
 
 MARKER = "<!-- RESULTS"
+VERDICT = "<!-- VERDICT"
 TITLES = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "cifar10": "CIFAR-10"}
 
 
@@ -129,11 +130,13 @@ def _sizes(ch):
 
 
 def _mean_std_cell(n, key):
-    """'mean ± std % (parameters)' of a glued model, or '–'."""
+    """'mean ± std % (parameters)' of a glued model, '62.54 % (1 seed; parameters)' for a single seed, or '–'."""
     if f"{key}_mean" not in n:
         return "–"
-    params = f" ({n[f'{key}_params']:,})" if f"{key}_params" in n else ""
-    return percent(n[f"{key}_mean"], n[f"{key}_std"]) + params
+    params = f"{n[f'{key}_params']:,}" if f"{key}_params" in n else ""
+    if n.get(f"{key}_seeds", 0) == 1:  # one seed is one seed: no ± 0.00, and said in the cell
+        return percent(n[f"{key}_mean"]) + f" (1 seed{'; ' + params if params else ''})"
+    return percent(n[f"{key}_mean"], n[f"{key}_std"]) + (f" ({params})" if params else "")
 
 
 def seeds_table(ch):
@@ -150,7 +153,9 @@ def seeds_table(ch):
             if any(c != "–" for c in cells):
                 seeds = max(n.get(f"{k}_seeds", 0) for k in keys)
                 epochs = max(n.get(f"{k}_epochs", 0) for k in keys) or "?"
-                rows.append((f"**{title}**, chosen {how}, {epochs} epochs, {seeds} seeds", *cells))
+                jpeg = " (JPEG copy)" if dataset == "cifar10" else ""
+                chosen = "recipes not tuned on it" if dataset == "cifar10" and grid != "protocol_" else f"chosen {how}"
+                rows.append((f"**{title}**{jpeg}, {chosen}, {epochs} epochs, {seeds} seeds", *cells))
     if not rows:
         return ""
     short = {"QT chosen on validation": "QT chosen", "classical CNN, QT's budget": "CNN, QT's budget"}
@@ -171,10 +176,10 @@ def cifar10_qt_science(ch):
     if not rows:
         return []
     return ["## CIFAR-10 QT in the science chapter", "",
-            f"Chapter 7's block sweep ({{doc}}`../notebooks/{ch['name']}`): full data, 20 epochs, one seed, the "
-            "improved recipe; beside it the classical CNN of the same budget. Each run's record names its machine, "
-            "and the chapter's compute table lists them (this project's 2-core CPU, a GPU lease, or both for a "
-            "run resumed from a lease's checkpoint).", "",
+            f"Chapter 7's block sweep ({{doc}}`../notebooks/{ch['name']}`): full data (the JPEG-compressed copy "
+            "of CIFAR-10), 20 epochs, one seed, the improved recipe; beside it the classical CNN of the same "
+            "budget. Each run's record names its machine, and the chapter's appendix lists them (this project's "
+            "2-core CPU, a rented GPU, or both for a run resumed from the GPU's checkpoint).", "",
             markdown_table(("QNN blocks L", "QT improved", "budget CNN"), rows, left=0), ""]
 
 
@@ -193,17 +198,17 @@ def render(paths):
                     "test sets; trained parameters in brackets; every model trained with the same protocol. Recipes "
                     "chosen on the test set are not judged against the goals; those chosen on validation were "
                     "picked with six trials per model on a 10 % validation split, and the test set read once. "
-                    "The chapter's compute table names the machine of every run (this project's 2-core CPU; the "
-                    "validation protocol's runs on the 16-core CPU of a GPU lease machine; CIFAR-10's QT runs at "
-                    "L ≥ 38 on an H100).",
+                    "A cell with one seed says so. CIFAR-10's numbers come from the JPEG-compressed copy of its "
+                    "images. The chapter's appendix names the machine of every run.",
                     "", table, ""]
         out += cifar10_qt_science(ch)
     for dataset in PUBLISHED:
         table = dataset_table(dataset, [ch for ch in chapters if ch["params"].get("dataset") == dataset])
         if table:
+            jpeg = " Ours are on the JPEG-compressed copy of CIFAR-10." if dataset == "cifar10" else ""
             out += [f"## {TITLES.get(dataset, dataset)}", "",
                     "Test accuracy after the last epoch of each recorded run (heading: profile, data, epochs, "
-                    "seeds, hardware).", "", table, ""]
+                    f"seeds, hardware).{jpeg}", "", table, ""]
     out += ["## The runs", "", "| chapter | run | machine | wall time | glued numbers |", "|---|---|---|---:|---:|"]
     for ch in everything:
         run = ch["numbers"].get("run") or {}
@@ -212,7 +217,7 @@ def render(paths):
         wall = "–" if "wall_s" not in run else f"{run['wall_s']:.0f} s" if run["wall_s"] < 60 else \
             f"{run['wall_s'] / 60:.0f} min"
         if run.get("resumed_runs"):  # continued from checkpoints: the runs' own time counts, over all sittings
-            wall = f"{run['train_s'] / 3600:.1f} h of training in several sittings (the last {wall})"
+            wall = f"{run['train_s'] / 3600:.1f} h of training in several sessions (the last {wall})"
         out.append(f"| {{doc}}`../notebooks/{ch['name']}` | {kind}: {_sizes(ch)} | {run.get('machine', '–')} | "
                    f"{wall} | {len(ch['numbers'])} |")
     out.append("")
@@ -227,9 +232,20 @@ def render(paths):
     return "\n".join(out)
 
 
+def with_verdict(text, out_dir, runs=None):
+    """`text` with its `<!-- VERDICT` line replaced by the book's verdict (`verdict.verdict_markdown`: the
+    figure, saved in `out_dir`, and the paragraph, from the recorded runs)."""
+    if VERDICT not in text:
+        return text
+    start = text.index(VERDICT)
+    end = text.index("\n", start) + 1
+    return text[:start] + verdict.verdict_markdown("verdict.png", out_dir, runs) + text[end:]
+
+
 def write_page(template, out, paths):
-    """`template` with everything from its `<!-- RESULTS` line on replaced by `render(paths)`."""
-    text = Path(template).read_text(encoding="utf-8")
+    """`template` with everything from its `<!-- RESULTS` line on replaced by `render(paths)` (and its
+    `<!-- VERDICT` line by the verdict)."""
+    text = with_verdict(Path(template).read_text(encoding="utf-8"), Path(out).parent)
     head = text[:text.index(MARKER)] if MARKER in text else text + "\n"
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     atomic_write(out, head + render(paths) + "\n")
