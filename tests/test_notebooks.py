@@ -152,3 +152,14 @@ def test_science_chapter_shows_the_recorded_runs():
     assert g["cifar10_long_budget_seeds"] == 3 and g["cifar10_long_budget_epochs"] == 40
     assert g["cifar10_long_budget_mean"] == long["mean"] > cifar["classical CNN, QT's budget"]["mean"]
     assert g["goal_cifar10_met"] is False and g["cifar10_qt_step_cpu_s"] > 0
+    for d in ("mnist", "fashion_mnist"):  # "Does the circuit matter?": the control grid's records, as they are
+        c = report.control_summary(runs, d)
+        assert len(c) == 5 and all(len(v["accs"]) == 3 for v in c.values())
+        assert abs(c["classical generator"]["params"] / c["QT chosen"]["params"] - 1) <= 0.02
+        assert abs(c["low-rank CNN"]["params"] / c["QT chosen"]["params"] - 1) <= 0.02
+        assert g[f"control_{d}_generator_mean"] == c["classical generator"]["mean"]
+        assert g[f"control_{d}_generator_gap_max"] == -min(c["classical generator"]["diffs"])
+        assert g[f"control_{d}_qt_mean"] == c["QT chosen"]["mean"]
+    ahead = all(max(v["diffs"]) < 0 for d in ("mnist", "fashion_mnist")
+                for k, v in report.control_summary(runs, d).items() if k != "QT chosen")
+    assert g["control_verdict"].startswith("QT is ahead" if ahead else "A control")

@@ -74,7 +74,24 @@ def verdict_text(runs=None):
     if not sentences:
         return "*No recorded runs yet*: `python -m qt_helpers.science.experiments seeds --dataset mnist` makes them."
     return " ".join(sentences) + (" QT's claim is a compression of the trained parameters, not an accuracy "
-                                  "gain over a CNN of its own size; the figure shows both comparisons.")
+                                  "gain over a CNN of its own size; the figure shows both comparisons."
+                                  + control_sentence(runs))
+
+
+def control_sentence(runs):
+    """The control grid in one sentence (chapter 7, "Does the circuit matter?"), or '' without its runs."""
+    parts = []
+    for d in ("mnist", "fashion_mnist"):
+        s = report.control_summary(runs, d)
+        if "QT chosen" in s and "classical generator" in s:
+            g = s["classical generator"]
+            parts.append(f"{TITLES[d]} {_acc(g)} against QT's {_acc(s['QT chosen'])}, "
+                         f"{min(-x for x in g['diffs']):.2f} to {max(-x for x in g['diffs']):.2f} points behind "
+                         "seed by seed")
+    if not parts:
+        return ""
+    return (" Does the circuit matter? A classical generator of the same size in its place, chosen the same way, "
+            "reached " + "; ".join(parts) + " (chapter 7).")
 
 
 def plot_verdict(runs=None):
