@@ -5,9 +5,10 @@ and book/ into OUT (emptied first), and for every chapter
 notebook named in the TOC the executed copy: `results/notebooks/<name>.ipynb` (paper scale) where it
 exists, else `build/executed/<name>.ipynb` (the CI run of `make notebooks`). Nothing is executed here
 (`stage_notebook` says what staging changes in how outputs show). TOC chapters whose notebook does not
-exist yet are left out with a note; a notebook missing from the TOC is an error. It writes the results
-page from those notebooks (`qt_helpers.science.results_page`) and copies MathJax 3 into OUT/_mathjax/mathjax/,
-which Sphinx publishes as _static/mathjax/ (no CDN).
+exist yet are left out with a note; a notebook missing from the TOC is an error. It writes the intro's
+verdict (figure and paragraph) from the recorded runs (`qt_helpers.science.verdict`), the results page from
+those notebooks (`qt_helpers.science.results_page`) and copies MathJax 3 into OUT/_mathjax/mathjax/, which
+Sphinx publishes as _static/mathjax/ (no CDN).
 """
 import argparse
 import json
@@ -22,6 +23,7 @@ sys.path.insert(0, str(ROOT))
 from chapter_cells import release  # noqa: E402
 from qt_helpers.science.results_page import write_page  # noqa: E402
 from qt_helpers.science.run_notebooks import DEPENDS, compact_streams  # noqa: E402
+from qt_helpers.science.verdict import write_intro  # noqa: E402
 
 
 def toc_files(node):
@@ -139,6 +141,7 @@ def main(argv=None):
     (args.out / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
     (args.out / "_toc.yml").write_text(yaml.safe_dump(drop_files(toc, missing), sort_keys=False))
     shutil.copytree(ROOT / "book", args.out / "book")
+    write_intro(ROOT / "book/intro.md", args.out / "book/intro.md")  # the verdict, from results/runs/
 
     staged = []
     for f in chapters:
