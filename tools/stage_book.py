@@ -65,9 +65,14 @@ def sittings(run):
             f"sittings; its runs trained for {run['train_s'] / 3600:.1f} hours in all")
 
 
+# chapters whose CI execution trains at full size: the glued (training, test) image counts that say so
+FULL_IN_CI = {"01_concept": ("concept_n_train", "concept_n_test")}
+
+
 def banner(source):
     """The note a chapter page opens with: its recorded run (machine, profile, date, commit, wall time), or,
-    for a CI execution, that its numbers are a regression check and not results."""
+    for a CI execution, that its numbers are a regression check and not results (or, for a chapter that CI
+    trains at full size, its data)."""
     record = source.with_suffix(".json")
     run = json.loads(record.read_text()).get("run") if record.exists() else None
     if source.parent.resolve() == (ROOT / "results/notebooks").resolve():
@@ -81,6 +86,12 @@ def banner(source):
         return (f"```{{admonition}} Recorded runs\n:class: note\nThis page reads the recorded runs in "
                 f"`{DEPENDS[source.stem].relative_to(ROOT)}/`: each run's command, machine, date and wall time are "
                 "in its record. The page itself was executed by CI, which trains nothing here.\n```")
+    numbers = json.loads(record.read_text()) if record.exists() else {}
+    if source.stem in FULL_IN_CI and all(k in numbers for k in FULL_IN_CI[source.stem]):
+        n_train, n_test = (numbers[k] for k in FULL_IN_CI[source.stem])
+        return (f"```{{admonition}} Executed by CI, at full size\n:class: note\nThis page was executed by CI on a "
+                f"CPU, which trains it as every profile does: {n_train:,} training and {n_test:,} test images, one "
+                "seed. The session it ran in (machine, versions, time) is listed at the end of the page.\n```")
     return ("```{admonition} CI-scale check, not results\n:class: warning\nThis page was executed by CI at the "
             "`small` profile (data subsets, a few epochs, a 2-core CPU): its numbers check that the code runs "
             "and learns, they are not results. No full-scale run of this chapter is recorded yet "
