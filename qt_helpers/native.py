@@ -221,7 +221,7 @@ def gate_matrix(name, params):
 # the fused engine above).
 # >>> #@save cells of notebooks/01_concept.ipynb, written by tools/save_code.py: edit them there, not here
 def apply_gate(psi, gate, wires):
-    """`gate` (2^k × 2^k) applied to `wires` of a state tensor (2,)*n (chapter 1)."""
+    """`gate` (2^k × 2^k) on `wires` of a state tensor (2,)*n (chapter 1)."""
     k = len(wires)
     psi = torch.tensordot(gate.reshape((2,) * 2 * k), psi,
                           dims=(list(range(k, 2 * k)), list(wires)))
@@ -229,8 +229,8 @@ def apply_gate(psi, gate, wires):
 
 
 def simulate_gatewise(angles, n, ansatz="u3cu3"):
-    """Final state (2^n,) of `ansatz` with `angles` (L, angles per block), gate by gate
-    (chapter 1)."""
+    """Final state (2^n,) of `ansatz` with `angles` (L, angles per block),
+    gate by gate (chapter 1)."""
     a = get_ansatz(ansatz)
     dtype = complex_dtype(angles.dtype)
     psi = initial_state(n, a.plus, dtype, angles.device).view((2,) * n)

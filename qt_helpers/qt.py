@@ -86,7 +86,8 @@ def fan_in(name, shapes):
 # and `QTModel`, whose methods the chapter adds one cell at a time (`add_to_class`, as in d2l).
 # >>> #@save cells of notebooks/01_concept.ipynb, written by tools/save_code.py: edit them there, not here
 def transform(p, n, gamma, beta, alpha):
-    """x = (β tanh(γ 2^(n-1) p))^α of probabilities `p`, minus its mean (chapter 1)."""
+    """x = (β tanh(γ 2^(n-1) p))^α of probabilities `p`, minus its mean
+    (chapter 1)."""
     x = (beta * torch.tanh(gamma * 2 ** (n - 1) * p)).clamp_min(1e-20) ** alpha
     return x - x.mean()
 
@@ -100,8 +101,8 @@ def bitstrings(n, m=None):
 
 
 class MappingModel(nn.Module):
-    """MLP from (n bits ±1, transformed probability) to one weight per basis state
-    (chapter 1)."""
+    """MLP from (n bits ±1, transformed probability) to one weight per
+    basis state (chapter 1)."""
 
     def __init__(self, n_in, hidden=(4, 20, 4), activation="none"):
         super().__init__()
@@ -111,10 +112,11 @@ class MappingModel(nn.Module):
         sizes = (n_in, *hidden, 1)
         self.layers = nn.ModuleList(nn.Linear(a, b)
                                     for a, b in zip(sizes[:-1], sizes[1:]))
-        self.act = ACTIVATIONS[activation]() if ACTIVATIONS[activation] else None
+        act = ACTIVATIONS[activation]
+        self.act = act() if act else None
 
     def affine(self):
-        """(W, b) of the MLP without activations: its layers compose to one map."""
+        """(W, b) of the MLP without activations: the layers as one map."""
         w, b = self.layers[0].weight, self.layers[0].bias
         for layer in self.layers[1:]:
             w, b = layer.weight @ w, layer.weight @ b + layer.bias
@@ -130,7 +132,7 @@ class MappingModel(nn.Module):
 
 
 def add_to_class(Class):
-    """Register the decorated function as a method of `Class` (d2l's; chapter 1)."""
+    """Make the decorated function a method of `Class` (d2l's; chapter 1)."""
     def wrapper(obj):
         setattr(Class, obj.__name__, obj)
     return wrapper
@@ -139,21 +141,21 @@ def add_to_class(Class):
 class QTModel(nn.Module):
     """A CNN whose weights come from a QNN and a mapping model (chapter 1)."""
 
-    def __init__(self, net, n_blocks=16, backend="native", ansatz="u3cu3", preset=None,
-                 n_qubits=None, seed=None, **qnn_options):
+    def __init__(self, net, n_blocks=16, backend="native", ansatz="u3cu3",
+                 preset=None, n_qubits=None, seed=None, **qnn_options):
         super().__init__()
         preset = preset or Preset()
         self.m = num_params(net, trainable=False)
         n = n_qubits or n_qubits_for(self.m)
         if 2**n < self.m:
-            raise ValueError(f"{n} qubits give 2^{n} = {2**n:,} basis states, fewer "
-                             f"than the CNN's {self.m:,} weights; use at least "
-                             f"{n_qubits_for(self.m)} qubits")
+            raise ValueError(f"{n} qubits give 2^{n} = {2**n:,} basis states, "
+                             f"fewer than the CNN's {self.m:,} weights; use at "
+                             f"least {n_qubits_for(self.m)} qubits")
         self.n_qubits, self.preset = n, preset
-        self.net = net.requires_grad_(False)  # a template: its weights are never used
+        self.net = net.requires_grad_(False)  # a template: weights unused
         self.shapes = {k: p.shape for k, p in net.named_parameters()}
         self.qnn = make_qnn(backend, n, n_blocks, ansatz, seed, **qnn_options)
-        with torch.random.fork_rng(devices=[]):  # `seed` fixes the mapping model too
+        with torch.random.fork_rng(devices=[]):  # seed the mapping model too
             if seed is not None:
                 torch.manual_seed(seed)
             self.mapping = MappingModel(n + 1, preset.hidden, preset.activation)
@@ -205,20 +207,24 @@ def forward(self, x):
 @add_to_class(QTModel)
 @torch.no_grad()
 def export(self):
-    """A plain copy of the CNN holding the generated weights: no quantum library needed
-    (chapter 1)."""
+    """A plain copy of the CNN holding the generated weights: no quantum
+    library needed (chapter 1)."""
     net = copy.deepcopy(self.net).requires_grad_(True)
-    net.load_state_dict({k: v.detach().clone() for k, v in self.weights().items()})
+    net.load_state_dict({k: v.detach().clone()
+                         for k, v in self.weights().items()})
     return net
 
 
 @add_to_class(QTModel)
 def param_table(self):
-    """Parameter counts: CNN, qubits, QNN angles, mapping, QT, ratio (chapter 1)."""
+    """Parameter counts: CNN, qubits, QNN angles, mapping, QT, ratio
+    (chapter 1)."""
     qnn, mapping = num_params(self.qnn), num_params(self.mapping)
-    return {"cnn_params": self.m, "qubits": self.n_qubits, "blocks": self.qnn.n_blocks,
-            "qnn_params": qnn, "mapping_params": mapping, "qt_params": num_params(self),
-            "ratio": num_params(self) / self.m}
+    total = num_params(self)
+    return {"cnn_params": self.m, "qubits": self.n_qubits,
+            "blocks": self.qnn.n_blocks, "qnn_params": qnn,
+            "mapping_params": mapping, "qt_params": total,
+            "ratio": total / self.m}
 # <<< end of the #@save cells of notebooks/01_concept.ipynb
 
 
