@@ -221,7 +221,7 @@ def gate_matrix(name, params):
 # the fused engine above).
 # >>> #@save cells of notebooks/01_concept.ipynb, written by tools/save_code.py: edit them there, not here
 def apply_gate(psi, gate, wires):
-    """`gate` (2^k × 2^k) on `wires` of a state tensor (2,)*n (chapter 1)."""
+    """`gate` (2^k × 2^k) on `wires` of a state tensor (2,)*n (chapter 1)"""
     k = len(wires)
     psi = torch.tensordot(gate.reshape((2,) * 2 * k), psi,
                           dims=(list(range(k, 2 * k)), list(wires)))
@@ -236,7 +236,7 @@ def simulate_gatewise(angles, n, ansatz="u3cu3"):
     psi = initial_state(n, a.plus, dtype, angles.device).view((2,) * n)
     for b in range(angles.shape[0]):
         for name, wires, first, count in a.gates(b, n):
-            gate = gate_matrix(name, angles[b, first:first + count]).to(dtype)
-            psi = apply_gate(psi, gate, wires)
+            gate = gate_matrix(name, angles[b, first:first + count])
+            psi = apply_gate(psi, gate.to(dtype), wires)
     return psi.reshape(-1)
 # <<< end of the #@save cells of notebooks/01_concept.ipynb

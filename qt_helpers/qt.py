@@ -88,13 +88,14 @@ def fan_in(name, shapes):
 def transform(p, n, gamma, beta, alpha):
     """x = (β tanh(γ 2^(n-1) p))^α of probabilities `p`, minus its mean
     (chapter 1)."""
-    x = (beta * torch.tanh(gamma * 2 ** (n - 1) * p)).clamp_min(1e-20) ** alpha
+    x = beta * torch.tanh(gamma * 2 ** (n - 1) * p)
+    x = x.clamp_min(1e-20) ** alpha
     return x - x.mean()
 
 
 def bitstrings(n, m=None):
-    """The first `m` basis states of `n` qubits as ±1 rows (m, n), wire 0 first
-    (chapter 1)."""
+    """The first `m` basis states of `n` qubits as ±1 rows (m, n), wire 0
+    first (chapter 1)."""
     idx = torch.arange(m if m is not None else 2**n)
     bits = (idx[:, None] >> torch.arange(n - 1, -1, -1)) & 1
     return bits.float() * 2 - 1
@@ -123,7 +124,7 @@ class MappingModel(nn.Module):
         return w, b
 
     def forward(self, x):
-        if self.act is None:  # the same function, a fraction of the arithmetic
+        if self.act is None:  # the same function, less arithmetic
             w, b = self.affine()
             return x @ w.T + b
         for layer in self.layers[:-1]:
@@ -132,14 +133,15 @@ class MappingModel(nn.Module):
 
 
 def add_to_class(Class):
-    """Make the decorated function a method of `Class` (d2l's; chapter 1)."""
+    """Make the decorated function a method of `Class` (d2l; chapter 1)."""
     def wrapper(obj):
         setattr(Class, obj.__name__, obj)
     return wrapper
 
 
 class QTModel(nn.Module):
-    """A CNN whose weights come from a QNN and a mapping model (chapter 1)."""
+    """A CNN whose weights come from a QNN and a mapping model
+    (chapter 1)."""
 
     def __init__(self, net, n_blocks=16, backend="native", ansatz="u3cu3",
                  preset=None, n_qubits=None, seed=None, **qnn_options):
@@ -148,23 +150,27 @@ class QTModel(nn.Module):
         self.m = num_params(net, trainable=False)
         n = n_qubits or n_qubits_for(self.m)
         if 2**n < self.m:
-            raise ValueError(f"{n} qubits give 2^{n} = {2**n:,} basis states, "
-                             f"fewer than the CNN's {self.m:,} weights; use at "
-                             f"least {n_qubits_for(self.m)} qubits")
+            raise ValueError(
+                f"{n} qubits give 2^{n} = {2**n:,} basis states, fewer "
+                f"than the CNN's {self.m:,} weights; use at least "
+                f"{n_qubits_for(self.m)} qubits")
         self.n_qubits, self.preset = n, preset
         self.net = net.requires_grad_(False)  # a template: weights unused
         self.shapes = {k: p.shape for k, p in net.named_parameters()}
-        self.qnn = make_qnn(backend, n, n_blocks, ansatz, seed, **qnn_options)
-        with torch.random.fork_rng(devices=[]):  # seed the mapping model too
+        self.qnn = make_qnn(backend, n, n_blocks, ansatz, seed,
+                            **qnn_options)
+        with torch.random.fork_rng(devices=[]):  # seed the mapping too
             if seed is not None:
                 torch.manual_seed(seed)
-            self.mapping = MappingModel(n + 1, preset.hidden, preset.activation)
+            self.mapping = MappingModel(n + 1, preset.hidden,
+                                        preset.activation)
         t = torch.tensor([preset.gamma, preset.beta, preset.alpha])
         if preset.trainable_transform:
             self.transform = nn.Parameter(t)
         else:
             self.register_buffer("transform", t)
-        self.register_buffer("bits", bitstrings(n, self.m), persistent=False)
+        self.register_buffer("bits", bitstrings(n, self.m),
+                             persistent=False)
         if preset.standardize:
             self.scales = nn.Parameter(torch.tensor(
                 [fan_in(k, self.shapes) ** -0.5 for k in self.shapes]))
@@ -172,8 +178,8 @@ class QTModel(nn.Module):
 
 @add_to_class(QTModel)
 def features(self):
-    """Mapping-model input (M, n+1): ±1 bitstrings, transformed probabilities
-    (chapter 1)."""
+    """Mapping-model input (M, n+1): ±1 bitstrings, transformed
+    probabilities (chapter 1)."""
     p = self.qnn()
     if self.preset.shots:
         p = estimate(p, self.preset.shots)
@@ -191,12 +197,14 @@ def generate(self):
 @add_to_class(QTModel)
 def weights(self):
     """The generated weights as the CNN's named parameters (chapter 1)."""
-    chunks = self.generate().split([s.numel() for s in self.shapes.values()])
-    if self.preset.standardize:  # one row per output unit; a bias is one unit
-        units = [s[0] if len(s) > 1 else 1 for s in self.shapes.values()]
+    shapes = self.shapes.values()
+    chunks = self.generate().split([s.numel() for s in shapes])
+    if self.preset.standardize:  # one row per output unit; a bias is one
+        units = [s[0] if len(s) > 1 else 1 for s in shapes]
         chunks = [standardize(c.view(u, -1)) * a
                   for c, u, a in zip(chunks, units, self.scales)]
-    return {k: c.reshape(s) for (k, s), c in zip(self.shapes.items(), chunks)}
+    names = self.shapes.keys()
+    return {k: c.reshape(s) for k, s, c in zip(names, shapes, chunks)}
 
 
 @add_to_class(QTModel)

@@ -55,11 +55,11 @@ def test_a_changed_cell_is_caught_and_rewritten(tmp_path):
 
 
 def test_chapter_1_code_fits_the_column():
-    """No code line of chapter 1 is wider than the book's column: 88 characters at most (the issue's rule), 80
-    in fact, which is what the column shows at 1280 px without scrolling; the last cell, shared by every
+    """No code line of chapter 1 is wider than the book's column: 88 characters at most (the issue's rule), 76
+    in fact, which the column shows whole at 1280 px (it cuts at about 78); the last cell, shared by every
     chapter, is tools/chapter_cells.py's."""
     cells = json.loads(CHAPTER.read_text())["cells"][:-1]
     wide = [(i, line) for i, c in enumerate(cells) if c["cell_type"] == "code"
             and "remove-cell" not in c["metadata"].get("tags", [])
-            for line in "".join(c["source"]).splitlines() if len(line) > 80]
-    assert not wide, f"code lines over 80 characters: {wide[:3]}"
+            for line in "".join(c["source"]).splitlines() if len(line) > 76]
+    assert not wide, f"code lines over 76 characters: {wide[:3]}"
