@@ -206,8 +206,8 @@ def probabilities(angles, n, ansatz="u3cu3", window=None, adjoint=True):
     return torch.view_as_real(psi).square().sum(-1) if psi.is_complex() else psi.square()
 
 
-def _gate_matrix(name, params):
-    """One gate's matrix from its name and angles (the gate list's vocabulary)."""
+def gate_matrix(name, params):
+    """One gate's matrix from its name and angles (the gate list's vocabulary; chapter 1 uses it)."""
     if name == "u3":
         return c.u3(params[0], params[1], params[2])
     if name == "cu3":
@@ -217,15 +217,26 @@ def _gate_matrix(name, params):
     return c.fixed_gate(name, complex_dtype(params.dtype), params.device)
 
 
+# The plain-torch baseline, gate by gate on a (2,)*n tensor: chapter 1 writes it (and chapter 6 times it against
+# the fused engine above).
+# >>> #@save cells of notebooks/01_concept.ipynb, written by tools/save_code.py: edit them there, not here
+def apply_gate(psi, gate, wires):
+    """`gate` (2^k × 2^k) on `wires` of a state tensor (2,)*n (chapter 1)"""
+    k = len(wires)
+    psi = torch.tensordot(gate.reshape((2,) * 2 * k), psi,
+                          dims=(list(range(k, 2 * k)), list(wires)))
+    return torch.movedim(psi, list(range(k)), list(wires))
+
+
 def simulate_gatewise(angles, n, ansatz="u3cu3"):
-    """Final state, one gate at a time on a (2,)*n tensor: the plain-torch baseline."""
+    """Final state (2^n,) of `ansatz` with `angles` (L, angles per block),
+    gate by gate (chapter 1)."""
     a = get_ansatz(ansatz)
-    cdtype = complex_dtype(angles.dtype)
-    psi = initial_state(n, a.plus, cdtype, angles.device).view((2,) * n)
+    dtype = complex_dtype(angles.dtype)
+    psi = initial_state(n, a.plus, dtype, angles.device).view((2,) * n)
     for b in range(angles.shape[0]):
         for name, wires, first, count in a.gates(b, n):
-            m = _gate_matrix(name, angles[b, first:first + count]).to(cdtype)
-            k = len(wires)
-            psi = torch.tensordot(m.view((2,) * 2 * k), psi, dims=(list(range(k, 2 * k)), list(wires)))
-            psi = torch.movedim(psi, list(range(k)), list(wires))
+            gate = gate_matrix(name, angles[b, first:first + count])
+            psi = apply_gate(psi, gate.to(dtype), wires)
     return psi.reshape(-1)
+# <<< end of the #@save cells of notebooks/01_concept.ipynb

@@ -7,6 +7,10 @@
 Only the QNN angles and the mapping model (and, as named options, γ, β, α or one scale per weight tensor) are
 trained. With `shots`, p is estimated from that many measurements, a fresh draw for every generation (so also
 for `export()`). `export()` turns the generated weights into a plain CNN that needs no quantum library.
+
+The model itself (`transform`, `bitstrings`, `MappingModel`, `QTModel`) is written in view in chapter 1
+(notebooks/01_concept.ipynb) and copied here, verbatim, by tools/save_code.py; this file holds the presets and
+the options' helpers around it.
 """
 import copy
 from dataclasses import dataclass
@@ -49,33 +53,6 @@ def get_preset(name, dataset):
     return copy.deepcopy(PRESETS[name][resolve_name(dataset)])
 
 
-class MappingModel(nn.Module):
-    """MLP from (n bits ±1, transformed probability) to one weight per basis state."""
-
-    def __init__(self, n_in, hidden=(4, 20, 4), activation="none"):
-        super().__init__()
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {activation!r}; choose one of {', '.join(ACTIVATIONS)}")
-        sizes = (n_in, *hidden, 1)
-        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
-        self.act = ACTIVATIONS[activation]() if ACTIVATIONS[activation] else None
-
-    def affine(self):
-        """(W, b) of the whole MLP when it has no activation: the layers compose to one affine map."""
-        w, b = self.layers[0].weight, self.layers[0].bias
-        for layer in self.layers[1:]:
-            w, b = layer.weight @ w, layer.weight @ b + layer.bias
-        return w, b
-
-    def forward(self, x):
-        if self.act is None:  # same function, a fraction of the arithmetic over 2^n rows
-            w, b = self.affine()
-            return x @ w.T + b
-        for layer in self.layers[:-1]:
-            x = self.act(layer(x))
-        return self.layers[-1](x)
-
-
 def standardize(rows):
     """Rows centred and scaled to unit variance (weight standardisation, one row per output unit)."""
     return (rows - rows.mean(1, keepdim=True)) / rows.std(1, keepdim=True).clamp_min(1e-12)
@@ -105,83 +82,158 @@ def fan_in(name, shapes):
     return shape[1:].numel()
 
 
+# The model itself, written in view in chapter 1: the probability transform, the bitstrings, the mapping model
+# and `QTModel`, whose methods the chapter adds one cell at a time (`add_to_class`, as in d2l).
+# >>> #@save cells of notebooks/01_concept.ipynb, written by tools/save_code.py: edit them there, not here
+def transform(p, n, gamma, beta, alpha):
+    """x = (β tanh(γ 2^(n-1) p))^α of probabilities `p`, minus its mean
+    (chapter 1)."""
+    x = beta * torch.tanh(gamma * 2 ** (n - 1) * p)
+    x = x.clamp_min(1e-20) ** alpha
+    return x - x.mean()
+
+
 def bitstrings(n, m=None):
-    """The first `m` basis states of `n` qubits as ±1 rows (m, n), wire 0 first."""
+    """The first `m` basis states of `n` qubits as ±1 rows (m, n), wire 0
+    first (chapter 1)."""
     idx = torch.arange(m if m is not None else 2**n)
     bits = (idx[:, None] >> torch.arange(n - 1, -1, -1)) & 1
     return bits.float() * 2 - 1
 
 
-class QTModel(nn.Module):
-    """A CNN whose weights come from a QNN and a mapping model."""
+class MappingModel(nn.Module):
+    """MLP from (n bits ±1, transformed probability) to one weight per
+    basis state (chapter 1)."""
 
-    def __init__(self, net, n_blocks=16, backend="native", ansatz="u3cu3", preset=None, n_qubits=None,
-                 seed=None, **qnn_options):
+    def __init__(self, n_in, hidden=(4, 20, 4), activation="none"):
+        super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}; "
+                             f"choose one of {', '.join(ACTIVATIONS)}")
+        sizes = (n_in, *hidden, 1)
+        self.layers = nn.ModuleList(nn.Linear(a, b)
+                                    for a, b in zip(sizes[:-1], sizes[1:]))
+        act = ACTIVATIONS[activation]
+        self.act = act() if act else None
+
+    def affine(self):
+        """(W, b) of the MLP without activations: the layers as one map."""
+        w, b = self.layers[0].weight, self.layers[0].bias
+        for layer in self.layers[1:]:
+            w, b = layer.weight @ w, layer.weight @ b + layer.bias
+        return w, b
+
+    def forward(self, x):
+        if self.act is None:  # the same function, less arithmetic
+            w, b = self.affine()
+            return x @ w.T + b
+        for layer in self.layers[:-1]:
+            x = self.act(layer(x))
+        return self.layers[-1](x)
+
+
+def add_to_class(Class):
+    """Make the decorated function a method of `Class` (d2l; chapter 1)."""
+    def wrapper(obj):
+        setattr(Class, obj.__name__, obj)
+    return wrapper
+
+
+class QTModel(nn.Module):
+    """A CNN whose weights come from a QNN and a mapping model
+    (chapter 1)."""
+
+    def __init__(self, net, n_blocks=16, backend="native", ansatz="u3cu3",
+                 preset=None, n_qubits=None, seed=None, **qnn_options):
         super().__init__()
         preset = preset or Preset()
         self.m = num_params(net, trainable=False)
         n = n_qubits or n_qubits_for(self.m)
         if 2**n < self.m:
-            raise ValueError(f"{n} qubits give 2^{n} = {2**n:,} basis states, fewer than the CNN's "
-                             f"{self.m:,} weights; use at least {n_qubits_for(self.m)} qubits")
+            raise ValueError(
+                f"{n} qubits give 2^{n} = {2**n:,} basis states, fewer "
+                f"than the CNN's {self.m:,} weights; use at least "
+                f"{n_qubits_for(self.m)} qubits")
         self.n_qubits, self.preset = n, preset
-        self.net = net.requires_grad_(False)  # a template: its own weights are never used
+        self.net = net.requires_grad_(False)  # a template: weights unused
         self.shapes = {k: p.shape for k, p in net.named_parameters()}
-        self.qnn = make_qnn(backend, n, n_blocks, ansatz, seed, **qnn_options)
-        with torch.random.fork_rng(devices=[]):  # `seed` fixes the mapping model too, leaving the global RNG alone
+        self.qnn = make_qnn(backend, n, n_blocks, ansatz, seed,
+                            **qnn_options)
+        with torch.random.fork_rng(devices=[]):  # seed the mapping too
             if seed is not None:
                 torch.manual_seed(seed)
-            self.mapping = MappingModel(n + 1, preset.hidden, preset.activation)
+            self.mapping = MappingModel(n + 1, preset.hidden,
+                                        preset.activation)
         t = torch.tensor([preset.gamma, preset.beta, preset.alpha])
         if preset.trainable_transform:
             self.transform = nn.Parameter(t)
         else:
             self.register_buffer("transform", t)
-        self.register_buffer("bits", bitstrings(n, self.m), persistent=False)
+        self.register_buffer("bits", bitstrings(n, self.m),
+                             persistent=False)
         if preset.standardize:
-            self.scales = nn.Parameter(torch.tensor([fan_in(k, self.shapes) ** -0.5 for k in self.shapes]))
+            self.scales = nn.Parameter(torch.tensor(
+                [fan_in(k, self.shapes) ** -0.5 for k in self.shapes]))
 
-    def features(self):
-        """Mapping-model input (M, n+1): the ±1 bitstring and the transformed probability."""
-        p = self.qnn()
-        if self.preset.shots:
-            p = estimate(p, self.preset.shots)
-        p = p[: self.m]
-        gamma, beta, alpha = self.transform
-        x = (beta * torch.tanh(gamma * 2 ** (self.n_qubits - 1) * p)).clamp_min(1e-20) ** alpha
-        x = x - x.mean()
-        return torch.cat([self.bits, x[:, None].to(self.bits.dtype)], 1)
 
-    def generate(self):
-        """The M generated weights as one flat vector."""
-        w = self.mapping(self.features()).squeeze(-1)
-        return w - w.mean()
+@add_to_class(QTModel)
+def features(self):
+    """Mapping-model input (M, n+1): ±1 bitstrings, transformed
+    probabilities (chapter 1)."""
+    p = self.qnn()
+    if self.preset.shots:
+        p = estimate(p, self.preset.shots)
+    x = transform(p[: self.m], self.n_qubits, *self.transform)
+    return torch.cat([self.bits, x[:, None].to(self.bits.dtype)], 1)
 
-    def weights(self):
-        """The generated weights as the CNN's named parameters."""
-        chunks = self.generate().split([s.numel() for s in self.shapes.values()])
-        if self.preset.standardize:
-            units = [s[0] if len(s) > 1 else 1 for s in self.shapes.values()]  # a bias is one unit
-            chunks = [standardize(c.view(u, -1)) * a for c, u, a in zip(chunks, units, self.scales)]
-        return {k: c.reshape(s) for (k, s), c in zip(self.shapes.items(), chunks)}
 
-    def forward(self, x):
-        return functional_call(self.net, self.weights(), (x,))
+@add_to_class(QTModel)
+def generate(self):
+    """The M generated weights as one flat vector (chapter 1)."""
+    w = self.mapping(self.features()).squeeze(-1)
+    return w - w.mean()
 
-    @torch.no_grad()
-    def export(self):
-        """A plain copy of the CNN holding the generated weights: no quantum library needed."""
-        net = copy.deepcopy(self.net).requires_grad_(True)
-        net.load_state_dict({k: v.detach().clone() for k, v in self.weights().items()})
-        return net
 
-    def param_table(self):
-        """Parameter counts: CNN, qubits, QNN angles, mapping, QT total and the ratio."""
-        qnn, mapping = num_params(self.qnn), num_params(self.mapping)
-        total = num_params(self)
-        return {"cnn_params": self.m, "qubits": self.n_qubits, "blocks": self.qnn.n_blocks,
-                "qnn_params": qnn, "mapping_params": mapping, "qt_params": total,
-                "ratio": total / self.m}
+@add_to_class(QTModel)
+def weights(self):
+    """The generated weights as the CNN's named parameters (chapter 1)."""
+    shapes = self.shapes.values()
+    chunks = self.generate().split([s.numel() for s in shapes])
+    if self.preset.standardize:  # one row per output unit; a bias is one
+        units = [s[0] if len(s) > 1 else 1 for s in shapes]
+        chunks = [standardize(c.view(u, -1)) * a
+                  for c, u, a in zip(chunks, units, self.scales)]
+    names = self.shapes.keys()
+    return {k: c.reshape(s) for k, s, c in zip(names, shapes, chunks)}
+
+
+@add_to_class(QTModel)
+def forward(self, x):
+    return functional_call(self.net, self.weights(), (x,))
+
+
+@add_to_class(QTModel)
+@torch.no_grad()
+def export(self):
+    """A plain copy of the CNN holding the generated weights: no quantum
+    library needed (chapter 1)."""
+    net = copy.deepcopy(self.net).requires_grad_(True)
+    net.load_state_dict({k: v.detach().clone()
+                         for k, v in self.weights().items()})
+    return net
+
+
+@add_to_class(QTModel)
+def param_table(self):
+    """Parameter counts: CNN, qubits, QNN angles, mapping, QT, ratio
+    (chapter 1)."""
+    qnn, mapping = num_params(self.qnn), num_params(self.mapping)
+    total = num_params(self)
+    return {"cnn_params": self.m, "qubits": self.n_qubits,
+            "blocks": self.qnn.n_blocks, "qnn_params": qnn,
+            "mapping_params": mapping, "qt_params": total,
+            "ratio": total / self.m}
+# <<< end of the #@save cells of notebooks/01_concept.ipynb
 
 
 def qt_model(dataset, n_blocks=16, backend="native", ansatz="u3cu3", preset="reference", relu=False,

@@ -66,6 +66,9 @@ def test_staging_banner_says_recorded_or_ci(tmp_path):
     ci = tmp_path / "01_concept.ipynb"
     ci.write_text("{}")
     assert "CI-scale check, not results" in stage_book.banner(ci)
+    ci.with_suffix(".json").write_text(json.dumps({"concept_n_train": 60000, "concept_n_test": 10000}))
+    full = stage_book.banner(ci)  # chapter 1 trains on all of MNIST in CI too
+    assert "CI-scale check" not in full and "60,000 training and 10,000 test images" in full
 
 
 import chapter_cells  # noqa: E402

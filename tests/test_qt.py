@@ -173,3 +173,15 @@ def test_init_option_sets_the_qnn_angles():
     assert torch.equal(uniform, qt_model("mnist", 2, seed=0).qnn.angles)  # U3 + CU3's original init
     with pytest.raises(ValueError, match="choose one of uniform, small"):
         qt_model("mnist", 2, init="zeros")
+
+
+def test_chapter_1_s_gate_by_gate_simulator_makes_a_bell_state():
+    from qt_helpers.native import apply_gate
+
+    h = torch.tensor([[1, 1], [1, -1]], dtype=torch.complex128) / 2**0.5
+    cnot = torch.tensor([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 0, 1], [0, 0, 1, 0]], dtype=torch.complex128)
+    psi = torch.zeros(2, 2, 2, dtype=torch.complex128)
+    psi[0, 0, 0] = 1
+    psi = apply_gate(apply_gate(psi, h, [0]), cnot, [0, 2])  # entangle wires 0 and 2; wire 1 stays |0>
+    p = psi.reshape(-1).abs().square()
+    torch.testing.assert_close(p, torch.tensor([0.5, 0, 0, 0, 0, 0.5, 0, 0], dtype=torch.float64))

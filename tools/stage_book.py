@@ -6,7 +6,8 @@ notebook named in the TOC the executed copy: `results/notebooks/<name>.ipynb` (a
 exists, else `build/executed/<name>.ipynb` (the CI run of `make notebooks`). Nothing is executed here
 (`stage_notebook` says what staging changes in how outputs show). TOC chapters whose notebook does not
 exist yet are left out with a note; a notebook missing from the TOC is an error. It writes the results
-page from those notebooks (`qt_helpers.science.results_page`), chapter 7's appendix from results/runs/
+page from those notebooks (`qt_helpers.science.results_page`), the intro's and the results page's verdict
+(`qt_helpers.science.verdict`), chapter 7's appendix from results/runs/
 (`qt_helpers.science.science_page`), and copies MathJax 3 into OUT/_mathjax/mathjax/,
 which Sphinx publishes as _static/mathjax/ (no CDN).
 """
@@ -21,7 +22,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from chapter_cells import release  # noqa: E402
-from qt_helpers.science.results_page import write_page  # noqa: E402
+from qt_helpers.science.results_page import with_verdict, write_page  # noqa: E402
 from qt_helpers.science.science_page import appendix_markdown  # noqa: E402
 from qt_helpers.science.run_notebooks import DEPENDS, compact_streams  # noqa: E402
 
@@ -65,9 +66,14 @@ def sittings(run):
             f"sessions; its runs trained for {run['train_s'] / 3600:.1f} hours in all")
 
 
+# chapters whose CI execution trains at full size: the glued (training, test) image counts that say so
+FULL_IN_CI = {"01_concept": ("concept_n_train", "concept_n_test")}
+
+
 def banner(source):
     """The note a chapter page opens with: its recorded run (machine, profile, date, commit, wall time), or,
-    for a CI execution, that its numbers are a regression check and not results."""
+    for a CI execution, that its numbers are a regression check and not results (or, for a chapter that CI
+    trains at full size, its data)."""
     record = source.with_suffix(".json")
     run = json.loads(record.read_text()).get("run") if record.exists() else None
     if source.parent.resolve() == (ROOT / "results/notebooks").resolve():
@@ -81,6 +87,12 @@ def banner(source):
         return (f"```{{admonition}} Recorded runs\n:class: note\nThis page reads the recorded runs in "
                 f"`{DEPENDS[source.stem].relative_to(ROOT)}/`: each run's command, machine, date and wall time are "
                 "in its record. The page itself was executed by CI, which trains nothing here.\n```")
+    numbers = json.loads(record.read_text()) if record.exists() else {}
+    if source.stem in FULL_IN_CI and all(k in numbers for k in FULL_IN_CI[source.stem]):
+        n_train, n_test = (numbers[k] for k in FULL_IN_CI[source.stem])
+        return (f"```{{admonition}} Executed by CI, at full size\n:class: note\nThis page was executed by CI on a "
+                f"CPU, which trains it as every profile does: {n_train:,} training and {n_test:,} test images, one "
+                "seed. The session it ran in (machine, versions, time) is listed at the end of the page.\n```")
     return ("```{admonition} CI-scale check, not results\n:class: warning\nThis page was executed by CI at the "
             "`small` profile (data subsets, a few epochs, a 2-core CPU): its numbers check that the code runs "
             "and learns, they are not results. No full-scale run of this chapter is recorded yet "
@@ -141,6 +153,9 @@ def main(argv=None):
     (args.out / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
     (args.out / "_toc.yml").write_text(yaml.safe_dump(drop_files(toc, missing), sort_keys=False))
     shutil.copytree(ROOT / "book", args.out / "book")
+    intro = args.out / "book/intro.md"  # opens with the verdict, from results/runs/
+    intro.write_text(with_verdict((ROOT / "book/intro.md").read_text(encoding="utf-8"), intro.parent),
+                     encoding="utf-8")
 
     staged = []
     for f in chapters:
