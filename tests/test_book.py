@@ -276,11 +276,10 @@ def test_outputs_are_never_cut(site, browser, page):
     assert not cut, f"{page}: outputs wider than the column: {cut}"
 
 
-@pytest.mark.parametrize("page", [p for p in PAGES if p.startswith("notebooks/") and p != "notebooks/01_concept"])
+@pytest.mark.parametrize("page", [p for p in PAGES if p.startswith("notebooks/")])
 def test_code_is_never_cut(site, browser, page):
     """Shown code fits the column at 1280 px (its lines have at most 88 characters: tests/test_chapters.py), except
-    the closing environment cell tools/chapter_cells.py writes in every chapter. Chapter 1 is rewritten on its own
-    branch."""
+    the closing environment cell tools/chapter_cells.py writes in every chapter."""
     browser.set_window_size(1280, 1000)
     browser.get(site + f"{page}.html")
     wait_for(browser, "document.readyState === 'complete'")

@@ -194,7 +194,7 @@ def test_results_page_never_shows_one_seed_as_three():
 JARGON = re.compile(r"\b(lease|leases|sitting|sittings|pack|packs|glued|grid|grids)\b", re.I)
 
 
-@pytest.mark.parametrize("path", [p for p in pages() if p.stem not in ("01_concept", "intro")],
+@pytest.mark.parametrize("path", [p for p in pages() if p.stem != "intro"],
                          ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_prose_uses_plain_words(path):
     """The house's words for things (a GPU "lease", a "sitting", a data "pack", a "grid" of runs, "glued"
@@ -218,8 +218,6 @@ def shown_code(path):
 
 @pytest.mark.parametrize("path", NOTEBOOKS + RECORDED, ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_code_fits_the_column(path):
-    if path.stem == "01_concept":
-        pytest.skip("chapter 1 is rewritten on the chapter1 branch, which keeps its lines to 88 characters")
     wide = [(i, len(line)) for i, line in shown_code(path) if len(line) > WIDTH]
     assert not wide, f"{path.name}: code lines wider than {WIDTH} characters (cell, length): {wide}"
 
