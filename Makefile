@@ -22,8 +22,13 @@ help:
 	@echo "make bench   one QT training step timed per backend;   make science: the chapter 7 grids (hours)"
 	@echo "make lock    rewrite constraints.txt from .venv;   make clean: remove .venv and build/"
 
+# constraints.txt is CI's lock (Python 3.11); it installs on 3.11 and 3.12 only (3.10: numpy 2.4 and scipy 1.17 need
+# 3.11; 3.13: qiskit-aer 0.14 has no wheel).
+PYTHON ?= python3
 setup:
-	test -x $(PY) || python3 -m venv $(VENV)
+	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if v in ((3, 11), (3, 12)) else \
+	  f"make setup: the pinned packages install on Python 3.11 and 3.12, not {v[0]}.{v[1]}: make setup PYTHON=python3.12")'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -r requirements.txt -c constraints.txt
 	# torchquantum/torchpack declare deps they never import (tensorflow, pyscf, tensorboard, ...):
 	# their real import-time deps are in requirements.txt, so install them without deps.
