@@ -45,9 +45,13 @@ TEST_WHEN = ("epochs", "end", "never")
 OUTPUT_ARGS = ("json", "no_progress", "data_dir", "checkpoint", "resume", "export", "overwrite", "debug",
                "command", "recipe", "tensorboard", "extend_from",
                "started_epochs")  # where and how, not what (a --recipe is applied to the others)
-# What a --recipe sets, and what each option is without one; an option given on the command line wins.
+# What a --recipe sets; an option given on the command line wins over it, and without a recipe the option's
+# default holds (lr: per model, filled in by check_args).
 RECIPE_OPTIONS = ("model", "activation", "standardize", "lr", "schedule")
-PLAIN_DEFAULTS = {"model": "qt", "activation": None, "standardize": False, "schedule": "plateau"}  # lr: per model
+
+
+class Default(str):
+    """The parser's default of an option a recipe may set, told apart from the same value typed by the user."""
 USAGE_NOTES = """\
 recipes: --recipe NAME sets the model, mapping-model options, learning rate and schedule of a named recipe
 (qt_helpers.recipes); any of those options given on the command line wins over the recipe's. A recipe's model is
@@ -80,7 +84,7 @@ def add_train_arguments(t):
                    help="a named recipe: its model, options, lr and schedule are the defaults of those options "
                         "(default: none)")
     t.add_argument("--dataset", default="mnist", metavar=choices(DATASETS), help="the dataset")
-    t.add_argument("--model", default=None, metavar=choices(MODELS),
+    t.add_argument("--model", default=Default("qt"), metavar=choices(MODELS),
                    help="QT, or the classical CNN trained directly (default: the recipe's, else qt)")
     t.add_argument("--backend", default="native", metavar=choices(BACKENDS), help="the QNN's simulator")
     t.add_argument("--ansatz", default="u3cu3", metavar=choices(ANSATZE), help="the QNN's circuit")
@@ -91,7 +95,7 @@ def add_train_arguments(t):
     t.add_argument("--activation", default=None, metavar=choices(ACTIVATIONS),
                    help="the mapping model's activation (default: the recipe's, else none: an affine map)")
     t.add_argument("--trainable-transform", action="store_true", help="train gamma, beta, alpha too")
-    t.add_argument("--standardize", action=argparse.BooleanOptionalAction, default=None,
+    t.add_argument("--standardize", action=argparse.BooleanOptionalAction, default=Default(""),
                    help="weight standardisation of the generated weights, one trained scale per tensor "
                         "(default: the recipe's, else off)")
     t.add_argument("--init", default=None, metavar=choices(INITS),
@@ -107,7 +111,7 @@ def add_train_arguments(t):
     t.add_argument("--batch-size", type=int, default=None, help="examples per step (default: 128, CIFAR-10 1000)")
     t.add_argument("--lr", type=float, default=None,
                    help="Adam's learning rate (default: the recipe's, else QT 1e-4, classical 1e-3)")
-    t.add_argument("--schedule", default=None, metavar=choices(SCHEDULES),
+    t.add_argument("--schedule", default=Default("plateau"), metavar=choices(SCHEDULES),
                    help="learning-rate schedule (default: the recipe's, else plateau, as the reference)")
     t.add_argument("--n-train", type=int, default=None, help="class-balanced training subset (default: all)")
     t.add_argument("--n-test", type=int, default=None, help="class-balanced test subset (default: all)")
@@ -191,15 +195,18 @@ def apply_recipe(args):
     """Resolve the options a --recipe sets: an option given on the command line wins, then the recipe's value,
     then the plain default. A recipe's model is part of it: asking for another model is refused."""
     r = None if args.recipe is None else RECIPES[choose(args.recipe, tuple(RECIPES), "recipe")]
-    if r is not None and args.model is not None and args.model != r.model:
+    if r is not None and not isinstance(args.model, Default) and args.model != r.model:
         raise UsageError(f"--recipe {r.name} trains the {'classical CNN' if r.model == 'classical' else 'QT model'}"
                          f", not --model {args.model}; drop one of them (QT recipes: "
                          f"{', '.join(n for n, x in RECIPES.items() if x.model == 'qt')})")
     recipe = {} if r is None else {"model": r.model, "lr": r.lr, "schedule": r.schedule,
                                    **r.options(args.dataset)}  # QT's options: activation, standardize
     for key in RECIPE_OPTIONS:
-        if getattr(args, key) is None:
-            setattr(args, key, recipe.get(key, PLAIN_DEFAULTS.get(key)))
+        value = getattr(args, key)
+        if value is None or isinstance(value, Default):  # not given: the recipe's, else the option's default
+            value = recipe.get(key, value)
+        setattr(args, key, bool(value) if key == "standardize" else str(value) if isinstance(value, Default)
+                else value)
 
 
 def check_args(args):
@@ -385,7 +392,7 @@ def train(args, argv=None, prog=("python", "-m", "qt_helpers")):
                   schedule=args.schedule, device=device, checkpoint=args.checkpoint, resume=args.resume,
                   progress=not args.no_progress, identity={**identity, "qt_helpers": __version__},
                   overwrite=args.overwrite, val_iter=data.val_iter, extend=bool(args.extend_from),
-                  on_step=board and board.step)
+                  **({} if board is None else {"on_step": board.step}))
     train_seconds = time.perf_counter() - t0
     if board:
         board.close(history)
