@@ -59,7 +59,8 @@ part of it: `--recipe classical --model qt` is refused. The JSON records the set
 
 resuming: with --checkpoint FILE every finished epoch is saved; after an interruption (Ctrl-C) the same command
 with --resume continues it. --resume with more --epochs than the run was started with continues a finished run:
-the plateau schedule carries on, the cosine schedule restarts its decay over the added epochs."""
+the plateau schedule carries on; the cosine schedule goes on from the learning rate a run of the new length has at
+that epoch, down to 0 at the new end."""
 
 
 class DefaultsFormatter(argparse.RawDescriptionHelpFormatter):
@@ -385,7 +386,8 @@ def train(args, argv=None, prog=("python", "-m", "qt_helpers")):
         identity["epochs"] = args.started_epochs
     if args.extend_from:
         print(f"extending {args.checkpoint} from {args.extend_from} to {args.epochs} epochs"
-              + (" (the cosine decay restarts over the added epochs)" if args.schedule == "cosine" else ""))
+              + (f" (the cosine decay goes on from the lr a {args.epochs}-epoch run has there)"
+                 if args.schedule == "cosine" else ""))
     resumed = checkpoint_epochs(args.checkpoint) if args.resume else 0
     board = None if args.tensorboard is None else Board(args.tensorboard, settings, len(train_iter))
     history = fit(net, train_iter, test_iter if args.test == "epochs" else None, args.epochs, lr=lr,

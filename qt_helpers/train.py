@@ -176,7 +176,8 @@ def fit(net, train_iter, test_iter=None, num_epochs=1, lr=1e-4, weight_decay=1e-
     `on_step(epoch, step, loss)` is called after each optimiser step (for logging or tests); `log_epochs`
     prints one line per epoch (the chapters show curves instead). With `val_iter`, the history also holds
     the validation loss and accuracy of every epoch (choices are made on those, never on the test set).
-    `extend=True` with `resume` continues a finished run of fewer epochs to `num_epochs` (a cosine decay restarts).
+    `extend=True` with `resume` continues a finished run of fewer epochs to `num_epochs` (a cosine decay starts
+    again from the lr a run of `num_epochs` has at that epoch).
     """
     check_fit_args(num_epochs, lr, checkpoint, resume, overwrite)
     identity = {**(identity or {}), "num_epochs": num_epochs, "lr": lr, "schedule": schedule,
@@ -189,10 +190,11 @@ def fit(net, train_iter, test_iter=None, num_epochs=1, lr=1e-4, weight_decay=1e-
     history = {k: [] for k in keys + (("val_loss", "val_acc") if val_iter is not None else ())}
     if resume:
         history = load_checkpoint(checkpoint, net, opt, sched, identity, extend=extend)
-        if extend and schedule == "cosine":  # the finished decay restarts from the initial lr over the added epochs
+        if extend and schedule == "cosine":  # from the lr a run of num_epochs has here, decaying to 0 again
+            done = len(history["epoch"])
             for group in opt.param_groups:
-                group["lr"] = group["initial_lr"]
-            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=num_epochs - len(history["epoch"]))
+                group["lr"] = group["initial_lr"] * (1 + math.cos(math.pi * done / num_epochs)) / 2
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=num_epochs - done)
     start = len(history["epoch"])
     train_iter.epoch = start  # the shuffle of epoch e depends on e alone, so a resumed run matches
     loss_fn = nn.CrossEntropyLoss()

@@ -237,8 +237,22 @@ def test_a_finished_run_is_extended_only_when_asked(pack_dir, capsys):
     assert "extending" in capsys.readouterr().out
     r = json.loads(out.read_text())
     assert r["extended_from_epochs"] == 2 and r["epochs"] == 4 and r["history"]["epoch"] == [1, 2, 3, 4]
-    assert r["history"]["lr"] == pytest.approx([5e-3, 0.0, 5e-3, 0.0], abs=1e-12)  # the decay restarts
+    # the cosine decay goes on from the lr a 4-epoch run has after epoch 2 (5e-3), to 0 at epoch 4
+    assert r["history"]["lr"] == pytest.approx([5e-3, 0.0, 2.5e-3, 0.0], abs=1e-12)
     assert main([*base, "--epochs", "4", "--resume", "--overwrite"]) == 0  # the extended run resumes as itself
+
+
+def test_extending_a_one_epoch_cosine_run_matches_a_two_epoch_run(pack_dir):
+    def run(name, *flags):
+        out = pack_dir / f"{name}.json"
+        assert main(["train", "--blocks", "2", "--batch-size", "50", "--recipe", "tuned", "--data-dir", str(pack_dir),
+                     "--no-progress", "--json", str(out), "--overwrite", *flags]) == 0
+        return json.loads(out.read_text())["history"]
+    ckpt = str(pack_dir / "x.pt")
+    run("one", "--epochs", "1", "--checkpoint", ckpt)
+    extended, fresh = run("ext", "--epochs", "2", "--checkpoint", ckpt, "--resume"), run("two", "--epochs", "2")
+    assert extended["train_loss"] == pytest.approx(fresh["train_loss"], rel=1e-5)
+    assert extended["test_acc"] == fresh["test_acc"]
 
 
 def test_tensorboard_curves_or_one_line_saying_how_to_install(pack_dir, tmp_path, capsys):

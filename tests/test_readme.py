@@ -85,6 +85,7 @@ def test_command_line_example_trains_then_extends_the_run(scripts):
     assert (r["epochs"], r["extended_from_epochs"], len(r["history"]["epoch"])) == (2, 1, 2)
     assert r["settings"]["lr"] == 1e-2 and r["settings"]["schedule"] == "cosine"
     assert r["history"]["lr"] == [0.0, 0.0]  # each decay ends at 0: the first epoch's, then the added epoch's
+    assert r["history"]["test_acc"][1] > r["history"]["test_acc"][0] > 0.2  # QT learns, and more in epoch 2
 
 
 def test_results_and_contributing_blocks_run(scripts):
