@@ -15,8 +15,8 @@ MATHJAX         := build/node/node_modules/mathjax/es5/tex-mml-chtml.js
 
 help:
 	@echo "make setup   .venv with the pinned packages of CI (Python 3.11 or 3.12); then: source .venv/bin/activate"
-	@echo "make train   a first result: QT on full MNIST, 5 epochs (>= 95 % test accuracy in about a minute on"
-	@echo "             2 CPU cores); writes build/train.json and build/train.pt, replacing the last run's"
+	@echo "make train   a first result: QT on full MNIST, 5 epochs (>= 95 % test accuracy, about a minute on a quiet"
+	@echo "             2-core CPU); writes build/train.json and build/train.pt, replacing the last run's"
 	@echo "make book    run every chapter at CI size (papermill) and build the book: build/book-src/_build/html"
 	@echo "make test    the test suite, as CI runs it;   make lint: ruff"
 	@echo "make bench   one QT training step timed per backend;   make science: the chapter 7 grids (hours)"
