@@ -47,63 +47,126 @@ class Parser(argparse.ArgumentParser):
 TEST_WHEN = ("epochs", "end", "never")
 # where and how, not what (a --recipe is applied to the other arguments; a CUDA graph replays the same step)
 OUTPUT_ARGS = ("json", "no_progress", "data_dir", "checkpoint", "resume", "export", "overwrite", "debug",
-               "command", "recipe", "cuda_graph")
+               "command", "recipe", "tensorboard", "extend_from", "started_epochs", "cuda_graph")
+# What a --recipe sets; an option given on the command line wins over it, and without a recipe the option's
+# default holds (lr: per model, filled in by check_args).
+RECIPE_OPTIONS = ("model", "activation", "standardize", "lr", "schedule")
 
 
-def build_parser():
-    """The argument parser of `python -m qt_helpers`."""
-    p = Parser(prog="python -m qt_helpers", description=__doc__)
-    p.add_argument("--debug", action="store_true", help="show the traceback of an error")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
-    t = sub.add_parser("train", help="train a QT or classical model on a dataset")
-    t.add_argument("--recipe", default=None,
-                   help=f"a named recipe ({', '.join(RECIPES)}): its options are the defaults of the ones below")
-    t.add_argument("--dataset", default="mnist", help=f"one of {', '.join(DATASETS)}")
-    t.add_argument("--model", default="qt", help=f"one of {', '.join(MODELS)}")
-    t.add_argument("--backend", default="native", help=f"QNN backend, one of {', '.join(BACKENDS)}")
-    t.add_argument("--ansatz", default="u3cu3", help=f"QNN ansatz, one of {', '.join(ANSATZE)}")
-    t.add_argument("--preset", default="reference", help=f"QT recipe, one of {', '.join(PRESETS)}")
+class Default(str):
+    """The parser's default of an option a recipe may set, told apart from the same value typed by the user."""
+USAGE_NOTES = """\
+recipes: --recipe NAME sets the model, mapping-model options, learning rate and schedule of a named recipe
+(qt_helpers.recipes); any of those options given on the command line wins over the recipe's. A recipe's model is
+part of it: `--recipe classical --model qt` is refused. The JSON records the settings that ran (`settings`).
+
+resuming: with --checkpoint FILE every finished epoch is saved; after an interruption (Ctrl-C) the same command
+with --resume continues it. --resume with more --epochs than the run was started with continues a finished run:
+the plateau schedule carries on; the cosine schedule goes on from the learning rate a run of the new length has at
+that epoch, down to 0 at the new end."""
+
+
+class DefaultsFormatter(argparse.RawDescriptionHelpFormatter):
+    """Help that ends every option's text with its default (options whose default depends on others say so)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text or not action.option_strings or action.default is None \
+                or action.default is argparse.SUPPRESS or isinstance(action, argparse._HelpAction):
+            return text
+        return text + (" (default: off)" if action.default is False else " (default: %(default)s)")
+
+
+def choices(values):
+    """A metavar listing the valid values, as argparse shows `choices`."""
+    return "{" + ",".join(values) + "}"
+
+
+def add_train_arguments(t):
+    """The options of `train` (shared by `python -m qt_helpers train` and the `qt-train` script)."""
+    t.add_argument("--recipe", default=None, metavar=choices(RECIPES),
+                   help="a named recipe: its model, options, lr and schedule are the defaults of those options "
+                        "(default: none)")
+    t.add_argument("--dataset", default="mnist", metavar=choices(DATASETS), help="the dataset")
+    t.add_argument("--model", default=Default("qt"), metavar=choices(MODELS),
+                   help="QT, or the classical CNN trained directly (default: the recipe's, else qt)")
+    t.add_argument("--backend", default="native", metavar=choices(BACKENDS), help="the QNN's simulator")
+    t.add_argument("--ansatz", default="u3cu3", metavar=choices(ANSATZE), help="the QNN's circuit")
+    t.add_argument("--preset", default="reference", metavar=choices(PRESETS),
+                   help="QT's transform and mapping-model sizes")
     t.add_argument("--blocks", type=int, default=16, help="QNN blocks L")
-    t.add_argument("--qubits", type=int, default=None, help="qubits (default: ceil(log2 M))")
-    t.add_argument("--activation", default=None, help=f"mapping-model activation: {', '.join(ACTIVATIONS)}")
+    t.add_argument("--qubits", type=int, default=None, help="qubits (default: ceil(log2 M) for the CNN's M weights)")
+    t.add_argument("--activation", default=None, metavar=choices(ACTIVATIONS),
+                   help="the mapping model's activation (default: the recipe's, else none: an affine map)")
     t.add_argument("--trainable-transform", action="store_true", help="train gamma, beta, alpha too")
-    t.add_argument("--standardize", action="store_true",
-                   help="weight standardisation of the generated weights, one trained scale per tensor")
-    t.add_argument("--init", default=None,
-                   help=f"QNN angle initialisation, one of {', '.join(INITS)} (default: the ansatz's original)")
+    t.add_argument("--standardize", action=argparse.BooleanOptionalAction, default=Default(""),
+                   help="weight standardisation of the generated weights, one trained scale per tensor "
+                        "(default: the recipe's, else off)")
+    t.add_argument("--init", default=None, metavar=choices(INITS),
+                   help="QNN angle initialisation (default: the ansatz's original)")
     t.add_argument("--shots", type=int, default=None,
                    help="estimate the QNN's probabilities from this many measurement shots (default: exact)")
     t.add_argument("--relu", action="store_true", help="CNN with ReLUs (the reference has none)")
-    t.add_argument("--control", default=None, help=f"a control of the QT model at its budget, one of "
-                   f"{', '.join(CONTROLS)} (qt_helpers.controls)")
+    t.add_argument("--control", default=None, metavar=choices(CONTROLS),
+                   help="a control of the QT model at its budget, chapter 7 (default: none, QT itself)")
     t.add_argument("--budget", type=int, default=None,
-                   help="classical model: the reference CNN made narrower to at most this many parameters")
-    t.add_argument("--epochs", type=int, default=1)
-    t.add_argument("--batch-size", type=int, default=None, help="default: 128, CIFAR-10 1000")
-    t.add_argument("--lr", type=float, default=None, help="default: QT 1e-4, classical 1e-3")
-    t.add_argument("--schedule", default="plateau",
-                   help=f"learning-rate schedule, one of {', '.join(SCHEDULES)} (the reference: plateau)")
+                   help="classical model: the reference CNN made narrower to at most this many parameters "
+                        "(default: the full CNN)")
+    t.add_argument("--epochs", type=int, default=1, help="training epochs (more than a checkpoint's, with "
+                   "--resume: continue a finished run)")
+    t.add_argument("--batch-size", type=int, default=None, help="examples per step (default: 128, CIFAR-10 1000)")
+    t.add_argument("--lr", type=float, default=None,
+                   help="Adam's learning rate (default: the recipe's, else QT 1e-4, classical 1e-3)")
+    t.add_argument("--schedule", default=Default("plateau"), metavar=choices(SCHEDULES),
+                   help="learning-rate schedule (default: the recipe's, else plateau, as the reference)")
     t.add_argument("--n-train", type=int, default=None, help="class-balanced training subset (default: all)")
     t.add_argument("--n-test", type=int, default=None, help="class-balanced test subset (default: all)")
     t.add_argument("--val-fraction", type=float, default=0.0,
                    help="carve a class-balanced validation split of this fraction from the training set (the same "
-                        "for every seed) and record its accuracy every epoch (default: none)")
-    t.add_argument("--test", default="epochs", help="when the test set is read: epochs (after every epoch, "
-                   "for curves), end (once, after training) or never (choices made on --val-fraction alone)")
-    t.add_argument("--data-dir", default=None, help="folder with <dataset>.npz packs (default: $QT_DATA_DIR)")
-    t.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
+                        "for every seed) and record its accuracy every epoch; 0: no split")
+    t.add_argument("--test", default="epochs", metavar=choices(TEST_WHEN),
+                   help="when the test set is read: after every epoch (for curves), once at the end, or never "
+                        "(choices made on --val-fraction alone)")
+    t.add_argument("--data-dir", default=None, help="folder with <dataset>.npz packs (default: $QT_DATA_DIR, "
+                   "else torchvision's download into ~/.cache/qt_helpers)")
+    t.add_argument("--device", default="auto", help="auto (CUDA if there is one), cpu, cuda, cuda:1, ...")
     t.add_argument("--cuda-graph", action="store_true",
                    help="on a CUDA GPU: replay each training step from one captured CUDA graph (chapter 6)")
-    t.add_argument("--seed", type=int, default=42)
-    t.add_argument("--checkpoint", default=None, help="checkpoint file written after every epoch")
+    t.add_argument("--seed", type=int, default=42, help="seed of the model's initialisation and the data's order")
+    t.add_argument("--checkpoint", default=None, help="checkpoint file written after every epoch (default: none)")
     t.add_argument("--resume", action="store_true", help="continue from --checkpoint (it must exist)")
     t.add_argument("--overwrite", action="store_true",
                    help="replace an existing --checkpoint, --json or --export file (never done without it)")
-    t.add_argument("--json", default=None, help="write the results to this JSON file")
-    t.add_argument("--export", default=None, help="save the trained CNN's state_dict (plain torch) here")
+    t.add_argument("--json", default=None, help="write the results to this JSON file (default: none)")
+    t.add_argument("--export", default=None, help="save the trained CNN's state_dict (plain torch) here "
+                   "(default: none)")
+    t.add_argument("--tensorboard", default=None, metavar="DIR",
+                   help="also write TensorBoard curves into this folder (needs `pip install tensorboard`; the "
+                        "JSON stays the record) (default: none)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show the traceback of an error")
+    return t
+
+
+def build_parser(prog="python -m qt_helpers"):
+    """The argument parser of `python -m qt_helpers`."""
+    p = Parser(prog=prog, description=__doc__, formatter_class=DefaultsFormatter)
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
+    add_train_arguments(sub.add_parser("train", help="train a QT or classical model on a dataset",
+                                       description="Train a QT or classical model on a dataset.",
+                                       epilog=USAGE_NOTES, formatter_class=DefaultsFormatter))
     sub.add_parser("experiment", add_help=False, help="moved: python -m qt_helpers.science.experiments"
                    ).add_argument("rest", nargs=argparse.REMAINDER)
+    return p
+
+
+def build_train_parser(prog="qt-train"):
+    """The argument parser of the `qt-train` script: `train`'s options alone."""
+    p = Parser(prog=prog, description="Train a QT or classical model on a dataset (the same as "
+               "`python -m qt_helpers train`).", epilog=USAGE_NOTES, formatter_class=DefaultsFormatter)
+    add_train_arguments(p)
+    p.set_defaults(command="train")
     return p
 
 
@@ -169,17 +232,21 @@ def check_size(args):
 
 
 def apply_recipe(args):
-    """Fill the options a named --recipe sets, where the command line left them at their defaults."""
-    if args.recipe is None:
-        return
-    r = RECIPES[choose(args.recipe, tuple(RECIPES), "recipe")]
-    if r.model == "classical":
-        args.model = "classical"
-    if args.activation is None and r.activation != "none":
-        args.activation = r.activation
-    args.standardize = args.standardize or "standardize" in r.options(args.dataset)
-    args.lr = r.lr if args.lr is None else args.lr
-    args.schedule = r.schedule if args.schedule == "plateau" else args.schedule
+    """Resolve the options a --recipe sets: an option given on the command line wins, then the recipe's value,
+    then the plain default. A recipe's model is part of it: asking for another model is refused."""
+    r = None if args.recipe is None else RECIPES[choose(args.recipe, tuple(RECIPES), "recipe")]
+    if r is not None and not isinstance(args.model, Default) and args.model != r.model:
+        raise UsageError(f"--recipe {r.name} trains the {'classical CNN' if r.model == 'classical' else 'QT model'}"
+                         f", not --model {args.model}; drop one of them (QT recipes: "
+                         f"{', '.join(n for n, x in RECIPES.items() if x.model == 'qt')})")
+    recipe = {} if r is None else {"model": r.model, "lr": r.lr, "schedule": r.schedule,
+                                   **r.options(args.dataset)}  # QT's options: activation, standardize
+    for key in RECIPE_OPTIONS:
+        value = getattr(args, key)
+        if value is None or isinstance(value, Default):  # not given: the recipe's, else the option's default
+            value = recipe.get(key, value)
+        setattr(args, key, bool(value) if key == "standardize" else str(value) if isinstance(value, Default)
+                else value)
 
 
 def check_args(args):
@@ -254,7 +321,35 @@ def check_args(args):
     except ValueError as e:
         raise UsageError(str(e).replace("resume it, or overwrite it explicitly (CLI: --resume or --overwrite)",
                                         "pass --resume to continue it or --overwrite to start over")) from None
+    args.extend_from = resume_plan(args) if args.resume else None
+    if args.tensorboard is not None:
+        try:
+            from torch.utils.tensorboard import SummaryWriter  # noqa: F401
+        except ImportError:
+            raise UsageError("--tensorboard needs the tensorboard package: pip install tensorboard") from None
+        if Path(args.tensorboard).is_file():
+            raise UsageError(f"--tensorboard {args.tensorboard} is a file; give a folder")
     return device
+
+
+def resume_plan(args):
+    """For --resume: None to continue the checkpoint's run as it was started, or the number of epochs of the
+    finished run that --epochs extends. Other --epochs are refused, naming what the checkpoint holds."""
+    try:
+        state = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
+        target, done = state["identity"]["num_epochs"], len(state["history"]["epoch"])
+    except Exception:
+        return None  # unreadable, or without an identity: `fit` says why
+    args.started_epochs = state["identity"].get("epochs", target)  # an extended run: fewer than `target`
+    if args.epochs == target:
+        return None
+    if args.epochs < target:
+        raise UsageError(f"checkpoint {args.checkpoint} is a {target}-epoch run ({done} done); --epochs "
+                         f"{args.epochs} cannot shorten it: pass --epochs {target} to resume it, or more to extend it")
+    if done < target:
+        raise UsageError(f"checkpoint {args.checkpoint} holds {done} of its {target} epochs: finish it first "
+                         f"(--epochs {target} --resume), then extend it with more --epochs")
+    return target
 
 
 def format_table(rows):
@@ -314,8 +409,30 @@ def code_commit():
         return None
 
 
-def train(args, argv=None):
-    """The `train` command; `argv` (its arguments) is recorded in the JSON as the command that reproduces it."""
+class Board:
+    """--tensorboard: the training loss of every step while training, and every per-epoch curve of the history
+    (losses, accuracies, learning rate) when it ends; the JSON stays the record."""
+
+    def __init__(self, folder, settings, steps_per_epoch):
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer, self.steps = SummaryWriter(folder), steps_per_epoch
+        self.writer.add_text("settings", "\n".join(f"    {k}: {v}" for k, v in settings.items()))
+
+    def step(self, epoch, step, loss):
+        self.writer.add_scalar("step/train_loss", loss, epoch * self.steps + step + 1)
+
+    def close(self, history):
+        for key, values in history.items():
+            for epoch, value in zip(history["epoch"], values):
+                if key != "epoch" and value is not None and math.isfinite(value):
+                    self.writer.add_scalar(f"epoch/{key}", value, epoch)
+        self.writer.close()
+
+
+def train(args, argv=None, prog=("python", "-m", "qt_helpers")):
+    """The `train` command; `prog` + `argv` (its arguments) is recorded in the JSON as the command that
+    reproduces it."""
     device = check_args(args)
     set_seed(args.seed)
     net, info = build_model(args)  # before the data: the model's own checks (a backend installed, ...)
@@ -332,9 +449,16 @@ def train(args, argv=None):
     print(f"{label} on {device}:")
     print_params(info)
     t0 = time.perf_counter()
-    identity = {k: v for k, v in sorted(vars(args).items()) if k not in OUTPUT_ARGS}
+    settings = {k: v for k, v in sorted(vars(args).items()) if k not in OUTPUT_ARGS}  # what runs, resolved
+    identity = dict(settings)
     if args.test == "epochs":  # the behaviour before --test existed: absent, so older checkpoints still resume
         del identity["test"]
+    if args.resume and getattr(args, "started_epochs", None):  # an extended run keeps the epochs it started with
+        identity["epochs"] = args.started_epochs
+    if args.extend_from:
+        print(f"extending {args.checkpoint} from {args.extend_from} to {args.epochs} epochs"
+              + (f" (the cosine decay goes on from the lr a {args.epochs}-epoch run has there)"
+                 if args.schedule == "cosine" else ""))
     resumed = checkpoint_epochs(args.checkpoint) if args.resume else 0
 
     def record(history, test_acc, test_loss, train_seconds, **status):
@@ -354,14 +478,17 @@ def train(args, argv=None):
                 "val_accuracy": history["val_acc"][-1] if history.get("val_acc") else None,
                 "history": history, "torch": torch.__version__, "python": platform.python_version(),
                 "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "command": None if argv is None else shlex.join(["python", "-m", "qt_helpers", *argv]),
+                "recipe_name": args.recipe, "settings": settings, "extended_from_epochs": args.extend_from,
+                "command": None if argv is None else shlex.join([*prog, *argv]),
                 "commit": code_commit(), **status}
 
+    board = None if args.tensorboard is None else Board(args.tensorboard, settings, len(train_iter))
     try:
         history = fit(net, train_iter, test_iter if args.test == "epochs" else None, args.epochs, lr=lr,
                       schedule=args.schedule, device=device, checkpoint=args.checkpoint, resume=args.resume,
                       progress=not args.no_progress, identity={**identity, "qt_helpers": __version__},
-                      overwrite=args.overwrite, val_iter=data.val_iter, cuda_graph=args.cuda_graph)
+                      overwrite=args.overwrite, val_iter=data.val_iter, extend=bool(args.extend_from),
+                      cuda_graph=args.cuda_graph, **({} if board is None else {"on_step": board.step}))
     except Diverged as e:  # never a result: the record says so, with the epochs before
         if args.json:
             write_json(args.json, record(e.history, None, None, time.perf_counter() - t0, diverged=True,
@@ -369,6 +496,8 @@ def train(args, argv=None):
             e.args = (f"{e} The record {args.json} is marked diverged.",)
         raise
     train_seconds = time.perf_counter() - t0
+    if board:
+        board.close(history)
     if args.test != "epochs":  # never read during training: no per-epoch test numbers at all
         history["test_loss"] = history["test_acc"] = [None] * len(history["epoch"])
     test_loss, test_acc = {"epochs": lambda: (history["test_loss"][-1], history["test_acc"][-1]),
@@ -389,23 +518,57 @@ def train(args, argv=None):
     return history
 
 
-def main(argv=None):
+def interrupted(args, prog, argv, started):
+    """The one line a Ctrl-C ends with: what was saved and the command that continues the run."""
+    checkpoint = getattr(args, "checkpoint", None)
+    if args.command != "train" or checkpoint is None:
+        return ("interrupted: nothing was saved; add --checkpoint FILE to a run to make it resumable"
+                if args.command == "train" else "interrupted")
+    path = Path(checkpoint)
+    if not path.is_file() or (path.stat().st_mtime < started and not args.resume):
+        return f"interrupted before the first epoch ended: nothing was saved in {checkpoint}; start the run again"
+    again = [a for a in argv if a not in ("--resume", "--overwrite")] + ["--resume"]
+    if args.json and Path(args.json).exists() or args.export and Path(args.export).exists():
+        again.append("--overwrite")
+    return (f"interrupted: {checkpoint_epochs(checkpoint)} of {args.epochs} epochs are saved in {checkpoint}; "
+            f"continue with: {shlex.join([*prog, *again])}")
+
+
+def main(argv=None, prog=("python", "-m", "qt_helpers"), parser=None):
     """Entry point of `python -m qt_helpers` and the `qt-helpers` script: 0 on success, 2 for a user error
-    (printed as one line, `error: ...`)."""
+    (printed as one line, `error: ...`), 130 after Ctrl-C (one line: how to continue)."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser().parse_args(argv)
+    args = (parser or build_parser(" ".join(prog))).parse_args(argv)
+    debug = getattr(args, "debug", False)
+    argv = [a for a in argv if a != "--debug"]
+    started = time.time()
     try:
         if args.command == "experiment":  # the grids are book tooling, apart from this library's CLI
             raise UsageError("the experiment grids moved: python -m qt_helpers.science.experiments "
                              + " ".join(args.rest))
-        train(args, [a for a in argv if a != "--debug"])
+        train(args, argv, prog)
         return 0
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print(("\r" if sys.stderr.isatty() else "") + interrupted(args, prog, argv, started), file=sys.stderr)
+        return 130
     except USER_ERRORS as e:
-        if args.debug:
+        if debug:
             raise
         message = str(e).strip().replace("\n", " ")
         print(f"error: {message}", file=sys.stderr)
         return 2
+
+
+def helpers_main(argv=None):
+    """Entry point of the `qt-helpers` script: `python -m qt_helpers`, under its own name."""
+    return main(argv, prog=("qt-helpers",))
+
+
+def train_main(argv=None):
+    """Entry point of the `qt-train` script: `python -m qt_helpers train`, under its own name."""
+    return main(argv, prog=("qt-train",), parser=build_train_parser("qt-train"))
 
 
 if __name__ == "__main__":

@@ -113,8 +113,9 @@ def save_checkpoint(path, net, opt, sched, history, identity=None):
     atomic_write(path, lambda f: torch.save(state, f))
 
 
-def load_checkpoint(path, net, opt, sched, identity=None):
-    """Restore a checkpoint written by `save_checkpoint` and return its history; refuse one of another run."""
+def load_checkpoint(path, net, opt, sched, identity=None, extend=False):
+    """Restore a checkpoint written by `save_checkpoint` and return its history; refuse one of another run
+    (`extend`: one whose number of epochs differs is the same run, continued)."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
         saved = state.get("identity")
@@ -122,6 +123,8 @@ def load_checkpoint(path, net, opt, sched, identity=None):
         raise CheckpointError(f"checkpoint {path} is unreadable ({type(e).__name__}: {str(e)[:120]}); "
                               "delete it to start over, or point to another file") from None
     saved = saved or {}
+    if extend and identity is not None:
+        identity = {**identity, "num_epochs": saved.get("num_epochs")}
     diff = "; ".join(f"{k}: checkpoint {saved.get(k)!r}, this run {identity.get(k)!r}"  # a key one side lacks
                      for k in sorted(set(saved) | set(identity or {})) if saved.get(k) != (identity or {}).get(k))
     if identity is not None and diff:  # counts as None: identities may gain keys without breaking old checkpoints
@@ -166,7 +169,8 @@ def check_fit_args(num_epochs, lr, checkpoint=None, resume=False, overwrite=Fals
 
 def fit(net, train_iter, test_iter=None, num_epochs=1, lr=1e-4, weight_decay=1e-5, eps=1e-6,
         patience=5, schedule="plateau", device="auto", checkpoint=None, resume=False, progress=True,
-        on_step=None, identity=None, overwrite=False, log_epochs=True, val_iter=None, cuda_graph=False):
+        on_step=None, identity=None, overwrite=False, log_epochs=True, val_iter=None, extend=False,
+        cuda_graph=False):
     """Train `net` with cross-entropy; returns the history (a dict of per-epoch lists). Chapter 1 explains it.
 
     `schedule`: 'plateau' (the reference) or 'cosine' (see `make_optimizer`).
@@ -176,6 +180,8 @@ def fit(net, train_iter, test_iter=None, num_epochs=1, lr=1e-4, weight_decay=1e-
     `on_step(epoch, step, loss)` is called after each optimiser step (for logging or tests); `log_epochs`
     prints one line per epoch (the chapters show curves instead). With `val_iter`, the history also holds
     the validation loss and accuracy of every epoch (choices are made on those, never on the test set).
+    `extend=True` with `resume` continues a finished run of fewer epochs to `num_epochs` (a cosine decay starts
+    again from the lr a run of `num_epochs` has at that epoch).
     `cuda_graph=True` (a CUDA device only) replays each step from one captured CUDA graph (`GraphedStep`).
     """
     check_fit_args(num_epochs, lr, checkpoint, resume, overwrite)
@@ -190,7 +196,12 @@ def fit(net, train_iter, test_iter=None, num_epochs=1, lr=1e-4, weight_decay=1e-
     keys = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds")
     history = {k: [] for k in keys + (("val_loss", "val_acc") if val_iter is not None else ())}
     if resume:
-        history = load_checkpoint(checkpoint, net, opt, sched, identity)
+        history = load_checkpoint(checkpoint, net, opt, sched, identity, extend=extend)
+        if extend and schedule == "cosine":  # from the lr a run of num_epochs has here, decaying to 0 again
+            done = len(history["epoch"])
+            for group in opt.param_groups:
+                group["lr"] = group["initial_lr"] * (1 + math.cos(math.pi * done / num_epochs)) / 2
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=num_epochs - done)
     start = len(history["epoch"])
     train_iter.epoch = start  # the shuffle of epoch e depends on e alone, so a resumed run matches
     loss_fn = nn.CrossEntropyLoss()

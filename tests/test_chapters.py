@@ -3,6 +3,7 @@ glued numbers, every chapter checks its parameters first, no runtime is written 
 each page with its recorded run or with a CI banner."""
 import json
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -94,7 +95,7 @@ def test_colab_cell_installs_the_release_and_checks_python(monkeypatch, capsys, 
     calls, moved = [], []
     monkeypatch.setitem(sys.modules, "google.colab", object())
     monkeypatch.setattr(sys, "version_info", _Version((*version, 0)))
-    monkeypatch.setattr("subprocess.run", lambda cmd, check: calls.append(cmd))
+    monkeypatch.setattr("subprocess.run", lambda cmd, **kw: calls.append(cmd) or subprocess.CompletedProcess(cmd, 0))
     monkeypatch.setattr("os.path.isdir", lambda path: False)
     monkeypatch.setattr("os.chdir", moved.append)
     exec(chapter_cells.cell_source("02_mnist"), {})
@@ -104,6 +105,18 @@ def test_colab_cell_installs_the_release_and_checks_python(monkeypatch, capsys, 
     assert any("torchquantum==0.1.8" in c for c in calls) == tq
     assert ("TorchQuantum installs on Python 3.10 to 3.12 only" in capsys.readouterr().out) != tq
     assert moved == ["/content/qt/notebooks"]
+
+
+def test_colab_cell_says_in_one_line_what_to_do_when_the_clone_fails(monkeypatch):
+    monkeypatch.setitem(sys.modules, "google.colab", object())
+    monkeypatch.setattr("os.path.isdir", lambda path: False)
+    monkeypatch.setattr("subprocess.run", lambda cmd, **kw: subprocess.CompletedProcess(
+        cmd, 128, "", "Cloning into '/content/qt'...\nfatal: Remote branch v0.1.0 not found in upstream origin\n"))
+    with pytest.raises(SystemExit) as e:
+        exec(chapter_cells.cell_source("01_concept"), {})
+    url, tag = chapter_cells.release()
+    assert str(e.value) == (f"git failed (fatal: Remote branch v0.1.0 not found in upstream origin): check that {url} "
+                            f"has the tag {tag} (a fork sets both in pyproject.toml), then run this cell again")
 
 
 def test_a_curve_s_trend_reads_its_last_third():

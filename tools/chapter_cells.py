@@ -4,10 +4,12 @@ repository URL and version) and the closing environment cell.
 Colab opens a chapter from the repository, so its first code cell must install the release the book was
 built from. That cell is generated here, never edited by hand: it clones the release tag (v<version>),
 installs qt_helpers from it with the chapter's extras, and moves into the clone's notebooks/ folder, where
-the chapters' relative paths (../results/...) hold. TorchQuantum is installed only on Python 3.10 to 3.12
-(qiskit-aer 0.14 has no wheel for 3.13): elsewhere the cell says so and the chapter runs on the native
-backend. The README and _config.yml are checked against the same URL and tag (tests/test_chapters.py). The
-last cell shows the session the page ran in and saves the glued numbers for the results page.
+the chapters' relative paths (../results/...) hold. A failed clone or install ends the cell with one line saying
+what failed and what to do (a fork: set the repository and version in pyproject.toml and push the tag).
+TorchQuantum is installed only on Python 3.10 to 3.12 (qiskit-aer 0.14 has no wheel for 3.13): elsewhere the
+cell says so and the chapter runs on the native backend. The README and the book's buttons are checked against
+the same URL and tag (tests/test_chapters.py, tests/test_book.py). The last cell shows the session the page ran
+in and saves the glued numbers for the results page.
 
     python tools/chapter_cells.py           # rewrite the cells after changing the URL, version or extras
     python tools/chapter_cells.py --check   # exit 1 if a notebook's cell differs (what the tests check)
@@ -43,10 +45,19 @@ import sys
 
 if "google.colab" in sys.modules:
     URL, TAG, EXTRAS = "$url", "$tag", "$extras"
+
+    def run(cmd, advice):  # a failed step ends the cell with one line: what failed, and what to do
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode:
+            why = ([line for line in done.stderr.splitlines() if line.strip()] or ["no message"])[-1].strip()
+            raise SystemExit(f"{cmd[0] if cmd[0] == 'git' else 'pip'} failed ({why}): {advice}")
+
 $tq_check    if not os.path.isdir("/content/qt"):
-        subprocess.run(["git", "clone", "-q", "--depth", "1", "--branch", TAG, URL, "/content/qt"], check=True)
+        run(["git", "clone", "-q", "--depth", "1", "--branch", TAG, URL, "/content/qt"],
+            f"check that {URL} has the tag {TAG} (a fork sets both in pyproject.toml), then run this cell again")
     target = f"/content/qt[{EXTRAS}]" if EXTRAS else "/content/qt"
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", target], check=True)  # keeps Colab's torch
+    run([sys.executable, "-m", "pip", "install", "-q", target],  # keeps Colab's torch
+        "run this cell again; if it fails twice, Runtime > Disconnect and delete runtime, then run it again")
 $tq_install    os.chdir("/content/qt/notebooks")""")
 TQ_CHECK = Template("""\
     if not ($lo) <= sys.version_info[:2] <= ($hi):
@@ -57,8 +68,8 @@ TQ_CHECK = Template("""\
 """)
 TQ_INSTALL = """\
     if EXTRAS:  # their metadata pulls packages they never import: installed without dependencies
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "torchquantum==0.1.8",
-                        "torchpack==0.3.1"], check=True)
+        run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "torchquantum==0.1.8", "torchpack==0.3.1"],
+            "run this cell again, or use backend='native' in this chapter (it needs no TorchQuantum)")
 """
 
 

@@ -1,6 +1,6 @@
 """Tables and plots of the experiment grids' results (`results/runs/<dataset>/<grid>/<run>.json`).
 
-    python -m qt_helpers.science.report results/runs        # print every table as Markdown
+    python -m qt_helpers.science.report --runs results/runs     # print every table as Markdown
 """
 import argparse
 import json
@@ -563,9 +563,14 @@ def render(runs):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("runs", nargs="?", default=None, help="folder of <dataset>/<grid>/<run>.json")
+    p.add_argument("--runs", type=Path, default=Path("results/runs"),
+                   help="folder of <dataset>/<grid>/<run>.json (default: results/runs of the working directory)")
+    p.add_argument("runs_dir", nargs="?", type=Path, default=None, help="the same as --runs (older spelling)")
     args = p.parse_args(argv)
-    print(render(load_runs(args.runs)))
+    runs = args.runs_dir or args.runs
+    if not runs.is_dir():
+        p.exit(2, f"error: no runs folder {runs}: pass --runs DIR (the folder holding <dataset>/<grid>/<run>.json)\n")
+    print(render(load_runs(runs)))
     return 0
 
 

@@ -258,6 +258,9 @@ def main(argv=None):
     p.add_argument("--template", type=Path, default=Path("book/results.md"))
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)
+    for path in (args.template, *args.notebooks):
+        if not path.is_file():
+            p.exit(2, f"error: {path} does not exist; run this in the repository's folder, or pass the paths\n")
     write_page(args.template, args.out, args.notebooks)
     return 0
 
