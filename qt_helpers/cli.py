@@ -47,7 +47,8 @@ class Parser(argparse.ArgumentParser):
 TEST_WHEN = ("epochs", "end", "never")
 # where and how, not what (a --recipe is applied to the other arguments; a CUDA graph replays the same step)
 OUTPUT_ARGS = ("json", "no_progress", "data_dir", "checkpoint", "resume", "export", "overwrite", "debug",
-               "command", "recipe", "tensorboard", "extend_from", "started_epochs", "cuda_graph")
+               "command", "recipe", "tensorboard", "extend", "extend_from", "started_epochs",
+               "cuda_graph")
 # What a --recipe sets; an option given on the command line wins over it, and without a recipe the option's
 # default holds (lr: per model, filled in by check_args).
 RECIPE_OPTIONS = ("model", "activation", "standardize", "lr", "schedule")
@@ -61,7 +62,7 @@ recipes: --recipe NAME sets the model, mapping-model options, learning rate and 
 part of it: `--recipe classical --model qt` is refused. The JSON records the settings that ran (`settings`).
 
 resuming: with --checkpoint FILE every finished epoch is saved; after an interruption (Ctrl-C) the same command
-with --resume continues it. --resume with more --epochs than the run was started with continues a finished run:
+with --resume continues it. --resume --extend with more --epochs than the run had continues a finished run:
 the plateau schedule carries on; the cosine schedule goes on from the learning rate a run of the new length has at
 that epoch, down to 0 at the new end."""
 
@@ -135,6 +136,9 @@ def add_train_arguments(t):
     t.add_argument("--seed", type=int, default=42, help="seed of the model's initialisation and the data's order")
     t.add_argument("--checkpoint", default=None, help="checkpoint file written after every epoch (default: none)")
     t.add_argument("--resume", action="store_true", help="continue from --checkpoint (it must exist)")
+    t.add_argument("--extend", action="store_true",
+                   help="with --resume and more --epochs: continue a finished run (a cosine decay goes on as a "
+                        "run of the new length would)")
     t.add_argument("--overwrite", action="store_true",
                    help="replace an existing --checkpoint, --json or --export file (never done without it)")
     t.add_argument("--json", default=None, help="write the results to this JSON file (default: none)")
@@ -348,7 +352,10 @@ def resume_plan(args):
                          f"{args.epochs} cannot shorten it: pass --epochs {target} to resume it, or more to extend it")
     if done < target:
         raise UsageError(f"checkpoint {args.checkpoint} holds {done} of its {target} epochs: finish it first "
-                         f"(--epochs {target} --resume), then extend it with more --epochs")
+                         f"(--epochs {target} --resume), then extend it with more --epochs and --extend")
+    if not args.extend:  # never implicit: a grid's --resume must not turn another run into its own
+        raise UsageError(f"checkpoint {args.checkpoint} is a finished {target}-epoch run: add --extend to continue "
+                         f"it to {args.epochs} epochs, or delete this one to start over")
     return target
 
 

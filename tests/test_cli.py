@@ -233,7 +233,9 @@ def test_a_finished_run_is_extended_only_when_asked(pack_dir, capsys):
     err = capsys.readouterr().err
     assert f"checkpoint {ckpt} is a 2-epoch run (2 done); --epochs 1 cannot shorten it" in err
     assert err.count("epochs: checkpoint") == 0
-    assert main([*base, "--epochs", "4", "--resume", "--overwrite"]) == 0
+    assert main([*base, "--epochs", "4", "--resume", "--overwrite"]) == 2  # not without --extend
+    assert "is a finished 2-epoch run: add --extend to continue it to 4 epochs" in capsys.readouterr().err
+    assert main([*base, "--epochs", "4", "--resume", "--extend", "--overwrite"]) == 0
     assert "extending" in capsys.readouterr().out
     r = json.loads(out.read_text())
     assert r["extended_from_epochs"] == 2 and r["epochs"] == 4 and r["history"]["epoch"] == [1, 2, 3, 4]
@@ -250,7 +252,8 @@ def test_extending_a_one_epoch_cosine_run_matches_a_two_epoch_run(pack_dir):
         return json.loads(out.read_text())["history"]
     ckpt = str(pack_dir / "x.pt")
     run("one", "--epochs", "1", "--checkpoint", ckpt)
-    extended, fresh = run("ext", "--epochs", "2", "--checkpoint", ckpt, "--resume"), run("two", "--epochs", "2")
+    extended = run("ext", "--epochs", "2", "--checkpoint", ckpt, "--resume", "--extend")
+    fresh = run("two", "--epochs", "2")
     assert extended["train_loss"] == pytest.approx(fresh["train_loss"], rel=1e-5)
     assert extended["test_acc"] == fresh["test_acc"]
 

@@ -131,7 +131,8 @@ def test_checkpoints_refuse_another_run_and_are_never_overwritten(pack_dir, tmp_
     capsys.readouterr()
     for args, message in [
         (["--epochs", "1"], "already exists; pass --resume to continue it or --overwrite to start over"),
-        (["--epochs", "2", "--resume", "--lr", "0.01"], "lr: checkpoint 0.0001, this run 0.01"),  # extending: same run
+        (["--epochs", "2", "--resume", "--extend", "--lr", "0.01"], "lr: checkpoint 0.0001, this run 0.01"),
+        (["--epochs", "2", "--resume"], "is a finished 1-epoch run: add --extend"),  # never implicit
         (["--epochs", "1", "--resume", "--lr", "0.01"], "lr: checkpoint 0.0001, this run 0.01"),
         (["--epochs", "1", "--resume", "--activation", "relu"], "activation: checkpoint None, this run 'relu'"),
         (["--epochs", "1", "--resume", "--seed", "3"], "seed: checkpoint 42, this run 3"),
