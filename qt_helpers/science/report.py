@@ -224,7 +224,7 @@ def control_table(runs, dataset):
 def plot_controls(runs, datasets=("mnist", "fashion_mnist"), axes=None):
     """Test accuracy of each control variant, one panel per dataset: every seed a point, the mean a bar."""
     if axes is None:
-        _, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 3.8), squeeze=False)
+        _, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 3.2), squeeze=False)
         axes = axes[0]
     for ax, dataset in zip(axes, datasets):
         summary = control_summary(runs, dataset)

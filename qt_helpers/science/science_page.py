@@ -234,6 +234,11 @@ def appendix_markdown(runs=None, bench=RESULTS / "bench"):
             r = grids["ablation"]["reference"]
             out += ["### Ablation (`ablation`)", "", f"{r['epochs']} epochs per row, seed {r['seed']}; the "
                     "`options` column is what the `train` command was given.", "", report.ablation_table(runs, d), ""]
+        if "control" in grids:
+            out += ["### Controls at equal budget (`control`)", "", "Each variant's learning rate chosen on the "
+                    "validation split from three, then three seeds tested once; QT's runs are the protocol's. "
+                    "The last column is the variant's accuracy minus QT's, seed by seed.", "",
+                    report.control_table(runs, d), ""]
         if "shots" in grids:
             out += ["### Finite shots (`shots`)", "", f"{grids['shots']['exact']['epochs']} epochs per run, mean ± "
                     "std over seeds.", "", report.shots_table(runs, d), ""]
