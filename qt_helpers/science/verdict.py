@@ -56,8 +56,9 @@ def _points(a, b):
     return f"{abs(gap):.2f} points {'above' if gap >= 0 else 'below'}"
 
 
-def verdict_text(runs=None):
-    """The verdict paragraph (Markdown), every number read from the records."""
+def verdict_text(runs=None, controls=True):
+    """The verdict paragraph (Markdown), every number read from the records (`controls`: with the control
+    experiment's sentence; chapter 7 has a section of its own for it)."""
     runs = report.load_runs() if runs is None else runs
     sentences = []
     for d, c in comparisons(runs).items():
@@ -75,7 +76,7 @@ def verdict_text(runs=None):
         return "*No recorded runs yet*: `python -m qt_helpers.science.experiments seeds --dataset mnist` makes them."
     return " ".join(sentences) + (" QT's claim is a compression of the trained parameters, not an accuracy "
                                   "gain over a CNN of its own size; the figure shows both comparisons."
-                                  + control_sentence(runs))
+                                  + (control_sentence(runs) if controls else ""))
 
 
 def control_sentence(runs):
