@@ -33,7 +33,7 @@ setup:
 	# torchquantum/torchpack declare deps they never import (tensorflow, pyscf, tensorboard, ...):
 	# their real import-time deps are in requirements.txt, so install them without deps.
 	$(PIP) install --no-deps -c constraints.txt torchquantum==0.1.8 torchpack==0.3.1
-	$(PIP) install --no-deps -e .
+	$(PIP) install --no-deps -e . -e tools  # the library, and the book's tooling beside it (tools/pyproject.toml)
 
 test:
 	$(PY) -m pytest
@@ -44,7 +44,7 @@ lint:
 # Execute every notebooks/*.ipynb once with papermill (small CPU profile) into build/executed/<name>.ipynb
 # and <name>.json; notebooks whose outputs are newer than the source are skipped.
 notebooks:
-	$(PY) -m qt_helpers.science.run_notebooks --out build/executed
+	$(PY) -m qtbook.run_notebooks --out build/executed
 
 # MathJax 3 served from the book itself (no CDN): the npm package, pinned.
 $(MATHJAX):
@@ -102,10 +102,10 @@ gpu:
 # The science chapter's grids (results/runs/): hours on a CPU; finished runs are skipped. JOBS=2 for two cores.
 JOBS ?= 1
 science:
-	$(PY) -m qt_helpers.science.experiments seeds shots ablation blocks --dataset mnist --jobs $(JOBS)
-	$(PY) -m qt_helpers.science.experiments seeds blocks ablation long shots --dataset fashion_mnist --jobs $(JOBS)
+	$(PY) -m qtbook.experiments seeds shots ablation blocks --dataset mnist --jobs $(JOBS)
+	$(PY) -m qtbook.experiments seeds blocks ablation long shots --dataset fashion_mnist --jobs $(JOBS)
 	# CIFAR-10's classical runs; its QT runs (drop --runs) need a GPU: minutes each there, hours each on a CPU
-	$(PY) -m qt_helpers.science.experiments seeds blocks long --dataset cifar10 --runs 'cnn*' --jobs $(JOBS)
+	$(PY) -m qtbook.experiments seeds blocks long --dataset cifar10 --runs 'cnn*' --jobs $(JOBS)
 
 # Rewrite constraints.txt from the current .venv (after changing requirements.txt).
 lock:

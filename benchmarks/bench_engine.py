@@ -95,7 +95,7 @@ def step_rows(quick, repeats):
     """Seconds of one training step: QT at CIFAR-10 95 blocks against the CNN alone; MNIST-16 native against
     TorchQuantum and the CNN alone. A config's rows take turns, step by step, so that a drift of the machine hits
     them alike; each row is its fastest step (of `repeats`, and of 5 × `repeats` for the cheap MNIST-16 steps)."""
-    from qt_helpers.bench import CONFIGS, build
+    from qtbook.bench import CONFIGS, build
     from qt_helpers.models import cnn
     from qt_helpers.train import make_optimizer
 
@@ -207,7 +207,7 @@ def ratios(rows):
 
 def table(after, before=None):
     """A Markdown table: each row's seconds per thread count, before and after, and the derived ratios."""
-    from qt_helpers.notebook import markdown_table  # imported here: workers import the engine they measure
+    from qtbook.notebook import markdown_table  # imported here: workers import the engine they measure
 
     threads = sorted(after)
     header = ["row"] + [c for t in threads for c in ([f"before, {t} thr"] if before else []) + [f"after, {t} thr"]]
@@ -264,7 +264,7 @@ def main(argv=None):
     print(table(after, before) + f"\n\nTwo one-thread processes at once do {pair:.2f}× the work of one "
           "(the machine's ceiling for any 2-core speed-up)")
     if args.json:
-        from qt_helpers.science.run_notebooks import commit  # here: a measuring worker may import an old checkout
+        from qtbook.run_notebooks import commit  # here: a measuring worker may import an old checkout
 
         meta = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "torch": torch.__version__,
                 "python": platform.python_version(), "cpu": platform.processor() or platform.machine(),

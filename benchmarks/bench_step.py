@@ -1,7 +1,7 @@
-"""Time one full QT training step per config × backend × device: see `qt_helpers.bench`."""
+"""Time one full QT training step per config × backend × device: see `qtbook.bench`."""
 import sys
 
-from qt_helpers.bench import main
+from qtbook.bench import main
 
 if __name__ == "__main__":
     main()

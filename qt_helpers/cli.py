@@ -160,7 +160,7 @@ def build_parser(prog="python -m qt_helpers"):
     add_train_arguments(sub.add_parser("train", help="train a QT or classical model on a dataset",
                                        description="Train a QT or classical model on a dataset.",
                                        epilog=USAGE_NOTES, formatter_class=DefaultsFormatter))
-    sub.add_parser("experiment", add_help=False, help="moved: python -m qt_helpers.science.experiments"
+    sub.add_parser("experiment", add_help=False, help="moved: python -m qtbook.experiments"
                    ).add_argument("rest", nargs=argparse.REMAINDER)
     return p
 
@@ -551,7 +551,7 @@ def main(argv=None, prog=("python", "-m", "qt_helpers"), parser=None):
     started = time.time()
     try:
         if args.command == "experiment":  # the grids are book tooling, apart from this library's CLI
-            raise UsageError("the experiment grids moved: python -m qt_helpers.science.experiments "
+            raise UsageError("the experiment grids moved: python -m qtbook.experiments "
                              + " ".join(args.rest))
         train(args, argv, prog)
         return 0

@@ -4,7 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from qt_helpers import bench
+from qtbook import bench
 
 
 def test_bench_step_prints_a_table_and_writes_rows(tmp_path, capsys):

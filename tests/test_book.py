@@ -93,7 +93,7 @@ def test_results_page_is_generated():
         assert chapter.split("/")[1] in html, f"{chapter} missing from the results page"
     import sys
 
-    from qt_helpers.published import PUBLISHED
+    from qtbook.published import PUBLISHED
 
     sys.path.insert(0, str(ROOT / "tools"))
     import stage_book

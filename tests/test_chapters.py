@@ -37,7 +37,7 @@ def test_closing_section_cites_glued_numbers(path):
     pattern = r'glue\(\s*f?"([a-zA-Z0-9_{}\[\]"\']+)"'
     glued = {m for c in cs if c["cell_type"] == "code" for m in re.findall(pattern, text(c))}
     if any("science_page.numbers(" in text(c) for c in cs if c["cell_type"] == "code"):  # chapter 7
-        from qt_helpers.science import report, science_page
+        from qtbook import report, science_page
 
         glued |= set(science_page.numbers(report.load_runs()))
     for key in re.findall(r"\{glue:text\}`([a-zA-Z0-9_]+)", body):
@@ -80,7 +80,7 @@ def test_chapter_cells_are_generated_from_pyproject():
     url, tag = chapter_cells.release()
     assert url.startswith("https://github.com/") and tag.startswith("v")
     readme = (ROOT / "README.md").read_text()
-    assert set(re.findall(r"git\+(https://github\.com/[^\s\"]+)", readme)) == {f"{url}@{tag}"}
+    assert set(re.findall(r"git\+(https://github\.com/[^\s\"#]+)", readme)) == {f"{url}@{tag}"}
 
 
 class _Version(tuple):
@@ -101,7 +101,7 @@ def test_colab_cell_installs_the_release_and_checks_python(monkeypatch, capsys, 
     exec(chapter_cells.cell_source("02_mnist"), {})
     url, tag = chapter_cells.release()
     assert calls[0][:6] == ["git", "clone", "-q", "--depth", "1", "--branch"] and calls[0][6:8] == [tag, url]
-    assert calls[1][-1] == ("/content/qt[torchquantum]" if tq else "/content/qt")
+    assert calls[1][-2:] == [("/content/qt[torchquantum]" if tq else "/content/qt"), "/content/qt/tools"]
     assert any("torchquantum==0.1.8" in c for c in calls) == tq
     assert ("TorchQuantum installs on Python 3.10 to 3.12 only" in capsys.readouterr().out) != tq
     assert moved == ["/content/qt/notebooks"]
@@ -120,7 +120,7 @@ def test_colab_cell_says_in_one_line_what_to_do_when_the_clone_fails(monkeypatch
 
 
 def test_a_curve_s_trend_reads_its_last_third():
-    from qt_helpers import late_gain, trend
+    from qtbook import late_gain, trend
 
     rising, flat = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6], [0.1, 0.5, 0.6, 0.6, 0.605, 0.6]
     assert late_gain(rising) == pytest.approx(0.2) and trend(rising) == "still rising"
@@ -180,7 +180,7 @@ def test_differences_are_in_points(path):
 def test_generated_pages_state_differences_in_points_and_one_seed_as_one():
     """The verdict, chapter 7's tables and its appendix, generated from results/runs: no difference in %, no
     ± 0.00 from a single seed, and a one-seed cell says so."""
-    from qt_helpers.science import report, science_page, verdict
+    from qtbook import report, science_page, verdict
 
     runs = report.load_runs()
     texts = [verdict.verdict_text(runs), science_page.appendix_markdown(runs), science_page.seeds_overview(runs),
@@ -196,7 +196,7 @@ def test_generated_pages_state_differences_in_points_and_one_seed_as_one():
 
 
 def test_results_page_never_shows_one_seed_as_three():
-    from qt_helpers.science.results_page import _mean_std_cell
+    from qtbook.results_page import _mean_std_cell
 
     one = {"m_mean": 0.6254, "m_std": 0.0, "m_params": 27961, "m_seeds": 1}
     assert _mean_std_cell(one, "m") == "62.54 % (1 seed; 27,961)"
@@ -247,7 +247,7 @@ def test_the_published_caveats_are_stated_as_known():
                 assert not ("CIFAR-10" in sentence and re.search(r"(one|single) epoch", sentence)
                             and "MNIST" not in sentence), f"{path.name}: {sentence}"
     from qt_helpers import RECIPES
-    from qt_helpers.science import report, science_page
+    from qtbook import report, science_page
 
     assert RECIPES["improved"].schedule == "cosine"
     appendix = science_page.appendix_markdown(report.load_runs())

@@ -279,12 +279,12 @@ def test_report_takes_runs_and_says_when_they_are_missing(tmp_path):
     from pathlib import Path
 
     runs = Path(__file__).parents[1] / "results" / "runs"
-    cmd = [sys.executable, "-m", "qt_helpers.science.report"]
+    cmd = [sys.executable, "-m", "qtbook.report"]
     r = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "pass --runs DIR" in r.stderr
     r = subprocess.run([*cmd, "--runs", str(runs)], cwd=tmp_path, capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.startswith("## ")
-    r = subprocess.run([sys.executable, "-m", "qt_helpers.science.results_page", "x.ipynb", "--out", "r.md"],
+    r = subprocess.run([sys.executable, "-m", "qtbook.results_page", "x.ipynb", "--out", "r.md"],
                        cwd=tmp_path, capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr == ("error: book/results.md does not exist; run this in the repository's "
                                               "folder, or pass the paths\n")

@@ -6,10 +6,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from qt_helpers.science import report
+from qtbook import report
 from qt_helpers.cli import build_parser
-from qt_helpers.science.experiments import GRIDS, SEEDS, commands, finished, run_commands, run_key, shots
-from qt_helpers.science.experiments import main as grids_main
+from qtbook.experiments import GRIDS, SEEDS, commands, finished, run_commands, run_key, shots
+from qtbook.experiments import main as grids_main
 
 
 @pytest.mark.parametrize("grid, n_runs", [("blocks", 19), ("ablation", 8), ("seeds", 12), ("shots", 15), ("long", 6)])
@@ -144,7 +144,7 @@ def test_seeds_summary_is_mean_and_sample_std(tmp_path):
 
 
 def test_missing_results_folder_says_what_to_run(tmp_path):
-    with pytest.raises(FileNotFoundError, match="python -m qt_helpers.science.experiments"):
+    with pytest.raises(FileNotFoundError, match="python -m qtbook.experiments"):
         report.load_runs(tmp_path / "nothing")
 
 
@@ -178,7 +178,7 @@ def test_goals_are_judged_on_three_seeds_within_the_budget(tmp_path):
 def test_every_recorded_run_is_a_finished_record_of_its_grid():
     """Each JSON in results/runs is a whole run (its command, every epoch) whose arguments are those its grid
     would run at that name: a broken or misplaced file would show wrong numbers in chapter 7."""
-    from qt_helpers.science.experiments import placement_problems
+    from qtbook.experiments import placement_problems
 
     root = Path(__file__).resolve().parents[1] / "results" / "runs"
     paths = sorted(root.glob("*/*/*.json"))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from qt_helpers.science.run_notebooks import NOTEBOOKS, execute
+from qtbook.run_notebooks import NOTEBOOKS, execute
 
 OUT = Path(__file__).resolve().parents[1] / "build" / "executed"
 
@@ -112,7 +112,7 @@ def test_gpu_speedup_chapter():
 
 def test_science_chapter_shows_the_recorded_runs():
     # the chapter reads results/runs; its glued numbers must be exactly those of the runs' JSON files
-    from qt_helpers.science import report
+    from qtbook import report
 
     g = run("07_science")
     runs = report.load_runs()

@@ -28,7 +28,7 @@ def test_readme_is_short_and_every_block_is_run_or_says_why_not():
     for lang, code, reason in BLOCKS:
         assert lang in ("bash", "python"), f"a {lang} block: the test runs bash and python only"
         assert reason is None or len(reason) > 10, f"a skipped block needs its reason: {code[:60]}"
-    tested = ("make train", "import qt_helpers as qth", "qt-train --help", "qt_helpers.science.report", "pytest")
+    tested = ("make train", "import qt_helpers as qth", "qt-train --help", "qtbook.report", "pytest")
     assert sorted(next(p for p in tested if p in code) for _, code in RUN) == sorted(tested), \
         "every block that runs is checked by one test below"
 
@@ -89,5 +89,5 @@ def test_command_line_example_trains_then_extends_the_run(scripts):
 
 
 def test_results_and_contributing_blocks_run(scripts):
-    assert "## " in run_block(*block("qt_helpers.science.report"), scripts)
+    assert "## " in run_block(*block("qtbook.report"), scripts)
     assert "passed" in run_block(*block("pytest"), scripts)

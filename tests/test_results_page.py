@@ -1,11 +1,11 @@
-"""qt_helpers.science.results_page: the results page is built from the executed notebooks' numbers and PUBLISHED."""
+"""qtbook.results_page: the results page is built from the executed notebooks' numbers and PUBLISHED."""
 import json
 
 import nbformat
 import pytest
 
-from qt_helpers.published import PUBLISHED
-from qt_helpers.science.results_page import chapter, render, write_page
+from qtbook.published import PUBLISHED
+from qtbook.results_page import chapter, render, write_page
 
 
 RUN = {"profile": "cpu", "machine": "CPU (x86_64, 2 cores, 1 thread(s)), no GPU", "commit": "abc1234",
@@ -102,8 +102,8 @@ def test_science_chapter_s_cifar10_qt_runs_are_on_the_page(tmp_path):
 
 def test_the_page_opens_with_the_verdict_from_the_records(tmp_path):
     """book/results.md's verdict: a figure and a paragraph whose numbers are the recorded runs' (results/runs)."""
-    from qt_helpers.science import report, verdict
-    from qt_helpers.science.results_page import with_verdict
+    from qtbook import report, verdict
+    from qtbook.results_page import with_verdict
 
     runs = report.load_runs()
     text = with_verdict("# Results\n\n<!-- VERDICT: here -->\n\nrest\n", tmp_path, runs)

@@ -1,14 +1,16 @@
-"""The package's shape: the library never imports the book's tooling (qt_helpers.science), and no module
+"""The package's shape: the library never imports the book's tooling (qtbook), and no module
 imports itself back through others (every import counted, those inside functions too)."""
 import ast
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parents[1] / "qt_helpers"
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = {"qt_helpers": ROOT / "qt_helpers", "qtbook": ROOT / "tools" / "qtbook"}  # the library, the tooling
 
 
 def module_name(path):
-    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    package = next(p for p in PACKAGES.values() if p in path.parents)
+    parts = path.relative_to(package.parent).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
@@ -28,26 +30,27 @@ def imports(path):
             targets = [a.name for a in node.names]
         else:
             continue
-        found |= {t for t in targets if t.startswith("qt_helpers") and module_path(t) is not None}
+        found |= {t for t in targets if t.split(".")[0] in PACKAGES and module_path(t) is not None}
     return found - {name}
 
 
 def module_path(name):
-    path = PACKAGE.parent.joinpath(*name.split("."))
+    top, *rest = name.split(".")
+    path = PACKAGES[top].joinpath(*rest)
     for candidate in (path.with_suffix(".py"), path / "__init__.py"):
         if candidate.exists():
             return candidate
     return None
 
 
-GRAPH = {module_name(p): imports(p) for p in sorted(PACKAGE.rglob("*.py"))}
+GRAPH = {module_name(p): imports(p) for package in PACKAGES.values() for p in sorted(package.rglob("*.py"))}
 
 
 def test_the_library_never_imports_the_tooling():
-    library = {m for m in GRAPH if not m.startswith("qt_helpers.science")}
-    assert len(library) > 10 and "qt_helpers.science.experiments" in GRAPH
+    library = {m for m in GRAPH if not m.startswith("qtbook")}
+    assert len(library) > 10 and "qtbook.experiments" in GRAPH
     for module in library:
-        wrong = {t for t in GRAPH[module] if t.startswith("qt_helpers.science")}
+        wrong = {t for t in GRAPH[module] if t.startswith("qtbook")}
         assert not wrong, f"{module} imports the tooling: {sorted(wrong)}"
 
 

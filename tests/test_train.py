@@ -44,7 +44,7 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(tmp_path):
     assert saved["history"]["epoch"] == [1, 2]  # lost at most the interrupted epoch
     resumed, h_resumed = run(resume=True)
     assert h_resumed["epoch"] == [1, 2, 3]
-    from qt_helpers.science.run_notebooks import training_seconds  # a recorded chapter's time over its sittings
+    from qtbook.run_notebooks import training_seconds  # a recorded chapter's time over its sittings
 
     assert training_seconds(tmp_path) == pytest.approx(sum(h_resumed["seconds"]))
     assert h_resumed["train_loss"] == pytest.approx(h_straight["train_loss"], rel=1e-5)

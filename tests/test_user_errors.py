@@ -17,9 +17,9 @@ import pytest
 import torch
 
 from qt_helpers.cli import main
-from qt_helpers.science.experiments import commands, finished, run_commands, run_one
-from qt_helpers.science.experiments import main as grids_main
-from qt_helpers.notebook import check_params
+from qtbook.experiments import commands, finished, run_commands, run_one
+from qtbook.experiments import main as grids_main
+from qtbook.notebook import check_params
 
 BAD_TRAIN = [  # (arguments, part of the one-line message)
     (["--lr", "0"], "--lr must be a positive number, got 0.0"),
@@ -200,13 +200,13 @@ def test_bad_experiment_arguments(args, message, capsys):
 
 def test_the_old_experiment_command_says_where_the_grids_went(capsys):
     rc, out, err = run_main(["experiment", "seeds", "--dataset", "mnist"], capsys)
-    assert "python -m qt_helpers.science.experiments seeds --dataset mnist" in one_line_error(rc, out, err)
+    assert "python -m qtbook.experiments seeds --dataset mnist" in one_line_error(rc, out, err)
 
 
 def test_a_killed_grid_takes_its_runs_with_it(tmp_path):
     script = textwrap.dedent("""
         import subprocess, sys, time
-        from qt_helpers.science.experiments import _die_with_parent
+        from qtbook.experiments import _die_with_parent
         child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], preexec_fn=_die_with_parent)
         print(child.pid, flush=True)
         time.sleep(60)
@@ -324,7 +324,7 @@ def test_sigterm_stops_the_grid_and_its_run_and_says_how_to_resume(pack_dir, tmp
     out = tmp_path / "runs"
     args = ["seeds", "--runs", "qt-improved-seed42", "--epochs", "500", "--n-train", "200", "--n-test", "100",
             "--blocks", "2", "--data-dir", str(pack_dir), "--out", str(out)]
-    grid = subprocess.Popen([sys.executable, "-m", "qt_helpers.science.experiments", *args], stdout=subprocess.PIPE,
+    grid = subprocess.Popen([sys.executable, "-m", "qtbook.experiments", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     log = out / "mnist" / "seeds" / "qt-improved-seed42.log"
     for _ in range(600):  # until the run has finished an epoch
@@ -335,7 +335,7 @@ def test_sigterm_stops_the_grid_and_its_run_and_says_how_to_resume(pack_dir, tmp
     stdout, stderr = grid.communicate(timeout=60)
     assert grid.returncode == 130, stderr
     assert stderr.count("\n") == 1 and stderr.startswith("interrupted: ") and "Traceback" not in stderr
-    assert "resume with: python -m qt_helpers.science.experiments seeds --runs qt-improved-seed42" in stderr
+    assert "resume with: python -m qtbook.experiments seeds --runs qt-improved-seed42" in stderr
     assert log.with_suffix(".pt").exists() and not log.with_suffix(".json").exists()  # epochs kept, no record
     child = [line for line in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout.splitlines()
              if str(log.with_suffix(".json")) in line]
@@ -343,7 +343,7 @@ def test_sigterm_stops_the_grid_and_its_run_and_says_how_to_resume(pack_dir, tmp
 
 
 def test_misspelt_chapter_names_the_chapters(capsys):
-    from qt_helpers.science.run_notebooks import main as notebooks_main
+    from qtbook.run_notebooks import main as notebooks_main
 
     rc, out, err = run_main(["02_mnsit", "--out", "/nonexistent"], capsys, notebooks_main)
     assert "no chapter called '02_mnsit'; choose from 01_concept, 02_mnist" in one_line_error(rc, out, err)
@@ -357,7 +357,7 @@ def test_a_chapter_asking_for_a_missing_gpu_fails_in_its_first_cell():
 
 
 def test_the_results_page_refuses_numbers_that_are_not_accuracies(tmp_path):
-    from qt_helpers.science.results_page import chapter
+    from qtbook.results_page import chapter
 
     nb = {"cells": [], "metadata": {"papermill": {"parameters": {"profile": "small"}}}}
     (tmp_path / "02_mnist.ipynb").write_text(json.dumps(nb))

@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from qt_helpers.science import report, verdict
-from qt_helpers.science.results_page import with_verdict
+from qtbook import report, verdict
+from qtbook.results_page import with_verdict
 
 ROOT = Path(__file__).resolve().parents[1]
 

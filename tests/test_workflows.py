@@ -50,7 +50,7 @@ def test_notebooks_workflow_runs_paper_scale_on_gpu():
     (job,) = workflow["jobs"].values()
     assert job["runs-on"] == ["self-hosted", "gpu"]
     runs = " ".join(step.get("run", "") for step in job["steps"])
-    assert "qt_helpers.science.run_notebooks" in runs and "--profile paper" in runs
+    assert "qtbook.run_notebooks" in runs and "--profile paper" in runs
     assert "actions/upload-artifact" in uses(workflow)
 
 

@@ -3,7 +3,7 @@ repository URL and version) and the closing environment cell.
 
 Colab opens a chapter from the repository, so its first code cell must install the release the book was
 built from. That cell is generated here, never edited by hand: it clones the release tag (v<version>),
-installs qt_helpers from it with the chapter's extras, and moves into the clone's notebooks/ folder, where
+installs qt_helpers from it with the chapter's extras and the book's tooling (qtbook, tools/), and moves into the clone's notebooks/ folder, where
 the chapters' relative paths (../results/...) hold. A failed clone or install ends the cell with one line saying
 what failed and what to do (a fork: set the repository and version in pyproject.toml and push the tag).
 TorchQuantum is installed only on Python 3.10 to 3.12 (qiskit-aer 0.14 has no wheel for 3.13): elsewhere the
@@ -56,7 +56,7 @@ $tq_check    if not os.path.isdir("/content/qt"):
         run(["git", "clone", "-q", "--depth", "1", "--branch", TAG, URL, "/content/qt"],
             f"check that {URL} has the tag {TAG} (a fork sets both in pyproject.toml), then run this cell again")
     target = f"/content/qt[{EXTRAS}]" if EXTRAS else "/content/qt"
-    run([sys.executable, "-m", "pip", "install", "-q", target],  # keeps Colab's torch
+    run([sys.executable, "-m", "pip", "install", "-q", target, "/content/qt/tools"],  # keeps Colab's torch
         "run this cell again; if it fails twice, Runtime > Disconnect and delete runtime, then run it again")
 $tq_install    os.chdir("/content/qt/notebooks")""")
 TQ_CHECK = Template("""\

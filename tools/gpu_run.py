@@ -3,7 +3,7 @@
 Stages, run in the order given by --stages; each writes its JSON under --out as soon as it exists, and a
 stage whose JSON is already there is skipped, so a cut-off run loses at most the stage in flight:
 
-1. `step-table.json`: one QT training step per config × backend × device (`qt_helpers.bench`), with peak
+1. `step-table.json`: one QT training step per config × backend × device (`qtbook.bench`), with peak
    GPU memory; the GPU's rows first, then the same machine's CPU; rows are appended as they finish.
 2. `compiled.json`: the native step captured whole as a CUDA graph (`qt_helpers.cuda_graph.GraphedStep`, what
    `fit(cuda_graph=True)` replays), and under `torch.compile`, each against the eager step (MNIST-16, CIFAR-10
@@ -46,9 +46,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from qt_helpers import bench  # noqa: E402
+from qtbook import bench  # noqa: E402
 from qt_helpers.records import atomic_write  # noqa: E402
-from qt_helpers.science.experiments import commands, done, finished, run_key  # noqa: E402
+from qtbook.experiments import commands, done, finished, run_key  # noqa: E402
 from qt_helpers.train import device_name  # noqa: E402
 
 RUNS_DIR = ROOT / "build/gpu/runs"  # stage 4's records while they run (bundled into --out); --runs-dir
@@ -365,7 +365,7 @@ def unpack(tar_path, runs_dir, results=ROOT / "results/runs"):
     """Here, after the lease: stage 4's tar unpacked into `runs_dir`, and each finished run's record copied into
     the grids' results (an identical command's second grid name, e.g. the block sweep's qt-L95 and the seeds'
     qt-improved-seed42, gets a copy naming the first); records already there are kept, never replaced."""
-    from qt_helpers.science.experiments import copy_run, read_record
+    from qtbook.experiments import copy_run, read_record
 
     with tarfile.open(tar_path) as tar:
         tar.extractall(runs_dir, filter="data")

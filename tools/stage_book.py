@@ -6,9 +6,9 @@ notebook named in the TOC the executed copy: `results/notebooks/<name>.ipynb` (a
 exists, else `build/executed/<name>.ipynb` (the CI run of `make notebooks`). Nothing is executed here
 (`stage_notebook` says what staging changes in how outputs show). TOC chapters whose notebook does not
 exist yet are left out with a note; a notebook missing from the TOC is an error. It writes the results
-page from those notebooks (`qt_helpers.science.results_page`), the intro's and the results page's verdict
-(`qt_helpers.science.verdict`), chapter 7's appendix from results/runs/
-(`qt_helpers.science.science_page`), and copies MathJax 3 into OUT/_mathjax/mathjax/,
+page from those notebooks (`qtbook.results_page`), the intro's and the results page's verdict
+(`qtbook.verdict`), chapter 7's appendix from results/runs/
+(`qtbook.science_page`), and copies MathJax 3 into OUT/_mathjax/mathjax/,
 which Sphinx publishes as _static/mathjax/ (no CDN).
 """
 import argparse
@@ -22,9 +22,9 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from chapter_cells import release  # noqa: E402
-from qt_helpers.science.results_page import with_verdict, write_page  # noqa: E402
-from qt_helpers.science.science_page import appendix_markdown  # noqa: E402
-from qt_helpers.science.run_notebooks import DEPENDS, compact_streams  # noqa: E402
+from qtbook.results_page import with_verdict, write_page  # noqa: E402
+from qtbook.science_page import appendix_markdown  # noqa: E402
+from qtbook.run_notebooks import DEPENDS, compact_streams  # noqa: E402
 
 
 def toc_files(node):
@@ -79,7 +79,7 @@ def banner(source):
     if source.parent.resolve() == (ROOT / "results/notebooks").resolve():
         if not run:
             sys.exit(f"stage_book: {record} has no `run` record (machine, date, commit, wall time); rerun the "
-                     "chapter with `python -m qt_helpers.science.run_notebooks ... --out results/notebooks`")
+                     "chapter with `python -m qtbook.run_notebooks ... --out results/notebooks`")
         return (f"```{{admonition}} Recorded run\n:class: note\nThis page is the recorded run of this chapter: "
                 f"profile `{run['profile']}` on {run['machine']}, started {run['started']}, commit "
                 f"`{run['commit']}`, {sittings(run)}. Every number below comes from it.\n```")

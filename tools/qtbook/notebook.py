@@ -6,8 +6,8 @@ from pathlib import Path
 
 import torch
 
-from .records import write_json
-from .train import get_device
+from qt_helpers.records import write_json
+from qt_helpers.train import get_device
 
 _START = time.perf_counter()
 
@@ -94,7 +94,7 @@ def environment():
             "device": torch.cuda.get_device_name() if torch.cuda.is_available() else
             f"CPU ({os.cpu_count()} cores)", "runtime_s": round(time.perf_counter() - _START, 1),
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
-    from .qnn import _import
+    from qt_helpers.qnn import _import
 
     for lib in ("torchquantum", "pennylane", "qt_helpers"):
         try:
@@ -107,8 +107,8 @@ def environment():
 def train_run(label, net, train_iter, test_iter, num_epochs, lr, device="auto", checkpoint_dir=None, **fit_args):
     """Train `net` with `fit` and summarise it: label, trained parameters, accuracy, history, seconds.
     Prints one line per run (the chapters plot the curves); `checkpoint_dir` makes it resumable."""
-    from .models import num_params
-    from .train import fit
+    from qt_helpers.models import num_params
+    from qt_helpers.train import fit
 
     ckpt = None if checkpoint_dir is None else Path(checkpoint_dir) / f"{slug(label)}.pt"
     identity = {"label": label, "model": repr(net), "params": num_params(net), "n_train": len(train_iter.x),
@@ -128,8 +128,8 @@ def train_models(dataset, blocks, train_iter, test_iter, qt_epochs, classical_ep
                  checkpoint_dir=None, backend="native", seed=42):
     """Chapter 2's four runs on `dataset`: QT with the reference and the improved recipe, the classical CNN and
     the CNN with QT's budget, each by its named recipe (`qth.RECIPES`)."""
-    from .models import budget_cnn, num_params
-    from .recipes import RECIPES
+    from qt_helpers.models import budget_cnn, num_params
+    from qt_helpers.recipes import RECIPES
 
     runs = []
     for label, recipe, epochs in (("QT reference", "reference", qt_epochs), ("classical CNN", "classical",

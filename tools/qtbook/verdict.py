@@ -3,7 +3,7 @@
 One paragraph and one figure, built from the recorded runs (`results/runs/`) and nothing typed by hand; the
 results page opens with them (`tools/stage_book.py`), and the intro page can too:
 
-    from qt_helpers.science import verdict
+    from qtbook import verdict
     text = verdict.verdict_markdown(figure="verdict.png", out_dir=Path("book"))
 """
 from pathlib import Path
@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt
 from matplotlib.ticker import LogLocator, NullFormatter, StrMethodFormatter
 
 from . import report
-from ..plot import model_color
+from qt_helpers.plot import model_color
 
 TITLES = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "cifar10": "CIFAR-10"}
 BUDGET = "classical CNN, QT's budget"
@@ -73,7 +73,7 @@ def verdict_text(runs=None, controls=True):
                   f"{full['params'] / qt['params']:.0f} times QT's parameters")
         sentences.append(s + ".")
     if not sentences:
-        return "*No recorded runs yet*: `python -m qt_helpers.science.experiments seeds --dataset mnist` makes them."
+        return "*No recorded runs yet*: `python -m qtbook.experiments seeds --dataset mnist` makes them."
     return " ".join(sentences) + (" QT's claim is a compression of the trained parameters, not an accuracy "
                                   "gain over a CNN of its own size; the figure shows both comparisons."
                                   + (control_sentence(runs) if controls else ""))

@@ -21,12 +21,12 @@ from datetime import datetime, timezone
 
 import torch
 
-from . import native
+from qt_helpers import native
 from .notebook import markdown_table
-from .qnn import QNN
-from .qt import qt_model
-from .records import write_json
-from .train import device_name, make_optimizer
+from qt_helpers.qnn import QNN
+from qt_helpers.qt import qt_model
+from qt_helpers.records import write_json
+from qt_helpers.train import device_name, make_optimizer
 
 CONFIGS = {  # name: (dataset, blocks, batch size)
     "tiny": ("mnist", 2, 32),

@@ -1,8 +1,8 @@
 """The science chapter's experiment grids: every run is one `python -m qt_helpers train` command.
 
-    python -m qt_helpers.science.experiments blocks --dataset mnist fashion_mnist --jobs 2
-    python -m qt_helpers.science.experiments seeds shots --dataset mnist --dry-run   # print the commands only
-    python -m qt_helpers.science.experiments blocks --dataset cifar10 --runs 'cnn*'   # only the classical runs
+    python -m qtbook.experiments blocks --dataset mnist fashion_mnist --jobs 2
+    python -m qtbook.experiments seeds shots --dataset mnist --dry-run   # print the commands only
+    python -m qtbook.experiments blocks --dataset cifar10 --runs 'cnn*'   # only the classical runs
 
 Each run writes `<out>/<dataset>/<grid>/<run>.json` (the `train --json` record, which holds the command that
 reproduces it) and a `.log` beside it. Runs whose JSON exists are skipped, so an interrupted grid resumes; a
@@ -24,14 +24,14 @@ from pathlib import Path
 
 import filelock
 
-from ..circuits import n_qubits_for
-from ..cli import OUTPUT_ARGS, Parser, apply_recipe, build_parser
-from ..data import resolve_name
-from ..limits import check_memory, run_bytes
-from ..models import cnn, num_params
-from ..published import QT_BLOCKS, qt_params
-from ..recipes import RECIPES
-from ..records import record_problems, write_json
+from qt_helpers.circuits import n_qubits_for
+from qt_helpers.cli import OUTPUT_ARGS, Parser, apply_recipe, build_parser
+from qt_helpers.data import resolve_name
+from qt_helpers.limits import check_memory, run_bytes
+from qt_helpers.models import cnn, num_params
+from .published import QT_BLOCKS, qt_params
+from qt_helpers.recipes import RECIPES
+from qt_helpers.records import record_problems, write_json
 
 SEEDS_RECIPES = ("improved", "lr-cosine")  # the QT recipes of the seeds grid (see qt_helpers.recipes)
 LONG_RECIPE = "lr-cosine"  # the long grid's QT recipe: the seeds grid's best, trained twice as long
@@ -540,8 +540,8 @@ def _run_commands(cmds, out, jobs, force, threads):
 
 
 def build_grid_parser():
-    """The parser of `python -m qt_helpers.science.experiments`."""
-    e = Parser(prog="python -m qt_helpers.science.experiments", description=__doc__,
+    """The parser of `python -m qtbook.experiments`."""
+    e = Parser(prog="python -m qtbook.experiments", description=__doc__,
                formatter_class=argparse.RawDescriptionHelpFormatter)
     e.add_argument("--debug", action="store_true", help="show the traceback of an error")
     e.add_argument("grids", nargs="+", metavar="grid", help=f"one or more of {', '.join(GRIDS)}")
@@ -622,7 +622,7 @@ def main(argv=None):
             print(f"error: {str(e).strip()}", file=sys.stderr)
             return 2
         except Interrupted:
-            again = shlex.join(["python", "-m", "qt_helpers.science.experiments", *(sys.argv[1:] if argv is None
+            again = shlex.join(["python", "-m", "qtbook.experiments", *(sys.argv[1:] if argv is None
                                                                                    else argv)])
             print(f"interrupted: the grid's runs were stopped, their finished epochs kept; resume with: {again}",
                   file=sys.stderr, flush=True)

@@ -1,9 +1,9 @@
 """The book's results page: our glued numbers beside `published.PUBLISHED`, as MyST Markdown.
 
-    python -m qt_helpers.science.results_page build/executed/*.ipynb --template book/results.md --out results.md
+    python -m qtbook.results_page build/executed/*.ipynb --template book/results.md --out results.md
 
 Each executed notebook's numbers come from `<name>.json` beside it (written by its closing cell when
-`qt_helpers.science.run_notebooks` runs it). The chapter's dataset, blocks and profile come from its parameters cell
+`qtbook.run_notebooks` runs it). The chapter's dataset, blocks and profile come from its parameters cell
 and the parameters papermill injected. Accuracies are fractions, glued and published alike.
 """
 import argparse
@@ -12,9 +12,9 @@ import json
 from pathlib import Path
 
 from . import report, verdict
-from ..records import atomic_write
-from ..notebook import markdown_table, percent
-from ..published import PUBLISHED, QT_BLOCKS, published_qt, qt_params
+from qt_helpers.records import atomic_write
+from .notebook import markdown_table, percent
+from .published import PUBLISHED, QT_BLOCKS, published_qt, qt_params
 
 MARKER = "<!-- RESULTS"
 VERDICT = "<!-- VERDICT"
@@ -38,12 +38,12 @@ def chapter(path):
     results = path.with_suffix(".json")
     if not results.exists():
         raise FileNotFoundError(f"{results} is missing: run the notebook with "
-                                "`python -m qt_helpers.science.run_notebooks`, which writes the numbers it glued there")
+                                "`python -m qtbook.run_notebooks`, which writes the numbers it glued there")
     numbers = json.loads(results.read_text(encoding="utf-8"))
     problems = numbers_problems(numbers)
     if problems:
         raise ValueError(f"{results} does not fit {path.name}: {'; '.join(problems)}; rerun the notebook with "
-                         "`python -m qt_helpers.science.run_notebooks --force`")
+                         "`python -m qtbook.run_notebooks --force`")
     return {"name": path.stem, "params": params, "numbers": numbers}
 
 

@@ -1,15 +1,15 @@
 """Book tooling for chapter 7 and its appendix page: the numbers the chapter glues, the CIFAR-10 cost notes, and
 the appendix's tables, all read from the recorded runs (`results/runs/`) and benchmarks (`results/bench/`).
 
-    python -m qt_helpers.science.science_page --out science_appendix.md   # what tools/stage_book.py writes
+    python -m qtbook.science_page --out science_appendix.md   # what tools/stage_book.py writes
 """
 import argparse
 import json
 from pathlib import Path
 
 from . import experiments, report
-from ..notebook import markdown_table
-from ..records import atomic_write
+from .notebook import markdown_table
+from qt_helpers.records import atomic_write
 
 RESULTS = Path(__file__).resolve().parents[2] / "results"
 CHAPTERS_50 = {"mnist": "02_mnist", "fashion_mnist": "03_fashion_mnist"}  # the chapters' 50-epoch recorded runs
@@ -191,18 +191,18 @@ def long_chapters_table(runs):
 
 REPRODUCE = """\
 ```bash
-python -m qt_helpers.science.experiments seeds shots ablation --dataset mnist
-python -m qt_helpers.science.experiments seeds blocks ablation long --dataset fashion_mnist
-python -m qt_helpers.science.experiments blocks --dataset mnist
-python -m qt_helpers.science.experiments shots --dataset fashion_mnist
+python -m qtbook.experiments seeds shots ablation --dataset mnist
+python -m qtbook.experiments seeds blocks ablation long --dataset fashion_mnist
+python -m qtbook.experiments blocks --dataset mnist
+python -m qtbook.experiments shots --dataset fashion_mnist
 # the validation protocol, 16 runs at a time:
-python -m qt_helpers.science.experiments tune protocol --dataset mnist fashion_mnist --jobs 16
+python -m qtbook.experiments tune protocol --dataset mnist fashion_mnist --jobs 16
 # CIFAR-10's classical runs (a CPU), then its QT runs (a GPU):
-python -m qt_helpers.science.experiments seeds blocks long --dataset cifar10 --runs 'cnn*'
-python -m qt_helpers.science.experiments seeds blocks long --dataset cifar10
+python -m qtbook.experiments seeds blocks long --dataset cifar10 --runs 'cnn*'
+python -m qtbook.experiments seeds blocks long --dataset cifar10
 make gpu GPU_ARGS="--stages 4"   # as many of them as a short GPU session allows (tools/gpu_run.py)
 # print a grid's train commands without running them:
-python -m qt_helpers.science.experiments seeds blocks --dataset mnist --dry-run
+python -m qtbook.experiments seeds blocks --dataset mnist --dry-run
 ```"""
 
 
@@ -236,7 +236,7 @@ def appendix_markdown(runs=None, bench=RESULTS / "bench"):
     names = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "cifar10": "CIFAR-10 (JPEG-compressed copy)"}
     out = ["# Appendix: every table of chapter 7", "",
            "The tables [chapter 7](../notebooks/07_science.ipynb) summarises, generated from the recorded runs in "
-           "`results/runs/` when the book is built (`qt_helpers.science.science_page`). Each run's file holds its "
+           "`results/runs/` when the book is built (`qtbook.science_page`). Each run's file holds its "
            "command, machine, date and per-epoch history. Accuracies are on the full test sets unless a table says "
            "validation; differences are in points.", ""]
     for d in [d for d in names if d in runs]:

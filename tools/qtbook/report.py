@@ -1,6 +1,6 @@
 """Tables and plots of the experiment grids' results (`results/runs/<dataset>/<grid>/<run>.json`).
 
-    python -m qt_helpers.science.report --runs results/runs     # print every table as Markdown
+    python -m qtbook.report --runs results/runs     # print every table as Markdown
 """
 import argparse
 import json
@@ -15,9 +15,9 @@ from matplotlib.ticker import LogLocator, NullFormatter, StrMethodFormatter
 
 from .experiments import (BLOCKS_RECIPES, HEADLINE_BLOCKS, SEEDS, SEEDS_RECIPES, ablation_rows, blocks_run,
                           default_epochs, placement_problems, shots)
-from ..notebook import markdown_table, percent
-from ..plot import model_color
-from ..published import QT_BLOCKS, published_qt, qt_params
+from .notebook import markdown_table, percent
+from qt_helpers.plot import model_color
+from .published import QT_BLOCKS, published_qt, qt_params
 
 RUNS_DIR = Path(__file__).resolve().parents[2] / "results" / "runs"
 ABLATION_LABELS = {
@@ -36,7 +36,7 @@ def load_runs(root=None):
     """{dataset: {grid: {run: record}}} of every finished run under `root` (default: the repo's results/runs)."""
     root = Path(root or RUNS_DIR)
     if not root.is_dir():
-        raise FileNotFoundError(f"no results in {root}: run `python -m qt_helpers.science.experiments ...` first")
+        raise FileNotFoundError(f"no results in {root}: run `python -m qtbook.experiments ...` first")
     runs, paths, left_out = {}, {}, []
     for path in sorted(root.glob("*/*/*.json")):
         dataset, grid = path.parent.parent.name, path.parent.name

@@ -1,4 +1,4 @@
-"""Execute the book's notebooks with papermill: `python -m qt_helpers.science.run_notebooks --out build/executed`.
+"""Execute the book's notebooks with papermill: `python -m qtbook.run_notebooks --out build/executed`.
 
 Each notebook runs once per output folder: `<out>/<name>.ipynb` (executed) and `<out>/<name>.json` (the
 numbers it glued, plus `run`: profile, machine, commit, date, wall time and, with checkpoints, the runs'
@@ -6,7 +6,7 @@ training time over all sittings) are rewritten only when the
 source notebook is newer. The `small` profile is what CI runs on a CPU; `--profile cpu` is full data sized
 for a 2-core CPU, `--profile paper` the published settings (a GPU). A recorded run:
 
-    OMP_NUM_THREADS=1 python -m qt_helpers.science.run_notebooks 05_cifar10_pennylane --profile cpu \
+    OMP_NUM_THREADS=1 python -m qtbook.run_notebooks 05_cifar10_pennylane --profile cpu \
         --out results/notebooks --checkpoint-dir results/checkpoints
 
 With `--checkpoint-dir`, every training run of a chapter checkpoints each epoch under
@@ -22,7 +22,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..records import atomic_write, write_json
+from qt_helpers.records import atomic_write, write_json
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 DEPENDS = {"07_science": NOTEBOOKS.parent / "results" / "runs"}  # data a chapter reads besides its source
