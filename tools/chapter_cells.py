@@ -1,15 +1,15 @@
 """Write (or --check) the cells every chapter shares, from one source each: the Colab cell (from pyproject.toml's
 repository URL and version) and the closing environment cell.
 
-Colab opens a chapter from the repository, so its first code cell must install the release the book was
-built from. That cell is generated here, never edited by hand: it clones the release tag (v<version>),
-installs qt_helpers from it with the chapter's extras and the book's tooling (qtbook, tools/), and moves into the clone's notebooks/ folder, where
-the chapters' relative paths (../results/...) hold. A failed clone or install ends the cell with one line saying
-what failed and what to do (a fork: set the repository and version in pyproject.toml and push the tag).
-TorchQuantum is installed only on Python 3.10 to 3.12 (qiskit-aer 0.14 has no wheel for 3.13): elsewhere the
-cell says so and the chapter runs on the native backend. The README and the book's buttons are checked against
-the same URL and tag (tests/test_chapters.py, tests/test_book.py). The last cell shows the session the page ran
-in and saves the glued numbers for the results page.
+Colab opens a chapter from the repository, so its first code cell must install the release the book was built from.
+That cell is generated here, never edited by hand: it clones the release tag (v<version>), installs qt_helpers from
+it with the chapter's extras and the book's tooling (qtbook, tools/), and moves into the clone's notebooks/ folder,
+where the chapters' relative paths (../results/...) hold. A failed clone or install ends the cell with one line
+saying what failed and what to do (a fork: set the repository and version in pyproject.toml and push the tag).
+TorchQuantum is installed only on Python 3.10 to 3.12 (qiskit-aer 0.14 has no wheel for 3.13): elsewhere the cell
+says so and the chapter runs on the native backend. The README and the book's buttons are checked against the same
+URL and tag (tests/test_chapters.py, tests/test_book.py). The last cell shows the session the page ran in and saves
+the glued numbers for the results page.
 
     python tools/chapter_cells.py           # rewrite the cells after changing the URL, version or extras
     python tools/chapter_cells.py --check   # exit 1 if a notebook's cell differs (what the tests check)
