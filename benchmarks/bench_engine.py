@@ -22,11 +22,9 @@ same thing land: read the other ratios against them. Run it on a quiet machine.
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
@@ -264,12 +262,10 @@ def main(argv=None):
     print(table(after, before) + f"\n\nTwo one-thread processes at once do {pair:.2f}× the work of one "
           "(the machine's ceiling for any 2-core speed-up)")
     if args.json:
-        from qtbook.run_notebooks import commit  # here: a measuring worker may import an old checkout
+        from qt_helpers.records import provenance  # here: a measuring worker may import an old checkout
 
-        meta = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "torch": torch.__version__,
-                "python": platform.python_version(), "cpu": platform.processor() or platform.machine(),
-                "cores": os.cpu_count(), "baseline": args.baseline, "quick": args.quick, "rounds": args.rounds,
-                "repeats": args.repeats, "commit": commit()}  # '+changes': the code measured was not committed
+        meta = {**provenance("cpu"), "baseline": args.baseline, "quick": args.quick, "rounds": args.rounds,
+                "repeats": args.repeats}  # commit '+dirty': the code measured was not committed
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         from qt_helpers.records import write_json
 

@@ -25,25 +25,46 @@ try:  # torchvision 0.29 deprecates its image codecs (for TorchCodec); they stil
 except ImportError:  # pragma: no cover - future torchvision without them: fall back to PIL
     ImageReadMode, decode_jpeg = None, None
 
-DATASETS = ("mnist", "fashion_mnist", "cifar10")
+@dataclass(frozen=True)
+class DatasetInfo:
+    """One dataset's facts (chapter 2): sizes, image shape, classes, normalisation, its reference CNN."""
+
+    name: str
+    title: str
+    n_train: int
+    n_test: int
+    shape: tuple[int, int, int]  # C, H, W
+    classes: tuple[str, ...]
+    stats: tuple[tuple[float, ...], tuple[float, ...]]  # (mean, std) per channel, the usual values
+    cnn: str  # the reference CNN's class in qt_helpers.models
+    cnn_params: int  # its parameters: the M weights QT generates (tests/test_data.py checks against models)
+    batch_size: int  # the default batch: CIFAR-10 trains at 1,000 (an epoch of 50 steps), the others at 128
+    tv_class: str  # torchvision's dataset class and its folder under a torchvision root
+    tv_dir: str
+
+
+# The one table of dataset facts; everything else (the CLI's choices and limits, the memory estimate, the grids)
+# reads it.
+INFO = {d.name: d for d in (
+    DatasetInfo("mnist", "MNIST", 60000, 10000, (1, 28, 28), tuple(str(i) for i in range(10)),
+                ((0.1307,), (0.3081,)), "MnistCNN", 6690, 128, "MNIST", "MNIST/raw"),
+    DatasetInfo("fashion_mnist", "FashionMNIST", 60000, 10000, (1, 28, 28),
+                ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                 "Ankle boot"), ((0.2860,), (0.3530,)), "MnistCNN", 6690, 128, "FashionMNIST", "FashionMNIST/raw"),
+    DatasetInfo("cifar10", "CIFAR-10", 50000, 10000, (3, 32, 32),
+                ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
+                ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)), "CifarCNN", 285226, 1000, "CIFAR10",
+                "cifar-10-batches-py"),
+)}
+DATASETS = tuple(INFO)
 DATA_ENV = "QT_DATA_DIR"
 CACHE_ENV = "QT_CACHE_DIR"
 ALIASES = {"mnist": "mnist", "fashionmnist": "fashion_mnist", "cifar10": "cifar10", "cifar": "cifar10"}
-SHAPES = {"mnist": (1, 28, 28), "fashion_mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
-STATS = {  # (mean, std) per channel, the usual values
-    "mnist": ((0.1307,), (0.3081,)),
-    "fashion_mnist": ((0.2860,), (0.3530,)),
-    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
-}
-CLASSES = {
-    "mnist": [str(i) for i in range(10)],
-    "fashion_mnist": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                      "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"],
-    "cifar10": ["airplane", "automobile", "bird", "cat", "deer",
-                "dog", "frog", "horse", "ship", "truck"],
-}
-TV_CLASS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "cifar10": "CIFAR10"}
-TV_DIR = {"mnist": "MNIST/raw", "fashion_mnist": "FashionMNIST/raw", "cifar10": "cifar-10-batches-py"}
+
+
+def info(name):
+    """The facts of dataset `name` (any spelling `resolve_name` accepts): a `DatasetInfo`."""
+    return INFO[resolve_name(name)]
 
 
 class DataNotFoundError(FileNotFoundError):
@@ -134,13 +155,13 @@ def read_pack(path, name):
                     if f"y_{split}" not in keys:
                         raise KeyError(f"y_{split}")
                     out[split] = (imgs, z[f"y_{split}"])
-                out["classes"] = [str(c) for c in z["classes"]] if "classes" in keys else CLASSES[name]
+                out["classes"] = [str(c) for c in z["classes"]] if "classes" in keys else list(INFO[name].classes)
     except KeyError as e:
         raise ValueError(f"{path}: missing key {e.args[0]}; the pack has {sorted(keys)}") from None
     except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError) as e:
         raise ValueError(f"{path}: corrupt, truncated or not an .npz pack ({type(e).__name__}: {e})") from None
-    if len(out["classes"]) != len(CLASSES[name]):
-        raise ValueError(f"{path}: 'classes' has {len(out['classes'])} names, expected {len(CLASSES[name])}")
+    if len(out["classes"]) != len(list(INFO[name].classes)):
+        raise ValueError(f"{path}: 'classes' has {len(out['classes'])} names, expected {len(list(INFO[name].classes))}")
     for split in ("train", "test"):
         _check_split(path, split, *out[split], name)
     return out
@@ -148,7 +169,7 @@ def read_pack(path, name):
 
 def _check_split(path, split, imgs, y, name):
     """Raise ValueError if the images and labels of a split are malformed or inconsistent."""
-    c, h, w = SHAPES[name]
+    c, h, w = INFO[name].shape
     if isinstance(imgs, Jpegs):
         off, size = imgs.offsets, len(imgs.buf)
         if imgs.buf.dtype != np.uint8 or imgs.buf.ndim != 1 or off.ndim != 1 or len(off) < 1 \
@@ -163,14 +184,14 @@ def _check_split(path, split, imgs, y, name):
                              + (f"×{c} or N×{c}×{h}×{w}" if c > 1 else ""))
     if y.ndim != 1 or len(y) != len(imgs):
         raise ValueError(f"{path}: y_{split} has shape {y.shape} but there are {len(imgs)} x_{split} images")
-    if y.dtype.kind not in "iu" or (len(y) and (y.min() < 0 or y.max() >= len(CLASSES[name]))):
-        raise ValueError(f"{path}: y_{split} must hold integer labels in 0..{len(CLASSES[name]) - 1}")
+    if y.dtype.kind not in "iu" or (len(y) and (y.min() < 0 or y.max() >= len(list(INFO[name].classes)))):
+        raise ValueError(f"{path}: y_{split} must hold integer labels in 0..{len(list(INFO[name].classes)) - 1}")
 
 
 def read_torchvision(name, root, download=False):
     """Read a dataset with torchvision.datasets from `root` (its own layout), using .data/.targets arrays."""
-    cls = getattr(torchvision.datasets, TV_CLASS[name])
-    out = {"classes": CLASSES[name]}
+    cls = getattr(torchvision.datasets, INFO[name].tv_class)
+    out = {"classes": list(INFO[name].classes)}
     for split in ("train", "test"):
         ds = cls(str(root), train=split == "train", download=download)
         out[split] = (np.asarray(ds.data, dtype=np.uint8), np.asarray(ds.targets, dtype=np.int64))
@@ -187,17 +208,17 @@ def find_raw(name, data_dir=None, download=None):
             return read_pack(pack, name), str(pack)
         looked.append(f"{pack} (pack): not found")
         try:
-            return read_torchvision(name, root), f"torchvision:{root / TV_DIR[name]}"
+            return read_torchvision(name, root), f"torchvision:{root / INFO[name].tv_dir}"
         except RuntimeError:  # torchvision's "Dataset not found (or corrupted)"
-            looked.append(f"{root / TV_DIR[name]} (torchvision layout): not found, incomplete or bad md5")
+            looked.append(f"{root / INFO[name].tv_dir} (torchvision layout): not found, incomplete or bad md5")
     else:
         looked.append(f"data_dir argument / ${DATA_ENV}: not set")
     cache, dl = cache_dir(), download is not False  # None: download only if missing (torchvision checks)
     try:
-        return read_torchvision(name, cache, download=dl), f"torchvision:{cache / TV_DIR[name]}"
+        return read_torchvision(name, cache, download=dl), f"torchvision:{cache / INFO[name].tv_dir}"
     except Exception as e:  # offline downloads fail in many ways (URLError, RuntimeError, OSError...)
         why = "download failed: " + " ".join(str(e).split())[:300] if dl else "not found (download=False)"
-        looked.append(f"{cache / TV_DIR[name]} (torchvision cache): {why}")
+        looked.append(f"{cache / INFO[name].tv_dir} (torchvision cache): {why}")
     raise DataNotFoundError(
         f"dataset {name!r} not found. Looked in:\n" + "".join(f"  - {p}\n" for p in looked)
         + f"To fix: set {DATA_ENV} to a folder holding {name}.npz (export {DATA_ENV}=/path/to/data), "
@@ -235,7 +256,7 @@ def nchw(x, channels):
 
 def select(imgs, idx, name):
     """Images `idx` as a uint8 tensor N×C×H×W (decoding JPEGs only for those)."""
-    c, h, w = SHAPES[name]
+    c, h, w = INFO[name].shape
     if not isinstance(imgs, Jpegs):
         return nchw(imgs[idx], c)
     x = imgs.decode(idx, c)
@@ -246,7 +267,7 @@ def select(imgs, idx, name):
 
 def normalize(x, name):
     """uint8 N×C×H×W -> float32 scaled to [0, 1] then standardised with the dataset's mean/std."""
-    mean, std = (torch.tensor(s).view(1, -1, 1, 1) for s in STATS[name])
+    mean, std = (torch.tensor(s).view(1, -1, 1, 1) for s in INFO[name].stats)
     return x.float().div_(255).sub_(mean).div_(std)
 
 

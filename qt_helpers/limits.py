@@ -6,11 +6,11 @@ simulator's state vectors (16 of 2^n complex numbers) and window matrices (64 Ki
 """
 import os
 
+from .data import INFO
 from .native import default_window, window_plan
 
 GiB = 2**30
 BASE = 0.7e9  # python, torch and qt_helpers imported
-IMAGES = {"mnist": (70000, 784), "fashion_mnist": (70000, 784), "cifar10": (60000, 3072)}  # images, pixels each
 
 
 def qnn_bytes(n_qubits, blocks):
@@ -23,7 +23,8 @@ def qnn_bytes(n_qubits, blocks):
 
 def run_bytes(dataset, n_qubits=None, blocks=0, batch_size=128, n_images=None):
     """Estimated peak memory of one training run (bytes)."""
-    images, pixels = IMAGES[dataset]
+    fact = INFO[dataset]
+    images, pixels = fact.n_train + fact.n_test, fact.shape[0] * fact.shape[1] * fact.shape[2]
     images = images if n_images is None else n_images
     qnn = 0 if n_qubits is None else qnn_bytes(n_qubits, blocks)
     return int(BASE + images * pixels * 5 + batch_size * pixels * 4 * 64 + qnn)

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from .data import resolve_name
+from .data import info
 
 
 class MnistCNN(nn.Module):
@@ -44,7 +44,7 @@ class CifarCNN(nn.Module):
 
 def cnn(dataset, relu=False, width=None):
     """The reference CNN for `dataset` (optionally with ReLUs or other widths)."""
-    kind = CifarCNN if resolve_name(dataset) == "cifar10" else MnistCNN
+    kind = {"MnistCNN": MnistCNN, "CifarCNN": CifarCNN}[info(dataset).cnn]
     return kind(relu=relu) if width is None else kind(relu=relu, width=width)
 
 
@@ -52,7 +52,7 @@ def budget_cnn(dataset, budget, relu=False, standardize=False):
     """The reference CNN made narrower to `budget` parameters (chapter 7): the widths of a uniform narrowing, each
     nudged by up to 2 so that the count lands within 1 % below `budget` (else 2 % below, else 2 % above, else as
     close as widths allow: tiny budgets), the shape nearest the uniform one; `standardize`: as QT's `--standardize`."""
-    ref = (16, 32, 128, 64) if resolve_name(dataset) == "cifar10" else (8, 12, 20)
+    ref = (16, 32, 128, 64) if info(dataset).cnn == "CifarCNN" else (8, 12, 20)
 
     def build(width):
         net = cnn(dataset, relu, width)

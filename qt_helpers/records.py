@@ -1,4 +1,5 @@
-"""Files the project writes, and the run records it reads back: one atomic write, one content check.
+"""Files the project writes, and the run records it reads back: one atomic write, one record builder with one
+provenance (`provenance`: code commit, machine, versions, date), one content check.
 
 Every output (a run's JSON, an exported CNN, a checkpoint, a grid's record, an executed notebook, the results
 page) goes through `atomic_write`: a temporary file in the same folder, renamed over the target only once it is
@@ -9,8 +10,13 @@ import hashlib
 import json
 import math
 import os
+import platform
+import subprocess
 import tempfile
+from datetime import datetime, timezone
 from pathlib import Path
+
+import torch
 
 
 def atomic_write(path, data):
@@ -52,6 +58,66 @@ def data_pack(source):
             return {"name": path.name, "sha256": hashlib.file_digest(f, "sha256").hexdigest()}
     kind, _, where = str(source).rpartition(":")
     return {"name": (kind + ":" if kind else "") + "/".join(Path(where).parts[-2:])}
+
+
+def cpu_model():
+    """The CPU's model name ('AMD EPYC'), from /proc/cpuinfo where there is one, else its architecture."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return f"{platform.processor() or platform.machine()} CPU"
+
+
+def device_name(device="cpu"):
+    """The machine a run used, in words: the GPU's name, or the CPU's model and torch's thread count."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    n = torch.get_num_threads()
+    return f"{cpu_model()} ({n} thread{'' if n == 1 else 's'})"
+
+
+def code_commit():
+    """$QT_CODE_COMMIT (a grid run from a snapshot of a commit sets it), else the git commit of the code that runs
+    ('+dirty' if tracked files differ), else None."""
+    if os.environ.get("QT_CODE_COMMIT"):
+        return os.environ["QT_CODE_COMMIT"]
+
+    def git(*a):
+        return subprocess.run(["git", "-C", str(Path(__file__).parent), *a], capture_output=True, text=True,
+                              timeout=10).stdout.strip()
+    try:
+        commit = git("rev-parse", "HEAD")
+        return commit + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "") if commit else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def provenance(device="cpu"):
+    """Where and with what a result was made: the one provenance of every record, benchmark and chapter."""
+    from . import __version__
+
+    return {"device": str(device), "device_name": device_name(device), "cpu_cores": os.cpu_count(),
+            "torch": torch.__version__, "cuda": torch.version.cuda, "python": platform.python_version(),
+            "qt_helpers": __version__, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "commit": code_commit()}
+
+
+def run_record(spec, info, history, data, device, **results):
+    """A run's JSON record: its settings (`spec`, resolved), model sizes (`info`), metrics and `history`, the
+    data it read (`data`), `provenance`, and `results` (test_accuracy, train_seconds, command, ...)."""
+    qt = spec.model == "qt"
+    return {"dataset": spec.dataset, "model": spec.model, "backend": spec.backend if qt else None,
+            "ansatz": spec.ansatz if qt else None, "preset": spec.preset, "blocks": spec.blocks if qt else None,
+            **info, "recipe": {k: getattr(spec, k) for k in ("activation", "trainable_transform", "standardize",
+                                                             "init", "shots", "relu", "schedule", "budget")},
+            "test_accuracy": None, "test_loss": None, "epochs": spec.epochs, "batch_size": spec.batch_size,
+            "lr": spec.lr, "seed": spec.seed, "n_train": len(data.y_train), "n_test": len(data.y_test),
+            "data_source": data_pack(data.source), "n_val": None if data.y_val is None else len(data.y_val),
+            "val_accuracy": history["val_acc"][-1] if history.get("val_acc") else None, "history": history,
+            "recipe_name": spec.recipe, "settings": spec.settings(), "key": spec.key(), **provenance(device),
+            **results}
 
 
 METRICS = ("test_accuracy", "val_accuracy", "test_loss")

@@ -1,6 +1,5 @@
 """One training loop for QT and classical models: Adam, ReduceLROnPlateau, checkpoints, resume."""
 import math
-import platform
 import sys
 import time
 import warnings
@@ -23,24 +22,6 @@ def get_device(device="auto"):
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
-
-
-def cpu_model():
-    """The CPU's model name ('AMD EPYC'), from /proc/cpuinfo where there is one, else its architecture."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return f"{platform.processor() or platform.machine()} CPU"
-
-
-def device_name(device):
-    """A readable name of the device: the GPU's, or the CPU's model and torch's thread count."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    n = torch.get_num_threads()
-    return f"{cpu_model()} ({n} thread{'' if n == 1 else 's'})"
 
 
 def set_seed(seed):

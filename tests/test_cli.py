@@ -150,11 +150,11 @@ def test_qt_train_script_is_declared_and_names_itself(capsys):
     (["--model", "classical"], {"lr": 1e-3, "schedule": "plateau"}),
 ])
 def test_explicit_flags_beat_the_recipe(flags, resolved):
-    from qt_helpers.cli import build_parser, check_args
+    from qt_helpers.spec import RunSpec
 
-    args = build_parser().parse_args(["train", *flags])
-    check_args(args)
-    assert {k: getattr(args, k) for k in resolved} == resolved
+    spec = RunSpec.from_argv(["train", *flags])
+    spec.check()
+    assert {k: getattr(spec, k) for k in resolved} == resolved
 
 
 @pytest.mark.parametrize("flags, message", [
@@ -184,7 +184,7 @@ def test_the_json_records_the_settings_that_ran(pack_dir):
 
 def interrupt_in_epoch(monkeypatch, epoch):
     """Make the CLI's `fit` raise KeyboardInterrupt (as Ctrl-C does) at the first step of `epoch` (0-based)."""
-    import qt_helpers.cli as cli
+    import qt_helpers.run as cli  # where `run` calls `fit`
 
     real = cli.fit
 

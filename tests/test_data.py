@@ -18,13 +18,13 @@ from qt_helpers import data as D
 
 def unnorm(x, name):
     """Undo the normalisation: float N×C×H×W -> integer pixel values 0..255."""
-    mean, std = (torch.tensor(s).view(1, -1, 1, 1) for s in D.STATS[name])
+    mean, std = (torch.tensor(s).view(1, -1, 1, 1) for s in D.INFO[name].stats)
     return ((x * std + mean) * 255).round().to(torch.int64)
 
 
 def images(n, name, start=0):
     """n constant images N×C×H×W, image i has pixel value 10*(start+i) % 250 (+ offsets per channel)."""
-    c, h, w = D.SHAPES[name]
+    c, h, w = D.INFO[name].shape
     v = (10 * (start + torch.arange(n))) % 250
     x = v.view(-1, 1, 1, 1) + torch.tensor([0, 3, 5][:c]).view(1, -1, 1, 1)
     return x.expand(n, c, h, w).to(torch.uint8).contiguous()
@@ -41,7 +41,7 @@ def jpeg_arrays(x):
 
 def write_pack(path, name, n_train=20, n_test=10, form="decoded", drop=(), **override):
     """Write a tiny pack; labels are i % 10 so every class appears; returns the arrays written."""
-    arrays = {"classes": np.array(D.CLASSES[name])}
+    arrays = {"classes": np.array(list(D.INFO[name].classes))}
     for split, n, start in (("train", n_train, 0), ("test", n_test, 7)):
         x = images(n, name, start)
         if form == "jpeg":
@@ -134,8 +134,8 @@ def test_unknown_name_lists_valid_names():
 def test_decoded_pack_exact(tmp_path, name):
     written = write_pack(tmp_path / f"{name}.npz", name)
     d = D.load_data(name, data_dir=tmp_path)
-    assert d.source == str(tmp_path / f"{name}.npz") and d.classes == D.CLASSES[name]
-    assert d.x_train.shape == (20, *D.SHAPES[name]) and d.x_train.dtype == torch.float32
+    assert d.source == str(tmp_path / f"{name}.npz") and d.classes == list(D.INFO[name].classes)
+    assert d.x_train.shape == (20, *D.INFO[name].shape) and d.x_train.dtype == torch.float32
     assert torch.equal(unnorm(d.x_train, name), written["_x_train"].long())  # full set keeps the order
     assert torch.equal(unnorm(d.x_test, name), written["_x_test"].long())
     assert d.y_train.tolist() == [i % 10 for i in range(20)] and d.y_test.dtype == torch.int64
@@ -148,7 +148,7 @@ def test_jpeg_pack(tmp_path, monkeypatch, name, use_pil):
         monkeypatch.setattr(D, "decode_jpeg", None)
     written = write_pack(tmp_path / f"{name}.npz", name, form="jpeg")
     d = D.load_data(name, data_dir=tmp_path)
-    assert d.x_train.shape == (20, *D.SHAPES[name]) and d.x_test.shape == (10, *D.SHAPES[name])
+    assert d.x_train.shape == (20, *D.INFO[name].shape) and d.x_test.shape == (10, *D.INFO[name].shape)
     assert (unnorm(d.x_train, name) - written["_x_train"].long()).abs().max() <= 3  # JPEG is lossy
     assert (unnorm(d.x_test, name) - written["_x_test"].long()).abs().max() <= 3
     assert d.y_test.tolist() == [i % 10 for i in range(10)]
@@ -266,7 +266,7 @@ def test_torchvision_mnist_layout(tmp_path, name, folder):
         write_idx(tmp_path / folder / "raw" / f"{s}-images-idx3-ubyte", x[s])
         write_idx(tmp_path / folder / "raw" / f"{s}-labels-idx1-ubyte", y[s])
     d = D.load_data(name, data_dir=tmp_path, download=False)
-    assert d.source.startswith("torchvision:") and d.classes == D.CLASSES[name]
+    assert d.source.startswith("torchvision:") and d.classes == list(D.INFO[name].classes)
     assert torch.equal(unnorm(d.x_train, name)[:, 0], torch.from_numpy(x["train"]))
     assert torch.equal(unnorm(d.x_test, name)[:, 0], torch.from_numpy(x["t10k"]))
     assert d.y_train.tolist() == y["train"].tolist() and d.y_test.tolist() == y["t10k"].tolist()
@@ -284,7 +284,7 @@ def test_torchvision_cifar_layout(tmp_path, monkeypatch):
     batches = [(rng.integers(0, 256, (4, 3072), dtype=np.uint8), list(rng.integers(0, 10, 4))) for _ in range(6)]
     train_list = [dump(f"data_batch_{i + 1}", {"data": x, "labels": y}) for i, (x, y) in enumerate(batches[:5])]
     test_list = [dump("test_batch", {"data": batches[5][0], "labels": batches[5][1]})]
-    meta = dump("batches.meta", {"label_names": D.CLASSES["cifar10"]})
+    meta = dump("batches.meta", {"label_names": list(D.INFO["cifar10"].classes)})
     # torchvision checks each file's md5 against the official CIFAR-10 archive. Our tiny files can't match, so
     # we register their real md5s instead: the integrity check still runs, only the expected sums change.
     monkeypatch.setattr(torchvision.datasets.CIFAR10, "train_list", train_list)
@@ -369,3 +369,13 @@ def test_validation_split_is_balanced_disjoint_and_the_same_for_every_seed(pack_
     assert D.load_data("mnist", data_dir=pack_dir).x_val is None
     with pytest.raises(ValueError, match="between 0 and 1"):
         D.load_data("mnist", data_dir=pack_dir, val_fraction=1.5)
+
+
+@pytest.mark.parametrize("name", D.DATASETS)
+def test_the_dataset_table_names_the_reference_cnn_and_its_size(name):
+    from qt_helpers import models
+
+    fact = D.info(name)
+    net = models.cnn(name)
+    assert type(net).__name__ == fact.cnn and models.num_params(net) == fact.cnn_params
+    assert len(fact.classes) == 10 and len(fact.stats[0]) == fact.shape[0]

@@ -33,13 +33,11 @@ Without `pennylane` or `torchquantum` installed, their rows are skipped and say 
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tarfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
@@ -49,7 +47,7 @@ sys.path.insert(0, str(ROOT))
 from qtbook import bench  # noqa: E402
 from qt_helpers.records import atomic_write  # noqa: E402
 from qtbook.experiments import commands, done, finished, run_key  # noqa: E402
-from qt_helpers.train import device_name  # noqa: E402
+from qt_helpers.records import device_name, provenance  # noqa: E402
 
 RUNS_DIR = ROOT / "build/gpu/runs"  # stage 4's records while they run (bundled into --out); --runs-dir
 CIFAR_QUEUE = tuple(("cifar10", grid, pattern) for grid, pattern in (
@@ -69,9 +67,8 @@ def write(path, record):
 
 def meta():
     """Where and when: device names, versions, date."""
-    return {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "torch": torch.__version__,
-            "cuda": torch.version.cuda, "python": platform.python_version(), "cpu_cores": os.cpu_count(),
-            "cpu_threads": torch.get_num_threads(), "devices": {d: device_name(d) for d in devices()},
+    return {**provenance(devices()[0]), "cpu_threads": torch.get_num_threads(),
+            "devices": {d: device_name(d) for d in devices()},
             "commit": os.environ.get("QT_COMMIT")}  # the GPU machine gets the tree without .git: `make gpu` passes it
 
 

@@ -13,11 +13,9 @@ same run, divided by the row's.
 (`benchmarks/bench_step.py` runs `main` of this module.)
 """
 import argparse
-import platform
 import statistics
 import sys
 import time
-from datetime import datetime, timezone
 
 import torch
 
@@ -26,7 +24,8 @@ from .notebook import markdown_table
 from qt_helpers.qnn import QNN
 from qt_helpers.qt import qt_model
 from qt_helpers.records import write_json
-from qt_helpers.train import device_name, make_optimizer
+from qt_helpers.records import device_name, provenance
+from qt_helpers.train import make_optimizer
 
 CONFIGS = {  # name: (dataset, blocks, batch size)
     "tiny": ("mnist", 2, 32),
@@ -140,9 +139,8 @@ def main(argv=None):
     rows = run(args.configs, args.backends, args.devices, args.warmup, args.repeats)
     print(table(rows))
     if args.json:
-        meta = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "torch": torch.__version__,
-                "python": platform.python_version(), "cuda": torch.version.cuda,
-                "cpu_threads": torch.get_num_threads(), "warmup": args.warmup, "repeats": args.repeats}
+        meta = {**provenance(args.devices[0]), "cpu_threads": torch.get_num_threads(), "warmup": args.warmup,
+                "repeats": args.repeats}
         write_json(args.json, {"meta": meta, "rows": rows})
     return rows
 

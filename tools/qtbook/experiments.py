@@ -1,4 +1,5 @@
-"""The science chapter's experiment grids: every run is one `python -m qt_helpers train` command.
+"""The science chapter's experiment grids: every grid is a list of typed run specs (`qt_helpers.RunSpec`), one
+per named run, deduplicated by the spec's key; each runs as one `python -m qt_helpers train` command.
 
     python -m qtbook.experiments blocks --dataset mnist fashion_mnist --jobs 2
     python -m qtbook.experiments seeds shots --dataset mnist --dry-run   # print the commands only
@@ -24,14 +25,18 @@ from pathlib import Path
 
 import filelock
 
+from dataclasses import replace
+
 from qt_helpers.circuits import n_qubits_for
-from qt_helpers.cli import OUTPUT_ARGS, Parser, apply_recipe, build_parser
-from qt_helpers.data import resolve_name
+from qt_helpers.cli import Parser, outputs_from_args, train_parser
+from qt_helpers.data import INFO, resolve_name
 from qt_helpers.limits import check_memory, run_bytes
 from qt_helpers.models import cnn, num_params
-from .published import QT_BLOCKS, qt_params
 from qt_helpers.recipes import RECIPES
 from qt_helpers.records import record_problems, write_json
+from qt_helpers.spec import RunSpec
+
+from .published import QT_BLOCKS, qt_params
 
 SEEDS_RECIPES = ("improved", "lr-cosine")  # the QT recipes of the seeds grid (see qt_helpers.recipes)
 LONG_RECIPE = "lr-cosine"  # the long grid's QT recipe: the seeds grid's best, trained twice as long
@@ -45,11 +50,13 @@ DEFAULT_EPOCHS = {"blocks": 4, "ablation": 4, "seeds": 10, "shots": 4, "long": 2
 # The validation protocol: `tune` tries the same number of settings for QT and for the budget CNN, each scored on a
 # class-balanced validation split (10 % of the training set, the same for every run) without reading the test set;
 # `protocol` trains each model's best setting with the three seeds and reads the test set once, after training.
-VAL_FRACTION = "0.1"
+VAL_FRACTION = 0.1
+TRIAL = {"val_fraction": VAL_FRACTION, "test": "never"}  # a tune trial: scored on the validation split alone
+TESTED = {"val_fraction": VAL_FRACTION, "test": "end"}  # a chosen setting's seed run: the test set read once
 TUNE_LRS = {"qt": ("1e-3", "3e-3", "1e-2"), "cnn-budget": ("3e-4", "1e-3", "3e-3")}
 # the budget CNN's second axis, as QT's is its two recipes: weight standardisation or not (QT has it as an option),
 # both with the cosine schedule of QT's recipes (a plateau schedule was the axis until the controls issue)
-TUNE_CNN_OPTIONS = {"cosine": ["--schedule", "cosine"], "standardize": ["--schedule", "cosine", "--standardize"]}
+TUNE_CNN_OPTIONS = {"cosine": {"schedule": "cosine"}, "standardize": {"schedule": "cosine", "standardize": True}}
 # CIFAR-10 trains at batch 1000, so its epoch is 50 steps (MNIST's: 469): 20 epochs in every grid, 40 in long
 CIFAR10_EPOCHS = {**dict.fromkeys(GRIDS, 20), "long": 40}
 
@@ -89,18 +96,18 @@ def blocks_run(recipe, L):
 
 
 def tune_rows(dataset, blocks):
-    """[(model, trial, train arguments)] of the tune grid: 6 settings of QT (2 recipes × 3 learning rates) and 6 of
-    the CNN of QT's budget (with and without weight standardisation × 3 learning rates)."""
-    qt = ["--dataset", dataset, "--blocks", str(blocks)]
-    budget = ["--dataset", dataset, *flags("classical", dataset), "--budget", str(qt_params(dataset, blocks))]
-    rows = [("qt", f"qt-{r}-lr{lr}", qt + flags(r, dataset) + ["--lr", lr])
+    """[(model, trial, spec)] of the tune grid: 6 settings of QT (2 recipes × 3 learning rates) and 6 of the CNN of
+    QT's budget (with and without weight standardisation × 3 learning rates)."""
+    rows = [("qt", f"qt-{r}-lr{lr}", RunSpec.create(r, dataset=dataset, blocks=blocks, lr=float(lr)))
             for r in SEEDS_RECIPES for lr in TUNE_LRS["qt"]]
-    return rows + [("cnn-budget", f"cnn-budget-{s}-lr{lr}", budget + options + ["--lr", lr])
-                   for s, options in TUNE_CNN_OPTIONS.items() for lr in TUNE_LRS["cnn-budget"]]
+    return rows + [("cnn-budget", f"cnn-budget-{name}-lr{lr}",
+                    RunSpec.create("classical", dataset=dataset, budget=qt_params(dataset, blocks), lr=float(lr),
+                                   **options))
+                   for name, options in TUNE_CNN_OPTIONS.items() for lr in TUNE_LRS["cnn-budget"]]
 
 
 def chosen(out, dataset, blocks, epochs=None, extra=()):
-    """{model: (trial, validation accuracy, train arguments)}: each model's best trial of the tune grid under
+    """{model: (trial, validation accuracy, spec)}: each model's best trial of the tune grid under
     `out`, by its last epoch's validation accuracy (the test set plays no part). A model is chosen only once all
     its trials have run (CIFAR-10's QT trials wait for a GPU while its CNN's run on the CPU). Each trial's record
     must be that trial at this scale (`epochs`, `extra` sizes): a record that is not (another dataset, recipe,
@@ -108,7 +115,7 @@ def chosen(out, dataset, blocks, epochs=None, extra=()):
     expected = {path.stem: run_key(argv) for path, argv in commands("tune", dataset, out, epochs, blocks=blocks,
                                                                        extra=extra)}
     best, missing, ran = {}, {}, set()
-    for model, trial, argv in tune_rows(dataset, blocks):
+    for model, trial, spec in tune_rows(dataset, blocks):
         path = Path(out) / dataset / "tune" / f"{trial}.json"
         if not path.exists():
             missing.setdefault(model, f"{path} (not run yet)")
@@ -125,7 +132,7 @@ def chosen(out, dataset, blocks, epochs=None, extra=()):
                              "--n-test), or move that file away")
         ran.add(model)
         if model not in best or record["val_accuracy"] > best[model][1]:
-            best[model] = (trial, record["val_accuracy"], argv)
+            best[model] = (trial, record["val_accuracy"], spec)
     if not best:
         raise ValueError(f"the protocol grid chooses from the tune grid's runs, and {next(iter(missing.values()))} "
                          "is not one; run the tune grid first" if missing else
@@ -142,117 +149,107 @@ CONTROL_LRS = {"frozen-circuit": ("3e-3", "1e-2", "3e-2"), "classical-generator"
 
 
 def control_rows(out, dataset, blocks, epochs=None, extra=()):
-    """[(run, train arguments)] of the control grid: every variant's trials, then the seed runs of each variant whose
-    trials have all run (and QT's, the protocol's), chosen by the last epoch's validation accuracy."""
+    """[(run, spec)] of the control grid: every variant's trials, then the seed runs of each variant whose trials
+    have all run (and QT's, the protocol's), chosen by the last epoch's validation accuracy."""
     best = chosen(out, dataset, blocks, epochs, extra)
     if "qt" not in best:
         raise ValueError(f"the control grid varies QT's chosen setting, and QT's {dataset} tune trials have not "
                          "all run; run the tune grid first")
     qt = best["qt"][2]
-    trials = [(f"{v}-lr{lr}", qt + ["--control", v, "--lr", lr, "--val-fraction", VAL_FRACTION, "--test", "never"])
-              for v, lrs in CONTROL_LRS.items() for lr in lrs]
-    runs = trials + [(f"qt-seed{s}", qt + ["--seed", str(s), "--val-fraction", VAL_FRACTION, "--test", "end"])
-                     for s in SEEDS]
+    trials = [(f"{v}-lr{lr}", replace(qt, control=v, lr=float(lr), **TRIAL)) for v, lrs in CONTROL_LRS.items()
+              for lr in lrs]
+    runs = trials + [(f"qt-seed{s}", replace(qt, seed=s, **TESTED)) for s in SEEDS]
     for v in CONTROL_LRS:
         scores = {}
-        for run, argv in trials:
+        for run, spec in trials:
             try:
                 record = json.loads((Path(out) / dataset / "control" / f"{run}.json").read_text())
-                if run.startswith(v + "-lr") and len(record["history"]["epoch"]) == record["epochs"]:
-                    scores[run] = (record["val_accuracy"], argv)
-            except (OSError, ValueError, KeyError, TypeError):
+                if run.startswith(v + "-lr") and not record_problems(record):
+                    scores[run] = (record["val_accuracy"], spec)
+            except (OSError, ValueError):
                 continue
         if len(scores) == len(CONTROL_LRS[v]):
-            argv = max(scores.values(), key=lambda t: t[0])[1][:-4]  # without the trial's --val-fraction/--test
-            runs += [(f"{v}-seed{s}", argv + ["--seed", str(s), "--val-fraction", VAL_FRACTION, "--test", "end"])
-                     for s in SEEDS]
+            spec = max(scores.values(), key=lambda t: t[0])[1]
+            runs += [(f"{v}-seed{s}", replace(spec, seed=s, **TESTED)) for s in SEEDS]
     return runs
 
 
 def grid(name, dataset, blocks=None, out="results/runs", epochs=None, extra=()):
-    """[(run, train arguments)] of grid `name` for `dataset` (without epochs, seed or output); `blocks` of the
-    ablation, seeds, shots, tune and protocol grids (default: the dataset's largest published L); the protocol
-    grid reads its choices from the tune grid under `out`."""
+    """[(run, spec)] of grid `name` for `dataset` (specs without epochs or data sizes); `blocks` of the ablation,
+    seeds, shots, tune and protocol grids (default: the dataset's largest published L); the protocol and control
+    grids read their choices from the tune grid under `out`."""
     dataset = resolve_name(dataset)
     blocks = blocks or HEADLINE_BLOCKS[dataset]
-    qt = ["--dataset", dataset, "--blocks", str(blocks)]
-    classical = ["--dataset", dataset, *flags("classical", dataset)]
-    improved = flags("improved", dataset)
+
+    def recipe(name, **settings):
+        return RunSpec.create(name, dataset=dataset, **settings)
+
+    def budget(L):
+        return recipe("classical", budget=qt_params(dataset, L))
+
     if name == "blocks":
-        runs = [("cnn", classical)]
+        runs = [("cnn", recipe("classical"))]
         for L in QT_BLOCKS[dataset]:
-            runs += [(blocks_run(r, L), ["--dataset", dataset, "--blocks", str(L), *flags(r, dataset)])
-                     for r in BLOCKS_RECIPES]
-            runs.append((f"cnn-budget-L{L}", [*classical, "--budget", str(qt_params(dataset, L))]))
+            runs += [(blocks_run(r, L), recipe(r, blocks=L)) for r in BLOCKS_RECIPES]
+            runs.append((f"cnn-budget-L{L}", budget(L)))
         return runs
-    if name == "ablation":
-        return [(run, qt + row) for run, row in ablation_rows(dataset)]
+    if name == "ablation":  # its rows are shown as flags in the book: the spec of those flags
+        return [(run, RunSpec.from_argv(["--dataset", dataset, "--blocks", str(blocks), *row]))
+                for run, row in ablation_rows(dataset)]
     if name in ("seeds", "long"):
-        budget = [*classical, "--budget", str(qt_params(dataset, blocks))]
-        recipes = SEEDS_RECIPES if name == "seeds" else (LONG_RECIPE,)
         runs = []
         for s in SEEDS:
-            seed = ["--seed", str(s)]
-            runs += [(f"qt-{r}-seed{s}", qt + flags(r, dataset) + seed) for r in recipes]
+            runs += [(f"qt-{r}-seed{s}", recipe(r, blocks=blocks, seed=s))
+                     for r in (SEEDS_RECIPES if name == "seeds" else (LONG_RECIPE,))]
             if name == "seeds":
-                runs.append((f"cnn-seed{s}", classical + seed))
-            runs.append((f"cnn-budget-seed{s}", budget + seed))
+                runs.append((f"cnn-seed{s}", recipe("classical", seed=s)))
+            runs.append((f"cnn-budget-seed{s}", replace(budget(blocks), seed=s)))
         return sorted(runs, key=lambda run: not run[0].startswith("qt-"))  # the long QT runs first
     if name == "tune":
-        return [(trial, argv + ["--val-fraction", VAL_FRACTION, "--test", "never"])
-                for _, trial, argv in tune_rows(dataset, blocks)]
+        return [(trial, replace(spec, **TRIAL)) for _, trial, spec in tune_rows(dataset, blocks)]
     if name == "protocol":
-        best = chosen(out, dataset, blocks, epochs, extra)
         prefix = {"qt": "qt-chosen", "cnn-budget": "cnn-budget"}
-        return [(f"{prefix[m]}-seed{s}", argv + ["--seed", str(s), "--val-fraction", VAL_FRACTION, "--test", "end"])
-                for s in SEEDS for m, (_, _, argv) in best.items()]
+        return [(f"{prefix[m]}-seed{s}", replace(spec, seed=s, **TESTED))
+                for s in SEEDS for m, (_, _, spec) in chosen(out, dataset, blocks, epochs, extra).items()]
     if name == "control":
         return control_rows(out, dataset, blocks, epochs, extra)
     if name == "shots":  # seed 42's runs keep the names they had before the grid had seeds
         runs = []
         for seed in SEEDS:
-            tag, flag = ("", []) if seed == SEEDS[0] else (f"-seed{seed}", ["--seed", str(seed)])
-            runs += [(f"exact{tag}", qt + improved + flag)] + [(f"shots-{s}{tag}", qt + improved + ["--shots", str(s)]
-                                                                 + flag) for s in shots(dataset)]
+            tag = "" if seed == SEEDS[0] else f"-seed{seed}"
+            exact = recipe("improved", blocks=blocks, seed=seed)
+            runs += [(f"exact{tag}", exact)] + [(f"shots-{s}{tag}", replace(exact, shots=s)) for s in shots(dataset)]
         return runs
     raise ValueError(f"unknown grid {name!r}; choose one of {', '.join(GRIDS)}")
 
 
-def commands(name, dataset, out="results/runs", epochs=None, data_dir=None, blocks=None, extra=(), runs=None):
-    """[(json path, train argv)] of a grid, with epochs, output and `extra` train arguments filled in; only the
-    runs whose name matches one of the shell patterns `runs`, if given."""
+def specs(name, dataset, out="results/runs", epochs=None, blocks=None, extra=(), runs=None):
+    """[(json path, spec)] of a grid, with epochs and `extra` train flags (data sizes) applied; only the runs whose name
+    matches one of the shell patterns `runs`, if given. Runs with one spec (the same key), in one grid or two, are
+    trained once: `run_commands` copies the record to the other names."""
     dataset = resolve_name(dataset)
     if name not in GRIDS:
         raise ValueError(f"unknown grid {name!r}; choose one of {', '.join(GRIDS)}")
     epochs = epochs or default_epochs(name, dataset)
     folder = Path(out) / dataset / name
-    result = []
-    for run, flags in grid(name, dataset, blocks, out, epochs, extra):
-        if runs and not any(fnmatch(run, pattern) for pattern in runs):
-            continue
-        path = folder / f"{run}.json"
-        argv = ["train", *flags, "--epochs", str(epochs), *extra, "--json", str(path), "--no-progress"]
-        if data_dir:
-            argv += ["--data-dir", str(data_dir)]
-        result.append((path, argv))
-    return result
+    return [(folder / f"{run}.json", RunSpec.from_argv([*spec.argv(), "--epochs", str(epochs), *extra]))
+            for run, spec in grid(name, dataset, blocks, out, epochs, extra)
+            if not runs or any(fnmatch(run, pattern) for pattern in runs)]
 
 
-
-
-@functools.cache
-def train_parser():
-    """The CLI's parser, built once (`finished` parses every recorded command)."""
-    return build_parser()
+def commands(name, dataset, out="results/runs", epochs=None, data_dir=None, blocks=None, extra=(), runs=None):
+    """[(json path, train argv)] of a grid's specs (`specs`), each with its record's path as --json (and the
+    output flags among `extra`, e.g. --data-dir)."""
+    given = outputs_from_args(train_parser().parse_args(list(extra)))
+    outputs = replace(given, progress=False, data_dir=data_dir or given.data_dir)
+    return [(path, ["train", *spec.argv(), *replace(outputs, json=str(path)).argv()])
+            for path, spec in specs(name, dataset, out, epochs, blocks, extra, runs)]
 
 
 def run_key(argv):
-    """A `train` command's experiment: its parsed arguments (defaults filled in) but the output ones; two
+    """A `train` command's run: its spec's resolved settings (outputs ignored), as sorted (name, value) pairs; two
     commands with the same key are the same run, e.g. `--seed 42` and no seed."""
-    args = train_parser().parse_args(argv)
-    args.dataset = resolve_name(args.dataset)
-    apply_recipe(args)
-    return tuple(sorted((k, v) for k, v in vars(args).items() if k not in OUTPUT_ARGS))
+    return tuple(sorted(RunSpec.from_argv(argv).settings().items()))
 
 
 def _die_with_parent():
@@ -313,13 +310,10 @@ def copy_run(src, dst):
 
 def own_expect(argv):
     """The fields a record made by `train` `argv` must hold (its own command says what they are)."""
-    args = train_parser().parse_args(argv)
-    args.dataset = resolve_name(args.dataset)
-    apply_recipe(args)
-    model = "classical" if args.model == "classical" else "qt"
-    expect = {"dataset": args.dataset, "model": model, "epochs": args.epochs, "seed": args.seed,
-              "blocks": args.blocks if model == "qt" else None}
-    if args.control:  # a control may have no circuit (its record's blocks: None); its command still says --blocks
+    spec = RunSpec.from_argv(argv)
+    expect = {"dataset": spec.dataset, "model": spec.model, "epochs": spec.epochs, "seed": spec.seed,
+              "blocks": spec.blocks if spec.model == "qt" else None}
+    if spec.control:  # a control may have no circuit (its record's blocks: None); its command still says --blocks
         del expect["blocks"]
     return expect
 
@@ -433,14 +427,10 @@ def finished(out):
 
 def run_memory(argv):
     """Estimated peak memory (bytes) of one `train` command (qt_helpers.limits)."""
-    args = train_parser().parse_args(argv)
-    dataset = resolve_name(args.dataset)
-    apply_recipe(args)
-    n = None
-    if args.model == "qt":
-        n = args.qubits or n_qubits_for(num_params(cnn(dataset)))
-    images = None if args.n_train is None else args.n_train + (args.n_test or 10000)
-    return run_bytes(dataset, n, args.blocks, args.batch_size or (1000 if dataset == "cifar10" else 128), images)
+    spec = RunSpec.from_argv(argv)
+    n = spec.qubits or n_qubits_for(num_params(cnn(spec.dataset))) if spec.model == "qt" else None
+    images = None if spec.n_train is None else spec.n_train + (spec.n_test or INFO[spec.dataset].n_test)
+    return run_bytes(spec.dataset, n, spec.blocks, spec.batch_size, images)
 
 
 def grid_lock(out):

@@ -1,12 +1,10 @@
 """Small helpers the chapters share: profiles, glued numbers, the closing environment cell."""
-import os
-import platform
 import time
 from pathlib import Path
 
 import torch
 
-from qt_helpers.records import write_json
+from qt_helpers.records import provenance, write_json
 from qt_helpers.train import get_device
 
 _START = time.perf_counter()
@@ -90,10 +88,9 @@ def save_glued(path):
 
 def environment():
     """Versions, device and runtime of this notebook session, as a dict."""
-    info = {"python": platform.python_version(), "torch": torch.__version__,
-            "device": torch.cuda.get_device_name() if torch.cuda.is_available() else
-            f"CPU ({os.cpu_count()} cores)", "runtime_s": round(time.perf_counter() - _START, 1),
-            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    p = provenance(get_device("auto"))
+    info = {"python": p["python"], "torch": p["torch"], "device": f"{p['device_name']}, {p['cpu_cores']} cores",
+            "runtime_s": round(time.perf_counter() - _START, 1), "date": p["date"], "commit": p["commit"]}
     from qt_helpers.qnn import _import
 
     for lib in ("torchquantum", "pennylane", "qt_helpers"):

@@ -14,15 +14,13 @@ With `--checkpoint-dir`, every training run of a chapter checkpoints each epoch 
 """
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from qt_helpers.records import atomic_write, write_json
+from qt_helpers.records import atomic_write, provenance, write_json
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 DEPENDS = {"07_science": NOTEBOOKS.parent / "results" / "runs"}  # data a chapter reads besides its source
@@ -77,14 +75,12 @@ def commit():
 
 
 def machine():
-    """This machine as a chapter's header states it: the GPU, or the CPU with its cores and torch threads."""
+    """This machine as a chapter's header states it: the GPU, or the CPU with its cores and threads
+    (`qt_helpers.records.provenance`, the one description of a machine)."""
     import torch
 
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name()
-    threads = int(os.environ.get("OMP_NUM_THREADS") or torch.get_num_threads())
-    return (f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, {threads} "
-            f"thread{'s' * (threads != 1)}), no GPU")
+    p = provenance("cuda" if torch.cuda.is_available() else "cpu")
+    return p["device_name"] if p["device"] == "cuda" else f"{p['device_name']}, {p['cpu_cores']} cores, no GPU"
 
 
 def training_seconds(folder):
