@@ -107,7 +107,8 @@ class RunSpec:
         """This spec with its defaults filled in: the canonical dataset name, the dataset's batch size, the model's
         learning rate (QT 1e-4, as the reference; classical 1e-3)."""
         dataset = resolve_name(self.dataset)
-        return replace(self, dataset=dataset, batch_size=self.batch_size or INFO[dataset].batch_size,
+        batch_size = INFO[dataset].batch_size if self.batch_size is None else self.batch_size
+        return replace(self, dataset=dataset, batch_size=batch_size,
                        lr=self.lr if self.lr is not None else (1e-4 if self.model == "qt" else 1e-3))
 
     def settings(self) -> dict:

@@ -116,7 +116,7 @@ def test_the_real_command_shows_no_traceback_unless_asked(tmp_path):
     epochs = subprocess.run(cmd + ["train", "--epochs", "0"], capture_output=True, text=True, env=env)
     assert (epochs.returncode, epochs.stderr) == (2, "error: --epochs must be a whole number >= 1, got 0\n")
     debug = subprocess.run(cmd + ["--debug", "train", "--epochs", "0"], capture_output=True, text=True, env=env)
-    assert debug.returncode == 1 and "Traceback" in debug.stderr and "UsageError" in debug.stderr
+    assert debug.returncode == 1 and "Traceback" in debug.stderr and "ValueError: --epochs" in debug.stderr
 
 
 # ------------------------------------------------------------------------------------------------- checkpoints
