@@ -24,7 +24,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -33,15 +32,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def best(fn, warmup=1, repeats=3):
-    """Minimum wall seconds of `fn()` over `repeats` calls after `warmup` untimed ones."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+    """Minimum wall seconds of `fn()` over `repeats` calls after `warmup` untimed ones (qtbook.bench.timed)."""
+    from qtbook.bench import timed  # here: a measuring worker may import an old checkout of qt_helpers
+
+    return min(timed(fn, warmup, repeats))
 
 
 def circuit_rows(n, blocks, repeats):
@@ -93,7 +87,7 @@ def step_rows(quick, repeats):
     """Seconds of one training step: QT at CIFAR-10 95 blocks against the CNN alone; MNIST-16 native against
     TorchQuantum and the CNN alone. A config's rows take turns, step by step, so that a drift of the machine hits
     them alike; each row is its fastest step (of `repeats`, and of 5 × `repeats` for the cheap MNIST-16 steps)."""
-    from qtbook.bench import CONFIGS, build
+    from qtbook.bench import CONFIGS, build, timed
     from qt_helpers.models import cnn
     from qt_helpers.train import make_optimizer
 
@@ -113,9 +107,7 @@ def step_rows(quick, repeats):
         times = {b: [] for b in setups}
         for _ in range(repeats if config == "cifar10-95" else 5 * repeats):
             for b, setup in setups.items():
-                t0 = time.perf_counter()
-                step(*setup)
-                times[b].append(time.perf_counter() - t0)
+                times[b] += timed(lambda setup=setup: step(*setup))
         rows.update({f"{config} {b} step": min(t[1:] or t) for b, t in times.items()})  # the first: a warm-up
     return rows
 

@@ -149,12 +149,7 @@ def cuda_graph_step(config, device, repeats):
              "rel_diff_graph_eager": rel_diff(grads_g, grads_a),
              "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
              "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32}
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        step.graph.replay()
-        torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
+    times = bench.timed(step.graph.replay, 0, repeats, device)
     return statistics.median(times), same_numbers(loss_g, grads_g, loss_a, grads_a), check
 
 

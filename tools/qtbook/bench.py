@@ -66,6 +66,24 @@ def sync(device):
         torch.cuda.synchronize(device)
 
 
+def timed(fn, warmup=0, repeats=1, device=None):
+    """Wall seconds of each of `repeats` calls of `fn()` after `warmup` untimed ones (a CUDA `device` is
+    synchronised before each clock reading): the one step timer of the benchmarks and chapter 6."""
+    device = None if device is None else torch.device(device)
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        if device is not None:
+            sync(device)
+        t0 = time.perf_counter()
+        fn()
+        if device is not None:
+            sync(device)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
 def time_steps(net, x, y, opt, device, warmup, repeats):
     """Median seconds of a training step, and peak GPU memory (MiB) or None."""
     loss_fn = torch.nn.CrossEntropyLoss()
@@ -75,17 +93,10 @@ def time_steps(net, x, y, opt, device, warmup, repeats):
         loss_fn(net(x), y).backward()
         opt.step()
 
-    for _ in range(warmup):
-        step()
-    sync(device)
+    timed(step, warmup, 0, device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        step()
-        sync(device)
-        times.append(time.perf_counter() - t0)
+    times = timed(step, 0, repeats, device)
     peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
     return statistics.median(times), peak
 
