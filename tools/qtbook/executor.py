@@ -23,28 +23,29 @@ from pathlib import Path
 
 KINDS = ("local", "submitit-local", "slurm")
 PROG = ("python", "-m", "qt_helpers")  # the recorded command of every run: what reproduces it on its own
+_STOPPED = False  # in a local pool's worker: SIGTERM came (the pool's processes are being stopped)
 _RUNNING = False  # in a worker: a run is in progress (SIGTERM stops it like Ctrl-C, with its checkpoint kept)
 
 
 @contextlib.contextmanager
 def _output_to(log):
-    """Send this process's stdout and stderr (file descriptors 1 and 2, so tqdm's and C's output too) to `log`."""
+    """Send this process's output to `log`: Python's (sys.stdout, sys.stderr, line by line, so the log shows each
+    epoch as it ends) and the file descriptors 1 and 2 beneath them (C libraries', a child process's)."""
     for stream in (sys.stdout, sys.stderr):
-        stream.flush()
+        with contextlib.suppress(Exception):
+            stream.flush()
     saved = [os.dup(1), os.dup(2)]
-    with open(log, "a") as f:
+    with open(log, "a", buffering=1) as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
         os.dup2(f.fileno(), 1)
         os.dup2(f.fileno(), 2)
-    try:
-        yield
-    finally:
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(Exception):
-                stream.flush()
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
-        for fd in saved:
-            os.close(fd)
+        try:
+            yield
+        finally:
+            f.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
 
 
 class TrainJob:
@@ -67,25 +68,25 @@ class TrainJob:
                     f"{shlex.join([*PROG, *argv])}\n")
         old_int = signal.signal(signal.SIGINT, signal.default_int_handler)
         with _output_to(log):
-            for stream in (sys.stdout, sys.stderr):  # the log shows each epoch as it ends
-                with contextlib.suppress(AttributeError, ValueError):
-                    stream.reconfigure(line_buffering=True)
             _RUNNING = True
             try:
-                return main(list(argv), prog=PROG)
+                rc = main(list(argv), prog=PROG)
             except SystemExit as e:  # argparse's (0 for --help, 2 for a mistake); others (submitit's requeue) go on
-                if e.code in (0, 2):
-                    return e.code
-                raise
+                if e.code not in (0, 2):
+                    raise
+                rc = e.code
             except KeyboardInterrupt:  # before cli.main could say so
                 print("interrupted", file=sys.stderr)
-                return 130
+                rc = 130
             except Exception:  # noqa: BLE001 - a bug in one run: its traceback in its log, the grid goes on
                 traceback.print_exc()
-                return 1
+                rc = 1
             finally:
                 _RUNNING = False
                 signal.signal(signal.SIGINT, old_int)
+        if _STOPPED:  # a local pool's worker stopped by SIGTERM: gone at once, so the pool starts no other run
+            os._exit(rc)
+        return rc
 
     def checkpoint(self, argv, log, threads=1):
         """submitit's hook when SLURM preempts or times out the job: requeue the same run, resuming from its
@@ -110,12 +111,20 @@ def _worker_init():
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _on_sigterm)
+    import threading
+
+    from tqdm import tqdm
+
+    tqdm.set_lock(threading.RLock())  # one run per process: no multiprocessing lock, none left behind at SIGTERM
 
 
 def _on_sigterm(signum, frame):
-    if _RUNNING:
-        raise KeyboardInterrupt
-    os._exit(128 + signum)
+    global _STOPPED
+    if _RUNNING and not _STOPPED:
+        _STOPPED = True
+        raise KeyboardInterrupt  # cli.main writes the run's "interrupted: ... continue with" line, then it exits
+    if not _RUNNING:
+        os._exit(128 + signum)
 
 
 class LocalExecutor:
@@ -126,15 +135,20 @@ class LocalExecutor:
     def __init__(self, jobs):
         self.pool = ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_worker_init,
                                         max_tasks_per_child=1)
+        self.futures = []
 
     def submit(self, fn, *args):
         """A `concurrent.futures.Future` of `fn(*args)` in a worker process."""
-        return self.pool.submit(fn, *args)
+        future = self.pool.submit(fn, *args)
+        self.futures.append(future)
+        return future
 
     def stop(self):
-        """Cancel the runs not started and stop the running ones (SIGTERM: they end like Ctrl-C)."""
+        """Cancel the runs not started and stop the running ones: SIGTERM, which a run takes like Ctrl-C (its
+        log says how to continue it) before its process exits at once; the pool, broken, starts nothing more."""
+        for f in self.futures:
+            f.cancel()
         processes = list((getattr(self.pool, "_processes", None) or {}).values())  # no public handle before 3.14
-        self.pool.shutdown(wait=False, cancel_futures=True)
         for p in processes:
             with contextlib.suppress(Exception):
                 p.terminate()
@@ -142,7 +156,7 @@ class LocalExecutor:
             p.join(30)
 
     def shutdown(self):
-        self.pool.shutdown(wait=True)
+        self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 class SubmititFuture:
