@@ -396,3 +396,33 @@ def test_slurm_jobs_ask_for_the_partition_time_cpus_and_memory(tmp_path, monkeyp
     for line in ("#SBATCH --partition=gpu", "#SBATCH --time=120", "#SBATCH --cpus-per-task=4", "#SBATCH --mem=8GB",
                  "#SBATCH --ntasks-per-node=1", "#SBATCH --nodes=1"):
         assert line in script, script
+
+
+def test_a_preempted_submitit_job_is_requeued_and_resumes_from_its_checkpoint(pack_dir, tmp_path):
+    """SLURM's preemption signal (USR2, here sent to submitit's local job) makes submitit requeue the run with
+    `--resume`: it continues after its last saved epoch and its record counts every epoch once."""
+    import os
+    import signal
+    import time
+
+    from qtbook.executor import make_executor, train_job
+
+    out = tmp_path / "runs"
+    small = ["--blocks", "2", "--data-dir", str(pack_dir), "--batch-size", "100"]
+    [(path, argv)] = commands("seeds", "mnist", out, epochs=30, extra=small, runs=["qt-improved-seed42"])
+    ckpt, log = path.with_suffix(".pt"), path.with_suffix(".log")
+    ex = make_executor("submitit-local", 1, tmp_path / ".submitit")
+    future = ex.submit(train_job, argv + ["--checkpoint", str(ckpt), "--overwrite"], log, 1)
+    for _ in range(1200):  # until two epochs are saved
+        if log.exists() and "epoch 2/30" in log.read_text():
+            break
+        time.sleep(0.1)
+    pid = int(log.read_text().split("(pid ", 1)[1].split(")", 1)[0])
+    os.kill(pid, signal.SIGUSR2)  # what SLURM sends (through submitit's --signal) before preempting a job
+    assert future.result() == 0
+    text = log.read_text()
+    assert text.count("=== ") == 2 and " --resume" in text.split("=== ")[2]  # the requeued job's command
+    submitit_log = text + (future.job.stdout() or "") + (future.job.stderr() or "")
+    assert "this job is preempted" in submitit_log and "Requeued job" in submitit_log
+    record = json.loads(path.read_text())
+    assert record["resumed_after_epoch"] >= 2 and record["history"]["epoch"] == list(range(1, 31))

@@ -88,7 +88,7 @@ class TrainJob:
             os._exit(rc)
         return rc
 
-    def checkpoint(self, argv, log, threads=1):
+    def checkpoint(self, argv, log, threads=1):  # the name submitit looks for (hasattr(fn, "checkpoint"))
         """submitit's hook when SLURM preempts or times out the job: requeue the same run, resuming from its
         `--checkpoint` (every finished epoch is saved there) once it exists."""
         import submitit
