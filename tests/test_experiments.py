@@ -233,7 +233,7 @@ def test_a_cut_off_grid_run_resumes_from_its_checkpoint(pack_dir, tmp_path, monk
     assert cli.main(argv + ["--checkpoint", str(ckpt)]) == 130  # Ctrl-C's exit code, after one line
     assert ckpt.exists() and not path.exists()
     assert "test" not in torch.load(ckpt, weights_only=True)["identity"]  # the default, as before --test existed
-    assert run_commands([(path, argv)], out) == []  # resumes epoch 2 in a subprocess
+    assert run_commands([(path, argv)], out) == []  # resumes epoch 2 in a worker process
     log = path.with_suffix(".log").read_text()
     assert "epoch 1/2" not in log and "epoch 2/2" in log
     record = json.loads(path.read_text())
@@ -347,3 +347,84 @@ def main_train(argv):
     from qt_helpers.cli import main
 
     return main(argv)
+
+
+@pytest.mark.parametrize("executor", ["submitit-local", "local"])
+def test_a_grid_runs_through_the_executor(executor, tmp_path, capsys):
+    """A real tiny grid (2 runs of MNIST's seeds grid) through qtbook.executor: finished records that reproduce
+    themselves, their training output in their logs; submitit's jobs keep their files in <out>/.submitit."""
+    from qt_helpers.records import record_problems
+    from qtbook.experiments import own_expect
+
+    args = ["seeds", "--runs", "cnn-seed4[23]", "--n-train", "256", "--n-test", "256", "--epochs", "1",
+            "--jobs", "2", "--out", str(tmp_path), "--executor", executor]
+    assert grids_main(args) == 0
+    printed = capsys.readouterr().out
+    paths = [tmp_path / "mnist" / "seeds" / f"cnn-seed{s}.json" for s in (42, 43)]
+    assert "2 runs to do" in printed and all(f"done: {p}" in printed for p in paths)
+    for path in paths:
+        record = json.loads(path.read_text())
+        argv = shlex.split(record["command"])[3:]
+        assert record["command"].startswith("python -m qt_helpers train --dataset mnist --model classical")
+        assert record_problems(record, own_expect(argv)) == [] and record["n_train"] == 256
+        log = path.with_suffix(".log").read_text()
+        assert log.startswith("=== ") and "epoch 1/1: train loss" in log and f"wrote {path}" in log
+    jobs = sorted((tmp_path / ".submitit").glob("*_0_log.out"))
+    if executor == "submitit-local":
+        assert len(jobs) == 2 and all("Job completed successfully" in j.read_text() for j in jobs)
+        assert all(f"as job {j.name.split('_')[0]} (submitit's log: {j})" in printed for j in jobs)
+    else:
+        assert jobs == []
+    assert grids_main(args) == 0 and "0 runs to do" in capsys.readouterr().out  # done: nothing runs again
+
+
+def test_slurm_jobs_ask_for_the_partition_time_cpus_and_memory(tmp_path, monkeypatch, capsys):
+    """Without a cluster: `--executor slurm` says so in one line; with one (sbatch found), each run's job asks for
+    the grid's partition, minutes, its threads as CPUs and the memory."""
+    import shutil
+
+    from qtbook.executor import make_executor
+
+    args = ["seeds", "--runs", "cnn-seed42", "--out", str(tmp_path), "--executor", "slurm"]
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    assert grids_main(args + ["--slurm-partition", "gpu"]) == 2
+    assert "needs a SLURM cluster (no sbatch on this machine)" in capsys.readouterr().err
+    assert grids_main(["seeds", "--slurm-partition", "gpu", "--dry-run"]) == 2
+    assert "--slurm-partition sets SLURM jobs; add --executor slurm" in capsys.readouterr().err
+    monkeypatch.setattr(shutil, "which", lambda name: f"/usr/bin/{name}")  # a login node
+    assert grids_main(args) == 2 and "needs --slurm-partition" in capsys.readouterr().err
+    ex = make_executor("slurm", 8, tmp_path / ".submitit", threads=4, partition="gpu", time_min=120, mem_gb=8)
+    script = ex.executor._executor._make_submission_file_text("python -m submitit.core._submit", "uid")
+    for line in ("#SBATCH --partition=gpu", "#SBATCH --time=120", "#SBATCH --cpus-per-task=4", "#SBATCH --mem=8GB",
+                 "#SBATCH --ntasks-per-node=1", "#SBATCH --nodes=1"):
+        assert line in script, script
+
+
+def test_a_preempted_submitit_job_is_requeued_and_resumes_from_its_checkpoint(pack_dir, tmp_path):
+    """SLURM's preemption signal (USR2, here sent to submitit's local job) makes submitit requeue the run with
+    `--resume`: it continues after its last saved epoch and its record counts every epoch once."""
+    import os
+    import signal
+    import time
+
+    from qtbook.executor import make_executor, train_job
+
+    out = tmp_path / "runs"
+    small = ["--blocks", "2", "--data-dir", str(pack_dir), "--batch-size", "100"]
+    [(path, argv)] = commands("seeds", "mnist", out, epochs=30, extra=small, runs=["qt-improved-seed42"])
+    ckpt, log = path.with_suffix(".pt"), path.with_suffix(".log")
+    ex = make_executor("submitit-local", 1, tmp_path / ".submitit")
+    future = ex.submit(train_job, argv + ["--checkpoint", str(ckpt), "--overwrite"], log, 1)
+    for _ in range(1200):  # until two epochs are saved
+        if log.exists() and "epoch 2/30" in log.read_text():
+            break
+        time.sleep(0.1)
+    pid = int(log.read_text().split("(pid ", 1)[1].split(")", 1)[0])
+    os.kill(pid, signal.SIGUSR2)  # what SLURM sends (through submitit's --signal) before preempting a job
+    assert future.result() == 0
+    text = log.read_text()
+    assert text.count("=== ") == 2 and " --resume" in text.split("=== ")[2]  # the requeued job's command
+    submitit_log = text + (future.job.stdout() or "") + (future.job.stderr() or "")
+    assert "this job is preempted" in submitit_log and "Requeued job" in submitit_log
+    record = json.loads(path.read_text())
+    assert record["resumed_after_epoch"] >= 2 and record["history"]["epoch"] == list(range(1, 31))

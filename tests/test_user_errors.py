@@ -17,7 +17,8 @@ import pytest
 import torch
 
 from qt_helpers.cli import main
-from qtbook.experiments import commands, finished, run_commands, run_one
+from qtbook.executor import train_job
+from qtbook.experiments import commands, finished, run_commands
 from qtbook.experiments import main as grids_main
 from qtbook.notebook import check_params
 
@@ -204,34 +205,53 @@ def test_the_old_experiment_command_says_where_the_grids_went(capsys):
 
 
 def test_a_killed_grid_takes_its_runs_with_it(tmp_path):
-    script = textwrap.dedent("""
-        import subprocess, sys, time
-        from qtbook.experiments import _die_with_parent
-        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], preexec_fn=_die_with_parent)
-        print(child.pid, flush=True)
+    started = tmp_path / "started"
+    script = textwrap.dedent(f"""
+        import time
+        from qtbook.executor import make_executor
+        ex = make_executor("local", 1)  # a run in the grid's process pool:
+        ex.submit(exec, "import pathlib, time; pathlib.Path({str(started)!r}).touch(); time.sleep(60)")
         time.sleep(60)
     """)
-    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
-    child = int(parent.stdout.readline())
+    parent = subprocess.Popen([sys.executable, "-c", script])
+
+    def children():
+        ps = subprocess.run(["ps", "-o", "pid=", "--ppid", str(parent.pid)], capture_output=True, text=True)
+        return [int(pid) for pid in ps.stdout.split()]
+
+    for _ in range(600):  # until the run has started in its worker
+        if started.exists():
+            break
+        time.sleep(0.1)
+    workers = children()
+    assert workers
     parent.send_signal(signal.SIGKILL)
     parent.wait()
     for _ in range(50):
-        try:
-            os.kill(child, 0)
-        except ProcessLookupError:
+        alive = []
+        for pid in workers:
+            try:
+                os.kill(pid, 0)
+                alive.append(pid)
+            except ProcessLookupError:
+                pass
+        if not alive:
             break
         time.sleep(0.1)
     else:
-        os.kill(child, signal.SIGKILL)
+        for pid in alive:
+            os.kill(pid, signal.SIGKILL)
         pytest.fail("the run outlived its killed grid")
 
 
-def test_run_logs_are_appended(tmp_path):
-    path = tmp_path / "run.json"
+def test_run_logs_are_appended(tmp_path, capfd):
+    log = tmp_path / "run.log"
     for _ in range(2):
-        assert run_one(path, ["train", "--epochs", "0"], threads=1) == 2
-    log = path.with_suffix(".log").read_text()
+        assert train_job(["train", "--epochs", "0"], log, threads=1) == 2
+    log = log.read_text()
     assert log.count("=== ") == 2 and log.count("error: --epochs must be") == 2
+    assert "python -m qt_helpers train --epochs 0" in log
+    assert capfd.readouterr().err == ""  # the run's output went to its log, nowhere else
 
 
 # ----------------------------------------------------------------------------------------------- notebooks
@@ -334,12 +354,20 @@ def test_sigterm_stops_the_grid_and_its_run_and_says_how_to_resume(pack_dir, tmp
     grid.send_signal(signal.SIGTERM)  # the grid process alone, as `kill` does
     stdout, stderr = grid.communicate(timeout=60)
     assert grid.returncode == 130, stderr
-    assert stderr.count("\n") == 1 and stderr.startswith("interrupted: ") and "Traceback" not in stderr
+    assert stderr.count("\n") == 1 and stderr.startswith("interrupted: ") and "Traceback" not in stderr, stderr
     assert "resume with: python -m qtbook.experiments seeds --runs qt-improved-seed42" in stderr
     assert log.with_suffix(".pt").exists() and not log.with_suffix(".json").exists()  # epochs kept, no record
-    child = [line for line in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout.splitlines()
-             if str(log.with_suffix(".json")) in line]
-    assert child == []  # the run stopped with its grid
+    text = log.read_text()
+    assert "interrupted: " in text and "continue with: python -m qt_helpers train" in text  # the run said so
+    worker = int(text.split("(pid ", 1)[1].split(")", 1)[0])  # the process the run trained in
+    for _ in range(50):
+        try:
+            os.kill(worker, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("the run outlived its stopped grid")  # the run stopped with its grid
 
 
 def test_misspelt_chapter_names_the_chapters(capsys):

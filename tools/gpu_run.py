@@ -46,6 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from qtbook import bench  # noqa: E402
 from qt_helpers.records import atomic_write  # noqa: E402
+from qtbook.executor import make_executor, train_job  # noqa: E402
 from qtbook.experiments import commands, done, finished, run_key  # noqa: E402
 from qt_helpers.records import device_name, provenance  # noqa: E402
 
@@ -306,48 +307,46 @@ def cifar_runs(out, runs_dir, deadline, quick, data_dir, epochs, workers, min_le
                     dst.write_text(src.read_text())
     queue = cifar_queue(runs_dir, quick, data_dir, epochs, spec)
     print(f"stage {stage}: {len(queue)} runs to do, {workers} at a time", flush=True)
-    threads = str(max(1, (os.cpu_count() or 1) // workers))
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    ex = make_executor("local", workers)  # the grids' executor: a fresh process per run, `workers` at a time
     running, finished, begun = {}, [], set()
-    while queue or running:
-        while queue and len(running) < workers and deadline - time.time() > min_left:
-            path, argv = queue.pop(0)
-            begun.add(path)
-            ckpt = path.with_suffix(".pt")
-            argv = argv + ["--checkpoint", str(ckpt)] + (["--resume"] if ckpt.exists() else ["--overwrite"])
-            path.parent.mkdir(parents=True, exist_ok=True)
-            log = open(path.with_suffix(".log"), "a")
-            proc = subprocess.Popen([sys.executable, "-m", "qt_helpers", *argv], stdout=log,
-                                    stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": threads})
-            running[proc] = (path, log, time.time())
-            print(f"stage {stage}: started {path.relative_to(runs_dir)}", flush=True)
-        if not running:
-            print(f"stage {stage}: {deadline - time.time():.0f} s left, not starting {len(queue)} more runs",
-                  flush=True)
-            break
-        time.sleep(1 if quick else 5)
-        for proc in [p for p in running if p.poll() is not None]:
-            path, log, started = running.pop(proc)
-            log.close()
-            name = path.relative_to(runs_dir)
-            if proc.returncode == 0:
-                finished.append(str(name))
-                path.with_suffix(".pt").unlink(missing_ok=True)
-                print(f"stage {stage}: finished {name} in {time.time() - started:.0f} s", flush=True)
-            else:
-                print(f"stage {stage}: {name} failed (exit {proc.returncode}); see its .log", flush=True)
-            bundle(out, runs_dir, tar_name)
-            known = {p for p, _ in queue} | begun  # a finished run may make new ones possible (the protocol's)
-            queue += [(p, a) for p, a in cifar_queue(runs_dir, quick, data_dir, epochs, spec)
-                      if p not in known]
-        if time.time() > deadline:
-            for proc, (path, log, _) in running.items():
-                proc.terminate()
-                proc.wait()
-                log.close()
-                print(f"stage {stage}: stopped {path.relative_to(runs_dir)} at the deadline; its checkpoint resumes it",
+    try:
+        while queue or running:
+            while queue and len(running) < workers and deadline - time.time() > min_left:
+                path, argv = queue.pop(0)
+                begun.add(path)
+                ckpt = path.with_suffix(".pt")
+                argv = argv + ["--checkpoint", str(ckpt)] + (["--resume"] if ckpt.exists() else ["--overwrite"])
+                running[ex.submit(train_job, argv, path.with_suffix(".log"), threads)] = (path, time.time())
+                print(f"stage {stage}: started {path.relative_to(runs_dir)}", flush=True)
+            if not running:
+                print(f"stage {stage}: {deadline - time.time():.0f} s left, not starting {len(queue)} more runs",
                       flush=True)
-            running = {}
-            break
+                break
+            time.sleep(1 if quick else 5)
+            for future in [f for f in running if f.done()]:
+                path, started = running.pop(future)
+                name = path.relative_to(runs_dir)
+                rc = future.result() if future.exception() is None else f"{type(future.exception()).__name__}"
+                if rc == 0:
+                    finished.append(str(name))
+                    path.with_suffix(".pt").unlink(missing_ok=True)
+                    print(f"stage {stage}: finished {name} in {time.time() - started:.0f} s", flush=True)
+                else:
+                    print(f"stage {stage}: {name} failed (exit {rc}); see its .log", flush=True)
+                bundle(out, runs_dir, tar_name)
+                known = {p for p, _ in queue} | begun  # a finished run may make new ones possible (the protocol's)
+                queue += [(p, a) for p, a in cifar_queue(runs_dir, quick, data_dir, epochs, spec)
+                          if p not in known]
+            if time.time() > deadline:
+                ex.stop()  # the running runs end as after Ctrl-C: their finished epochs stay in their checkpoints
+                for path, _ in running.values():
+                    print(f"stage {stage}: stopped {path.relative_to(runs_dir)} at the deadline; its checkpoint "
+                          "resumes it", flush=True)
+                running = {}
+                break
+    finally:
+        ex.shutdown()
     bundle(out, runs_dir, tar_name)
     print(f"stage {stage}: finished runs {finished}", flush=True)
     return finished

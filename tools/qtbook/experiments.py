@@ -8,6 +8,19 @@ per named run, deduplicated by the spec's key; each runs as one `python -m qt_he
 Each run writes `<out>/<dataset>/<grid>/<run>.json` (the `train --json` record, which holds the command that
 reproduces it) and a `.log` beside it. Runs whose JSON exists are skipped, so an interrupted grid resumes; a
 command that two grids share runs once.
+
+The runs go through one executor (qtbook.executor): by default a local process pool (`--jobs` processes, a
+fresh one per run); on a SLURM cluster, one submitit job per run, from a login node (submitit's job files and
+logs in `<out>/.submitit`, or --executor-folder):
+
+    python -m qtbook.experiments seeds --dataset mnist --executor slurm --slurm-partition gpu --slurm-time 120 --jobs 8
+
+`--jobs 8` keeps 8 jobs queued or running at a time, each with `--threads` CPUs (default 2) and the run's
+torch threads; `--executor submitit-local` runs the same jobs on this machine through submitit (what CI tests).
+Every run saves each finished epoch in `<run>.pt` (`--checkpoint`): a job that SLURM preempts or times out is
+requeued by submitit and resumes there; and if the grid itself stops (Ctrl-C, a closed session, a job that
+failed), the same grid command run again skips the finished runs and continues the others from their
+checkpoints (`--resume`).
 """
 import argparse
 import functools
@@ -15,17 +28,15 @@ import json
 import os
 import shlex
 import signal
-import subprocess
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
 from fnmatch import fnmatch
 from pathlib import Path
 
-import filelock
-
 from dataclasses import replace
+
+import filelock
 
 from qt_helpers.circuits import n_qubits_for
 from qt_helpers.cli import Parser, outputs_from_args, train_parser
@@ -36,6 +47,7 @@ from qt_helpers.recipes import RECIPES
 from qt_helpers.records import record_problems, write_json
 from qt_helpers.spec import RunSpec
 
+from .executor import KINDS, check_executor, make_executor, train_job
 from .published import QT_BLOCKS, qt_params
 
 SEEDS_RECIPES = ("improved", "lr-cosine")  # the QT recipes of the seeds grid (see qt_helpers.recipes)
@@ -252,40 +264,12 @@ def run_key(argv):
     return tuple(sorted(RunSpec.from_argv(argv).settings().items()))
 
 
-def _die_with_parent():
-    """In a child process: receive SIGTERM when the parent dies (even by kill -9), on Linux."""
-    try:
-        import ctypes
-        import signal
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # not Linux: the child may outlive a killed parent
-        pass
-
-
 class Interrupted(Exception):
     """SIGINT or SIGTERM reached the grid."""
 
 
-CHILDREN = set()  # the running `train` processes, stopped with the grid
 STOP = threading.Event()
-
-
-def run_one(path, argv, threads):
-    """Run one `train` command in a subprocess (its output appended to `<run>.log`); returns its exit code."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    with open(path.with_suffix(".log"), "a") as log:
-        log.write(f"=== {datetime.now(timezone.utc).isoformat(timespec='seconds')}: python -m qt_helpers "
-                  f"{shlex.join(argv)}\n")
-        log.flush()
-        child = subprocess.Popen([sys.executable, "-m", "qt_helpers", *argv], stdout=log, stderr=subprocess.STDOUT,
-                                 env=env, preexec_fn=_die_with_parent if sys.platform == "linux" else None)
-        CHILDREN.add(child)
-        try:
-            return child.wait()
-        finally:
-            CHILDREN.discard(child)
+SLURM_THREADS = 2  # a SLURM job's CPUs (and torch threads) unless --threads says otherwise
 
 
 def last_error(path):
@@ -445,18 +429,31 @@ def grid_lock(out):
     return lock
 
 
-def run_commands(cmds, out, jobs=1, force=False, threads=None):
-    """Run the missing ones of [(json path, argv)], `jobs` at a time; an identical command runs once. Refuses
-    (ValueError) to replace a finished run of another command without `force`, or to start more runs at once
-    than this machine's memory holds; raises Interrupted on SIGINT or SIGTERM, after stopping its runs."""
+def run_commands(cmds, out, jobs=1, force=False, threads=None, executor="local", executor_folder=None, **slurm):
+    """Run the missing ones of [(json path, argv)], `jobs` at a time, each as `train_job` through the executor
+    `executor` (qtbook.executor: `local`, `submitit-local` or `slurm`, with submitit's files in `executor_folder`,
+    default `<out>/.submitit`, and `slurm`'s options: partition, time_min, mem_gb); an identical command runs
+    once. Refuses (ValueError) to replace a finished run of another command without `force`, or to start more
+    runs at once than this machine's memory holds; raises Interrupted on SIGINT or SIGTERM, after stopping its
+    runs (the local pool's processes, or submitit's jobs)."""
+    check_executor(executor, slurm.get("partition"))
     lock = grid_lock(out)
     try:
-        return _run_commands(cmds, out, jobs, force, threads)
+        return _run_commands(cmds, out, jobs, force, threads, executor, executor_folder, slurm)
     finally:
         lock.release()
 
 
-def _run_commands(cmds, out, jobs, force, threads):
+def _result(future):
+    """(exit code, why it has none) of a run's future: an executor's error (a killed worker, a failed job) is
+    exit 1 with its reason."""
+    try:
+        return future.result(), ""
+    except Exception as e:  # noqa: BLE001 - one lost run must not cost the grid's others
+        return 1, f"{type(e).__name__}: {str(e).strip()}"[:200]
+
+
+def _run_commands(cmds, out, jobs, force, threads, kind, folder, slurm):
     todo = {}  # key -> [(path, argv)]: the first is run, the others get a copy of its JSON
     for path, argv in cmds:
         if force or not done(path, argv):
@@ -466,23 +463,28 @@ def _run_commands(cmds, out, jobs, force, threads):
         if clash:
             raise ValueError(clash)
     at_once = min(jobs, len(todo))
-    if todo:
+    if todo and kind != "slurm":  # on a cluster, each job asks for its memory (--slurm-mem-gb)
         need = max(run_memory(argv) for runs in todo.values() for _, argv in runs)
         try:
             check_memory(need * at_once, f"{at_once} run{'s' * (at_once > 1)} at once (about {need / 2**30:.1f} "
                                          "GiB each)")
         except MemoryError as e:
             raise ValueError(f"{e}; use fewer --jobs") from None
-    threads = threads or max(1, (os.cpu_count() or 1) // jobs)
-    print(f"{len(todo)} runs to do, {jobs} at a time with {threads} thread(s) each", flush=True)
+    threads = threads or (SLURM_THREADS if kind == "slurm" else max(1, (os.cpu_count() or 1) // jobs))
+    where = "" if kind == "local" else f" through {kind}"
+    print(f"{len(todo)} runs to do, {jobs} at a time with {threads} thread(s) each{where}", flush=True)
     failed = []
     STOP.clear()
+    if not todo:
+        return failed
+    ex = make_executor(kind, max(1, at_once), folder or Path(out) / ".submitit", threads, **slurm)
 
     def work(runs):
         if STOP.is_set():
             return
         (path, argv), *copies = runs
         same = None if force else finished(out).get(run_key(argv))  # another grid (or process) ran it
+        lost = ""
         if same is not None:
             rc = 0
             copy_run(same, path)
@@ -490,15 +492,19 @@ def _run_commands(cmds, out, jobs, force, threads):
             ckpt = path.with_suffix(".pt")  # every epoch's checkpoint: a cut-off grid resumes its runs
             resume = ckpt.exists() and not force
             # --overwrite: the JSON there, if any, was judged above (unfinished or broken) and is replaced
-            rc = run_one(path, argv + ["--checkpoint", str(ckpt)] + (["--resume"] if resume else []) + ["--overwrite"],
-                         threads)
+            future = ex.submit(train_job, argv + ["--checkpoint", str(ckpt)] + (["--resume"] if resume else [])
+                               + ["--overwrite"], path.with_suffix(".log"), threads)
+            if kind != "local":
+                print(f"  submitted {path} as job {future.job.job_id} (submitit's log: {future.job.paths.stdout})",
+                      flush=True)
+            rc, lost = _result(future)
             if rc == 0:
                 ckpt.unlink(missing_ok=True)
         if STOP.is_set() and rc:
             return
-        why = last_error(path) if rc else ""
+        why = lost or last_error(path)[7:] if rc else ""
         state = ("same as " + str(same) if same else "done" if rc == 0 else
-                 f"FAILED (exit {rc}): {why[7:] if why else 'see the .log'}")
+                 f"FAILED (exit {rc}): {why or 'see the .log'}")
         print(f"  {state}: {path}", flush=True)
         if rc:
             failed.append(path)
@@ -511,19 +517,19 @@ def _run_commands(cmds, out, jobs, force, threads):
 
     main_thread = threading.current_thread() is threading.main_thread()
     old = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)} if main_thread else {}
-    pool = ThreadPoolExecutor(max(1, jobs))
+    pool = ThreadPoolExecutor(max(1, at_once))  # each thread hands one run at a time to the executor
     try:
         futures = [pool.submit(work, runs) for runs in todo.values()]
         for f in futures:
             f.result()
     except (Interrupted, KeyboardInterrupt):
         STOP.set()
-        for child in list(CHILDREN):
-            child.terminate()
+        ex.stop()  # pending runs cancelled, running ones stopped (their finished epochs kept)
         pool.shutdown(wait=True, cancel_futures=True)
         raise Interrupted() from None
     finally:
         pool.shutdown(wait=True)
+        ex.shutdown()
         for s, handler in old.items():
             signal.signal(s, handler)
     return failed
@@ -551,6 +557,16 @@ def build_grid_parser():
     e.add_argument("--n-test", type=int, default=None, help="class-balanced test subset (default: all)")
     e.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     e.add_argument("--force", action="store_true", help="rerun runs whose JSON exists")
+    x = e.add_argument_group("where the runs run (qtbook.executor)")
+    x.add_argument("--executor", default="local", choices=KINDS,
+                   help="local: a process pool on this machine; submitit-local: submitit's local executor; "
+                   "slurm: one SLURM job per run through submitit (default: local)")
+    x.add_argument("--executor-folder", default=None,
+                   help="submitit's job files and logs (default: <out>/.submitit)")
+    x.add_argument("--slurm-partition", default=None, help="the SLURM partition of the jobs (needed for slurm)")
+    x.add_argument("--slurm-time", type=int, default=None, metavar="MINUTES",
+                   help="each job's time limit in minutes (default: 1440); a job cut off resumes when requeued")
+    x.add_argument("--slurm-mem-gb", type=int, default=None, help="each job's memory in GB (default: the partition's)")
     return e
 
 
@@ -559,7 +575,7 @@ RESULTS = Path(__file__).resolve().parents[2] / "results" / "runs"  # the scienc
 
 def check_args(args):
     """Check the `experiment` arguments before any work (raises ValueError with the message to print)."""
-    for flag in ("epochs", "blocks", "jobs", "threads", "n_train", "n_test"):
+    for flag in ("epochs", "blocks", "jobs", "threads", "n_train", "n_test", "slurm_time", "slurm_mem_gb"):
         value = getattr(args, flag)
         if value is not None and value < 1:
             raise ValueError(f"--{flag.replace('_', '-')} must be a whole number >= 1, got {value}")
@@ -568,10 +584,26 @@ def check_args(args):
             raise ValueError(f"unknown grid {name!r}; choose one of {', '.join(GRIDS)}")
     for d in args.dataset:
         resolve_name(d)
+    given = [f"--{k.replace('_', '-')}" for k in ("slurm_partition", "slurm_time", "slurm_mem_gb")
+             if getattr(args, k) is not None]
+    if given and args.executor != "slurm":
+        raise ValueError(f"{' and '.join(given)} set{'s' * (len(given) == 1)} SLURM jobs; add --executor slurm, "
+                         "or leave them out")
+    if args.executor_folder is not None and args.executor == "local":
+        raise ValueError("--executor-folder holds submitit's files; add --executor submitit-local or slurm")
+    if not args.dry_run:
+        check_executor(args.executor, args.slurm_partition)
     out = Path(args.out).resolve()
     if (args.n_train or args.n_test) and (out == RESULTS or RESULTS in out.parents):
         raise ValueError(f"--n-train/--n-test make subset runs, which must not mix with the full-scale results in "
                          f"{args.out}; write them elsewhere, e.g. --out build/subset-runs")
+
+
+def slurm_options(args):
+    """`make_executor`'s SLURM options from the grid's arguments."""
+    if args.executor != "slurm":
+        return {}
+    return {"partition": args.slurm_partition, "time_min": args.slurm_time, "mem_gb": args.slurm_mem_gb}
 
 
 def main(argv=None):
@@ -604,7 +636,8 @@ def main(argv=None):
                 print("python -m qt_helpers", shlex.join(argv))
             continue
         try:
-            if run_commands(cmds, args.out, args.jobs, args.force, args.threads):
+            if run_commands(cmds, args.out, args.jobs, args.force, args.threads, args.executor, args.executor_folder,
+                            **slurm_options(args)):
                 return 1  # a failed tune run leaves the protocol nothing to choose from
         except ValueError as e:
             if args.debug:
