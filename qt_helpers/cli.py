@@ -174,6 +174,12 @@ def spec_from_args(args):
     return RunSpec.create(args.recipe, **given)
 
 
+def spec_from_argv(argv):
+    """The resolved spec of `train` arguments, with or without the leading 'train' (output options ignored)."""
+    argv = list(argv)
+    return spec_from_args(train_parser().parse_args(argv[1:] if argv[:1] == ["train"] else argv)).resolved()
+
+
 def outputs_from_args(args):
     """The `Outputs` of parsed `train` arguments."""
     return Outputs(json=args.json, checkpoint=args.checkpoint, resume=args.resume, extend=args.extend,

@@ -10,7 +10,7 @@ A spec holds every setting that changes a run's result, resolved: a recipe's mod
 learning rate and schedule are written into its fields (`recipe` keeps the name, as a label), and `resolved()`
 fills in the dataset's batch size and the model's default learning rate. Where a run's files go (its JSON,
 checkpoint, export) is not part of it: see `qt_helpers.run.Outputs`. The CLI's `train` options are these fields
-one to one (tests/test_cli.py checks), so `RunSpec.from_argv(spec.argv()) == spec.resolved()`.
+one to one (tests/test_spec.py checks), so `cli.spec_from_argv(spec.argv()) == spec.resolved()`.
 """
 from __future__ import annotations
 
@@ -93,15 +93,6 @@ class RunSpec:
             options = {}  # an unknown dataset: check() says so
         preset = {"model": r.model, "lr": r.lr, "schedule": r.schedule, **options}
         return cls(recipe=recipe, **{**preset, **{k: v for k, v in given.items() if v is not None}})
-
-    @classmethod
-    def from_argv(cls, argv: list[str]) -> RunSpec:
-        """The resolved spec of `train` arguments, with or without the leading 'train' (the CLI's parser; output
-        options ignored)."""
-        from .cli import spec_from_args, train_parser
-
-        argv = list(argv)[1:] if list(argv[:1]) == ["train"] else list(argv)
-        return spec_from_args(train_parser().parse_args(argv)).resolved()
 
     def resolved(self) -> RunSpec:
         """This spec with its defaults filled in: the canonical dataset name, the dataset's batch size, the model's

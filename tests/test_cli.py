@@ -150,9 +150,9 @@ def test_qt_train_script_is_declared_and_names_itself(capsys):
     (["--model", "classical"], {"lr": 1e-3, "schedule": "plateau"}),
 ])
 def test_explicit_flags_beat_the_recipe(flags, resolved):
-    from qt_helpers.spec import RunSpec
+    from qt_helpers.cli import spec_from_argv
 
-    spec = RunSpec.from_argv(["train", *flags])
+    spec = spec_from_argv(["train", *flags])
     spec.check()
     assert {k: getattr(spec, k) for k in resolved} == resolved
 

@@ -8,7 +8,7 @@ import torch
 
 from qtbook import report
 from qt_helpers.cli import build_parser
-from qt_helpers.spec import RunSpec
+from qt_helpers.cli import spec_from_argv
 from qtbook.experiments import GRIDS, SEEDS, commands, finished, run_commands, run_key, shots
 from qtbook.experiments import main as grids_main
 
@@ -24,27 +24,27 @@ def test_every_run_is_one_valid_train_command(grid, n_runs, tmp_path):
 
 
 def test_grids_hold_the_issue_s_comparisons(tmp_path):
-    blocks = {p.stem: RunSpec.from_argv(a) for p, a in commands("blocks", "mnist", tmp_path)}
+    blocks = {p.stem: spec_from_argv(a) for p, a in commands("blocks", "mnist", tmp_path)}
     assert [blocks[f"cnn-budget-L{L}"].budget for L in (1, 16)] == [327, 1497]  # 78 L + 249
     assert blocks["qt-L16"].blocks == 16 and blocks["cnn"].model == "classical" and blocks["cnn"].budget is None
     assert blocks["qt-lr-cosine-L4"].activation != "relu" and blocks["qt-L4"].activation == "relu"
-    seeds = [RunSpec.from_argv(a).seed for _, a in commands("seeds", "mnist", tmp_path)]
+    seeds = [spec_from_argv(a).seed for _, a in commands("seeds", "mnist", tmp_path)]
     assert sorted(set(seeds)) == list(SEEDS) and len(SEEDS) >= 3
-    s = [(p.stem, RunSpec.from_argv(a)) for p, a in commands("shots", "mnist", tmp_path)]
+    s = [(p.stem, spec_from_argv(a)) for p, a in commands("shots", "mnist", tmp_path)]
     assert [a.shots for _, a in s] == [None, 2**13, 2**15, 2**17, 2**19] * 3  # 2^n ... 2^(n+6), three seeds
     assert [(name, a.seed) for name, a in s[::5]] == [("exact", 42), ("exact-seed43", 43), ("exact-seed44", 44)]
     assert shots("cifar10")[::3] == (2**19, 2**25)
-    cifar = {p.stem: RunSpec.from_argv(a) for p, a in commands("seeds", "cifar10", tmp_path)}
+    cifar = {p.stem: spec_from_argv(a) for p, a in commands("seeds", "cifar10", tmp_path)}
     assert cifar["qt-improved-seed42"].blocks == 95 and cifar["cnn-budget-seed42"].budget == 27951
     assert cifar["qt-lr-cosine-seed43"].standardize and cifar["qt-improved-seed44"].standardize  # CIFAR-10 only
-    assert not any(RunSpec.from_argv(a).standardize for _, a in commands("seeds", "mnist", tmp_path))
+    assert not any(spec_from_argv(a).standardize for _, a in commands("seeds", "mnist", tmp_path))
 
 
 def test_cifar10_grids_train_longer_and_runs_filter_by_name(tmp_path):
     cmds = commands("blocks", "cifar10", tmp_path, runs=["cnn*"])
     assert [p.stem for p, _ in cmds] == ["cnn"] + [f"cnn-budget-L{L}" for L in (19, 38, 57, 76, 95)]
-    assert all(RunSpec.from_argv(a).epochs == 20 for _, a in cmds)
-    assert RunSpec.from_argv(commands("long", "cifar10", tmp_path)[0][1]).epochs == 40
+    assert all(spec_from_argv(a).epochs == 20 for _, a in cmds)
+    assert spec_from_argv(commands("long", "cifar10", tmp_path)[0][1]).epochs == 40
     assert grids_main(["blocks", "--runs", "xx*", "--dry-run"]) == 2
 
 
@@ -91,7 +91,7 @@ def _record(acc, params, seed=42, qt=True):
 def write_run(root, dataset, grid, run, record, epochs=None, extra=(), blocks=None):
     """Write `record` as the finished run `run` of `grid` would record it: its command, dataset, epochs, history."""
     argv = dict((p.stem, a) for p, a in commands(grid, dataset, root, epochs, extra=list(extra), blocks=blocks))[run]
-    args = RunSpec.from_argv(argv)
+    args = spec_from_argv(argv)
     qt = record.get("qt_params") is not None
     epochs = args.epochs
     acc = record.get("test_accuracy", record.get("val_accuracy"))
@@ -112,7 +112,7 @@ def write_tune(root, dataset="mnist", best=("qt-lr-cosine-lr3e-3", "cnn-budget-s
                extra=(), values=None, blocks=None):
     """A finished tune grid: validation accuracy 0.9 for the `best` trials, 0.5 for the others (or `values`)."""
     for path, argv in commands("tune", dataset, root, epochs, extra=list(extra), blocks=blocks):
-        qt = RunSpec.from_argv(argv).model == "qt"
+        qt = spec_from_argv(argv).model == "qt"
         acc = (values or {}).get(path.stem, 0.9 if path.stem in best else 0.5)
         write_run(root, dataset, "tune", path.stem, {"val_accuracy": acc, "test_accuracy": None,
                                                       "qt_params": 1497 if qt else None, "cnn_params": 1438},
@@ -193,7 +193,7 @@ def test_every_recorded_run_is_a_finished_record_of_its_grid():
 
 def test_tune_gives_qt_and_the_budget_cnn_equal_trials_and_protocol_trains_the_choices(tmp_path):
     cmds = commands("tune", "mnist", tmp_path)
-    args = {p.stem: RunSpec.from_argv(a) for p, a in cmds}
+    args = {p.stem: spec_from_argv(a) for p, a in cmds}
     qt = [a for a in args.values() if a.model == "qt"]
     cnn = [a for a in args.values() if a.model == "classical"]
     assert len(qt) == len(cnn) == 6 and {a.lr for a in qt} == {1e-3, 3e-3, 1e-2}
@@ -203,7 +203,7 @@ def test_tune_gives_qt_and_the_budget_cnn_equal_trials_and_protocol_trains_the_c
     with pytest.raises(ValueError, match="run the tune grid first"):
         commands("protocol", "mnist", tmp_path)
     write_tune(tmp_path)  # validation accuracies as a finished tune grid would record them
-    protocol = {p.stem: RunSpec.from_argv(a) for p, a in commands("protocol", "mnist", tmp_path)}
+    protocol = {p.stem: spec_from_argv(a) for p, a in commands("protocol", "mnist", tmp_path)}
     assert sorted(protocol) == sorted(f"{m}-seed{s}" for m in ("qt-chosen", "cnn-budget") for s in SEEDS)
     q, c = protocol["qt-chosen-seed43"], protocol["cnn-budget-seed44"]
     assert (q.lr, q.activation, q.seed, q.test, q.val_fraction) == (3e-3, None, 43, "end", 0.1)
@@ -316,7 +316,7 @@ def test_the_protocol_plan_comes_only_from_fitting_tune_trials(tmp_path):
     write_tune(tmp_path / "div", values={"qt-improved-lr1e-2": 0.99})  # the best trial, but it diverged
     path = tmp_path / "div" / "mnist" / "tune" / "qt-improved-lr1e-2.json"
     path.write_text(json.dumps({**json.loads(path.read_text()), "diverged": True, "val_accuracy": None}))
-    qt = {p.stem: RunSpec.from_argv(a) for p, a in commands("protocol", "mnist", tmp_path / "div")}
+    qt = {p.stem: spec_from_argv(a) for p, a in commands("protocol", "mnist", tmp_path / "div")}
     assert qt["qt-chosen-seed42"].lr == 3e-3 and qt["qt-chosen-seed42"].activation is None  # the best that ran
 
 

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from qt_helpers.cli import OUTPUTS, build_train_parser
+from qt_helpers.cli import OUTPUTS, build_train_parser, spec_from_argv
 from qt_helpers.run import Outputs, run
 from qt_helpers.spec import RunSpec
 
@@ -25,7 +25,7 @@ def test_the_cli_options_are_the_spec_and_the_outputs_one_to_one():
     RunSpec(trainable_transform=True, relu=True, shots=8192, init="small", activation="tanh", qubits=14),
 ])
 def test_argv_round_trips_and_the_key_follows_the_settings(spec):
-    again = RunSpec.from_argv(spec.argv())
+    again = spec_from_argv(spec.argv())
     assert again == spec.resolved() and again.key() == spec.key()
     assert dataclasses.replace(spec, seed=spec.seed + 1).key() != spec.key()
     assert dataclasses.replace(spec, recipe=None).key() == spec.key()  # the recipe is a label: its settings count
@@ -63,4 +63,4 @@ def test_run_trains_the_spec_and_records_it(pack_dir, tmp_path):
     assert saved["key"] == spec.key() == record["key"] and saved["settings"] == spec.settings()
     assert saved["recipe_name"] == "tuned" and 0 <= saved["test_accuracy"] <= 1
     assert {"commit", "device_name", "torch", "python", "date", "qt_helpers"} <= saved.keys()
-    assert RunSpec.from_argv(saved["command"].split()[3:]).key() == spec.key()  # the command reproduces it
+    assert spec_from_argv(saved["command"].split()[3:]).key() == spec.key()  # the command reproduces it

@@ -39,7 +39,7 @@ from dataclasses import replace
 import filelock
 
 from qt_helpers.circuits import n_qubits_for
-from qt_helpers.cli import Parser, outputs_from_args, train_parser
+from qt_helpers.cli import Parser, outputs_from_args, spec_from_argv, train_parser
 from qt_helpers.data import INFO, resolve_name
 from qt_helpers.limits import check_memory, run_bytes
 from qt_helpers.models import cnn, num_params
@@ -206,7 +206,7 @@ def grid(name, dataset, blocks=None, out="results/runs", epochs=None, extra=()):
             runs.append((f"cnn-budget-L{L}", budget(L)))
         return runs
     if name == "ablation":  # its rows are shown as flags in the book: the spec of those flags
-        return [(run, RunSpec.from_argv(["--dataset", dataset, "--blocks", str(blocks), *row]))
+        return [(run, spec_from_argv(["--dataset", dataset, "--blocks", str(blocks), *row]))
                 for run, row in ablation_rows(dataset)]
     if name in ("seeds", "long"):
         runs = []
@@ -244,7 +244,7 @@ def specs(name, dataset, out="results/runs", epochs=None, blocks=None, extra=(),
         raise ValueError(f"unknown grid {name!r}; choose one of {', '.join(GRIDS)}")
     epochs = epochs or default_epochs(name, dataset)
     folder = Path(out) / dataset / name
-    return [(folder / f"{run}.json", RunSpec.from_argv([*spec.argv(), "--epochs", str(epochs), *extra]))
+    return [(folder / f"{run}.json", spec_from_argv([*spec.argv(), "--epochs", str(epochs), *extra]))
             for run, spec in grid(name, dataset, blocks, out, epochs, extra)
             if not runs or any(fnmatch(run, pattern) for pattern in runs)]
 
@@ -261,7 +261,7 @@ def commands(name, dataset, out="results/runs", epochs=None, data_dir=None, bloc
 def run_key(argv):
     """A `train` command's run: its spec's resolved settings (outputs ignored), as sorted (name, value) pairs; two
     commands with the same key are the same run, e.g. `--seed 42` and no seed."""
-    return tuple(sorted(RunSpec.from_argv(argv).settings().items()))
+    return tuple(sorted(spec_from_argv(argv).settings().items()))
 
 
 class Interrupted(Exception):
@@ -294,7 +294,7 @@ def copy_run(src, dst):
 
 def own_expect(argv):
     """The fields a record made by `train` `argv` must hold (its own command says what they are)."""
-    spec = RunSpec.from_argv(argv)
+    spec = spec_from_argv(argv)
     expect = {"dataset": spec.dataset, "model": spec.model, "epochs": spec.epochs, "seed": spec.seed,
               "blocks": spec.blocks if spec.model == "qt" else None}
     if spec.control:  # a control may have no circuit (its record's blocks: None); its command still says --blocks
@@ -411,7 +411,7 @@ def finished(out):
 
 def run_memory(argv):
     """Estimated peak memory (bytes) of one `train` command (qt_helpers.limits)."""
-    spec = RunSpec.from_argv(argv)
+    spec = spec_from_argv(argv)
     n = spec.qubits or n_qubits_for(num_params(cnn(spec.dataset))) if spec.model == "qt" else None
     images = None if spec.n_train is None else spec.n_train + (spec.n_test or INFO[spec.dataset].n_test)
     return run_bytes(spec.dataset, n, spec.blocks, spec.batch_size, images)
