@@ -365,7 +365,8 @@ def test_a_grid_runs_through_the_executor(executor, tmp_path, capsys):
     for path in paths:
         record = json.loads(path.read_text())
         argv = shlex.split(record["command"])[3:]
-        assert record["command"].startswith("python -m qt_helpers train --dataset mnist --model classical")
+        assert record["command"].startswith("python -m qt_helpers train ")  # the command that reproduces it
+        assert spec_from_argv(record["command"].split()[3:]).key() == record["key"]
         assert record_problems(record, own_expect(argv)) == [] and record["n_train"] == 256
         log = path.with_suffix(".log").read_text()
         assert log.startswith("=== ") and "epoch 1/1: train loss" in log and f"wrote {path}" in log
