@@ -15,3 +15,12 @@ def pack_dir(tmp_path):
     np.savez(tmp_path / "mnist.npz", x_train=make(y_train), y_train=y_train.astype(np.uint8),
              x_test=make(y_test), y_test=y_test.astype(np.uint8), classes=np.array([str(i) for i in range(10)]))
     return tmp_path
+
+
+@pytest.fixture
+def cells():
+    """A function: the rows of the Markdown tables in a text, each a tuple of its cells (tabulate pads them)."""
+    def rows(text):
+        return [tuple(c.strip() for c in line.strip()[1:-1].split("|")) for line in text.splitlines()
+                if line.startswith("|")]
+    return rows

@@ -188,7 +188,8 @@ def test_generated_pages_state_differences_in_points_and_one_seed_as_one():
     for t in texts:
         assert not SIGNED_PERCENT.findall(t), SIGNED_PERCENT.findall(t)
         assert "± 0.00" not in t
-    one = {(d, m) for d in runs for m, s in report.seeds_summary(runs, d).items() if len(s["accs"]) == 1}
+    one = {(d, m) for d in report.datasets(runs) for m, s in report.seeds_summary(runs, d).items()
+           if len(s["accs"]) == 1}
     if one:  # e.g. CIFAR-10's lr-cosine: one of its three seeds finished
         assert "1 seed only" in science_page.seeds_overview(runs)
     for line in science_page.seeds_overview(runs).splitlines():

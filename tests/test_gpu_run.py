@@ -19,14 +19,14 @@ def run(out, *args):
     return r.stdout
 
 
-def test_stages_write_their_records_and_resume(tmp_path):
+def test_stages_write_their_records_and_resume(tmp_path, cells):
     out = tmp_path / "gpu"
     printed = run(out, "--stages", "1", "3", "2", "--budget-s", "300")
     table = json.loads((out / "step-table.json").read_text())
     backends = {r["backend"] for r in table["rows"]}
     assert {"native", "gatewise"} <= backends and all(r["step_ms"] > 0 for r in table["rows"])
     assert all(r["device"] == "cpu" and r["peak_mib"] is None for r in table["rows"]) and not table["errors"]
-    assert "| tiny | native | cpu |" in printed
+    assert any(row[:3] == ("tiny", "native", "cpu") for row in cells(printed))
     compiled = json.loads((out / "compiled.json").read_text())
     graph, comp = compiled["rows"]
     assert graph["variant"] == "cuda-graph" and "need a CUDA GPU" in graph["error"] and not graph["kept"]

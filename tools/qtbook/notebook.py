@@ -2,6 +2,7 @@
 import time
 from pathlib import Path
 
+import pandas as pd
 import torch
 
 from qt_helpers.records import provenance, write_json
@@ -175,11 +176,12 @@ def percent(x, std=None):
     return f"{100 * x:.2f} %" if std is None else f"{100 * x:.2f} ± {100 * std:.2f} %"
 
 
-def markdown_table(header, rows, left=1):
-    """The book's one Markdown table: `header` and `rows` (cells as given, or str()), the first `left` columns
-    left-aligned and the others (numbers) right-aligned."""
-    rule = ["---"] * left + ["---:"] * (len(header) - left)
-    return "\n".join("| " + " | ".join(str(c) for c in row) + " |" for row in [header, rule, *rows])
+def markdown_table(table, rows=None, left=1):
+    """The book's one Markdown table (pandas `to_markdown`, i.e. tabulate): a DataFrame, or a header and rows,
+    cells shown as given (str()), the first `left` columns left-aligned and the others (numbers) right-aligned."""
+    frame = table if rows is None else pd.DataFrame([list(row) for row in rows], columns=list(table))
+    align = ["left"] * left + ["right"] * (frame.shape[1] - left)
+    return frame.astype(str).to_markdown(index=False, colalign=align, disable_numparse=True)
 
 
 def runs_table(runs, published=None):

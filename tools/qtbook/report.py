@@ -4,13 +4,14 @@
 """
 import argparse
 import json
+import re
 import shlex
 import statistics
 import sys
-from collections import Counter
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import pandas as pd
 from matplotlib.ticker import LogLocator, NullFormatter, StrMethodFormatter
 
 from .experiments import (BLOCKS_RECIPES, HEADLINE_BLOCKS, SEEDS, SEEDS_RECIPES, ablation_rows, blocks_run,
@@ -32,33 +33,74 @@ ABLATION_LABELS = {
 }
 
 
+SEED_RUN = re.compile(r"^(?P<family>.+)-seed(?P<seed>\d+)$")  # 'qt-improved-seed43': one seed of a model
+
+
 def load_runs(root=None):
-    """{dataset: {grid: {run: record}}} of every finished run under `root` (default: the repo's results/runs)."""
+    """One pandas DataFrame of every finished run under `root` (default: the repo's results/runs), one row per
+    record: where it sits (dataset, grid, run; `family` and `seed_run` for a model's seeds `<family>-seed<S>`),
+    what it trained (model, epochs, lr, seed, trained parameters), what it scored (test and validation accuracy),
+    its training seconds and machine, `copy` (a copy of a run made once for two grids) and the `record` itself.
+    Records that do not fit where they sit are left out, with a line each on stderr."""
     root = Path(root or RUNS_DIR)
     if not root.is_dir():
         raise FileNotFoundError(f"no results in {root}: run `python -m qtbook.experiments ...` first")
-    runs, paths, left_out = {}, {}, []
+    rows, left_out = [], []
     for path in sorted(root.glob("*/*/*.json")):
-        dataset, grid = path.parent.parent.name, path.parent.name
         problems = placement_problems(path, root)
         if problems:
             left_out.append(f"{path.relative_to(root)}: {'; '.join(problems)[:200]}")
             continue
-        runs.setdefault(dataset, {}).setdefault(grid, {})[path.stem] = json.loads(path.read_text())
-        paths[dataset, grid, path.stem] = path
-    for (dataset, grid), records in [((d, g), r) for d, gs in runs.items() for g, r in gs.items()]:
-        scales = Counter(scale(r) for r in records.values())  # one table, one scale: the grid's default, or the most
-        main = max(scales, key=lambda s: (s[0] == default_epochs(grid, dataset) and s[1:] == (None, None),
-                                          scales[s]))
-        for run, r in list(records.items()):
-            if scale(r) != main:
-                left_out.append(f"{paths[dataset, grid, run].relative_to(root)}: {scale_text(scale(r))}, while the "
-                                f"{grid} grid's other runs are {scale_text(main)}")
-                del records[run]
+        r = json.loads(path.read_text())
+        seed = SEED_RUN.match(path.stem)
+        rows.append({"dataset": path.parent.parent.name, "grid": path.parent.name, "run": path.stem,
+                     "family": seed["family"] if seed else path.stem,
+                     "seed_run": int(seed["seed"]) if seed else None, "model": r["model"], "epochs": r["epochs"],
+                     "scale": scale(r), "lr": r["lr"], "seed": r["seed"], "params": trained_params(r),
+                     "test_accuracy": r.get("test_accuracy"), "val_accuracy": r.get("val_accuracy"),
+                     "seconds": run_seconds(r), "machine": machine(r), "copy": "same_run_as" in r,
+                     "path": path.relative_to(root), "record": r})
+    runs = pd.DataFrame(rows, columns=COLUMNS)
+    fits = pd.Series(True, index=runs.index)
+    for (dataset, grid), g in runs.groupby(["dataset", "grid"], sort=False):
+        # one table, one scale: the grid's default (full data), else the scale most of its runs have
+        counts = g["scale"].value_counts(sort=False)
+        main = max(counts.index, key=lambda s: (s[0] == default_epochs(grid, dataset) and s[1:] == (None, None),
+                                                counts[s]))
+        for i in g.index[g["scale"] != main]:
+            fits[i] = False
+            left_out.append(f"{runs.at[i, 'path']}: {scale_text(runs.at[i, 'scale'])}, while the {grid} grid's "
+                            f"other runs are {scale_text(main)}")
     if left_out:
         print(f"left out of the tables, as they do not fit where they sit ({len(left_out)}):\n  "
               + "\n  ".join(left_out), file=sys.stderr)
-    return runs
+    return runs[fits].reset_index(drop=True)
+
+
+COLUMNS = ["dataset", "grid", "run", "family", "seed_run", "model", "epochs", "scale", "lr", "seed", "params",
+           "test_accuracy", "val_accuracy", "seconds", "machine", "copy", "path", "record"]
+
+
+def select(runs, dataset, grid=None):
+    """The rows of one dataset (and grid) of `load_runs`' frame."""
+    keep = runs["dataset"] == dataset
+    return runs[keep if grid is None else keep & (runs["grid"] == grid)]
+
+
+def records(runs, dataset, grid):
+    """{run: record} of one grid of one dataset, in run-name order ({} if it has none)."""
+    g = select(runs, dataset, grid)
+    return dict(zip(g["run"], g["record"], strict=True))
+
+
+def datasets(runs):
+    """The datasets that have runs, in folder order."""
+    return list(runs["dataset"].unique())
+
+
+def grid_names(runs, dataset):
+    """The grids of `dataset` that have runs."""
+    return list(select(runs, dataset)["grid"].unique())
 
 
 def scale(r):
@@ -85,8 +127,8 @@ def machine(r):
 
 
 def trained_params(r):
-    """The parameters a run trains: QT's, or the classical CNN's."""
-    return r["qt_params"] if r["qt_params"] is not None else r["cnn_params"]
+    """The parameters a run trains: its own count (a control's), else QT's, or the classical CNN's."""
+    return r.get("trainable_params") or (r["qt_params"] if r["qt_params"] is not None else r["cnn_params"])
 
 
 def protocol(r):
@@ -109,56 +151,65 @@ SEEDS_MODELS = {**{f"QT {r}": (f"qt-{r}", "qt" if r == "improved" else "qt_" + r
 
 def tune_choices(runs, dataset):
     """{model ('qt' or 'classical'): (trial, validation accuracy, lr, largest lr tried?)}: each model's best trial
-    of the tune grid by its last epoch's validation accuracy (the test set unread)."""
-    grid = runs[dataset].get("tune", {})
-    best = {}
-    for trial, r in grid.items():
-        if r["model"] not in best or r["val_accuracy"] > grid[best[r["model"]]]["val_accuracy"]:
-            best[r["model"]] = trial
-    return {m: (t, grid[t]["val_accuracy"], grid[t]["lr"],
-                grid[t]["lr"] == max(r["lr"] for r in grid.values() if r["model"] == m)) for m, t in best.items()}
+    of the tune grid by its last epoch's validation accuracy (the test set unread; a tie goes to the first)."""
+    tune = select(runs, dataset, "tune")
+    best = tune.loc[tune.groupby("model", sort=False)["val_accuracy"].idxmax()]
+    largest = tune.groupby("model")["lr"].max()
+    return {b.model: (b.run, float(b.val_accuracy), float(b.lr), bool(b.lr == largest[b.model]))
+            for b in best.itertuples()}
 
 
 def tune_table(runs, dataset):
     """Markdown: every trial of the tune grid with its validation accuracy (the test set unread), **bold** for
     each model's choice (`tune_choices`), then a sentence naming the choices."""
-    grid = runs[dataset].get("tune", {})
     picks = sorted(tune_choices(runs, dataset).items(), key=lambda p: p[0] != "qt")  # QT first
     best = {t for _, (t, _, _, _) in picks}
-    rows = [("QT" if r["model"] == "qt" else "classical CNN, QT's budget", f"**{trial}**" if trial in best
-             else trial, f"{trained_params(r):,}", r["epochs"], percent(r["val_accuracy"]))
-            for trial, r in sorted(grid.items(), key=lambda t: (t[1]["model"] != "qt", t[0]))]
+    tune = select(runs, dataset, "tune").sort_values(["model", "run"], key=lambda c: c != "qt" if c.name == "model"
+                                                     else c)
+    table = pd.DataFrame({"model": tune["model"].map(lambda m: "QT" if m == "qt" else "classical CNN, QT's budget"),
+                          "trial": [f"**{t}**" if t in best else t for t in tune["run"]],
+                          "trained parameters": tune["params"].map("{:,}".format), "epochs": tune["epochs"],
+                          "validation accuracy": tune["val_accuracy"].map(percent)})
     chosen = " and ".join(f"{'QT' if m == 'qt' else 'the budget CNN'} `{t}` ({percent(acc)} on validation"
                           + (", at the largest learning rate tried: a wider grid might do better)" if edge else ")")
                           for m, (t, acc, _, edge) in picks)
-    return (markdown_table(("model", "trial", "trained parameters", "epochs", "validation accuracy"), rows, left=2)
-            + f"\n\nChosen: {chosen}.")
+    return markdown_table(table, left=2) + f"\n\nChosen: {chosen}."
 
 
-def seed_runs(grid, prefix):
-    """The finished runs of one seeds-grid model, in seed order."""
-    return [grid[f"{prefix}-seed{s}"] for s in SEEDS if f"{prefix}-seed{s}" in grid]
+def seed_rows(runs, dataset, grid, family):
+    """The finished seeds of one model of a grid (its runs `<family>-seed<S>`, S in SEEDS), in seed order."""
+    g = select(runs, dataset, grid)
+    return g[(g["family"] == family) & g["seed_run"].isin(SEEDS)].sort_values("seed_run")
+
+
+def seed_summary(done):
+    """{'params', 'accs', 'seeds', 'mean', 'std', 'epochs', 'lr'} of one model's seed rows (`seed_rows`)."""
+    accs = [float(a) for a in done["test_accuracy"]]
+    mean, std = mean_std(accs)
+    first = done.iloc[0]
+    return {"params": int(first["params"]), "accs": accs, "seeds": [int(s) for s in done["seed"]], "mean": mean,
+            "std": std, "epochs": int(first["epochs"]), "lr": float(first["lr"])}
 
 
 def seeds_summary(runs, dataset, grid="seeds"):
-    """{model: {'params', 'accs', 'mean', 'std', 'seeds', 'epochs'}} over the finished seeds of the seeds (or
-    long) grid."""
-    grid = runs[dataset].get(grid, {})
-    out = {}
-    for model, (prefix, _) in SEEDS_MODELS.items():
-        done = seed_runs(grid, prefix)
-        if done:
-            accs = [r["test_accuracy"] for r in done]
-            mean, std = mean_std(accs)
-            out[model] = {"params": trained_params(done[0]), "accs": accs, "mean": mean, "std": std,
-                          "seeds": [r["seed"] for r in done], "epochs": done[0]["epochs"]}
-    return out
+    """{model: `seed_summary`} of each model of the seeds (or long, or protocol) grid that has finished seeds."""
+    done = {model: seed_rows(runs, dataset, grid, family) for model, (family, _) in SEEDS_MODELS.items()}
+    return {model: seed_summary(d) for model, d in done.items() if len(d)}
+
+
+def accuracy_cell(s):
+    """'97.00 ± 0.10 %' over several seeds, '97.00 %' for one."""
+    return percent(s["mean"], s["std"]) if len(s["accs"]) > 1 else percent(s["mean"])
+
+
+def per_seed(values, fmt="{:.2f}", scale=100):
+    """'97.10, 96.95, 97.02': per-seed values (fractions shown in %, or points with fmt '{:+.2f}' and scale 1)."""
+    return ", ".join(fmt.format(scale * v) for v in values)
 
 
 def seeds_table(runs, dataset, grid="seeds"):
     """Markdown: mean ± std over seeds of each QT recipe, the full CNN and the CNN with QT's budget."""
-    rows = [(m, f"{s['params']:,}", percent(s["mean"], s["std"]) if len(s["accs"]) > 1 else percent(s["mean"]),
-             ", ".join(f"{100 * a:.2f}" for a in s["accs"]), len(s["accs"]))
+    rows = [(m, f"{s['params']:,}", accuracy_cell(s), per_seed(s["accs"]), len(s["accs"]))
             for m, s in seeds_summary(runs, dataset, grid).items()]
     return markdown_table(("model", "trained parameters", "test accuracy (mean ± std)", "per seed (%)", "seeds"), rows)
 
@@ -168,9 +219,8 @@ def plot_curves(runs, dataset, ax=None, grid="seeds"):
     min to max."""
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 4))
-    grid = runs[dataset][grid]
-    for model, (prefix, _) in SEEDS_MODELS.items():
-        done = seed_runs(grid, prefix)
+    for model, (family, _) in SEEDS_MODELS.items():
+        done = list(seed_rows(runs, dataset, grid, family)["record"])
         if not done:
             continue
         curves = [r["history"]["test_acc"] for r in done]
@@ -189,33 +239,24 @@ CONTROL_LABELS = {"qt": "QT chosen", "classical-generator": "classical generator
 
 
 def control_summary(runs, dataset):
-    """{label: {'params', 'accs', 'seeds', 'mean', 'std', 'lr', 'diffs'}} of the control grid (chapter 7): each
-    variant's test accuracy over the seeds, and its paired difference to QT seed by seed (in points)."""
-    grid = runs.get(dataset, {}).get("control", {})
-    qt = {r["seed"]: r["test_accuracy"] for r in seed_runs(grid, "qt")}
+    """{label: `seed_summary` + 'diffs'} of the control grid (chapter 7): each variant's test accuracy over the
+    seeds, and its paired difference to QT seed by seed (in points)."""
+    qt = dict(zip(*(seed_rows(runs, dataset, "control", "qt")[c] for c in ("seed", "test_accuracy")), strict=True))
     out = {}
     for variant, label in CONTROL_LABELS.items():
-        done = seed_runs(grid, variant)
-        if done:
-            accs = [r["test_accuracy"] for r in done]
-            mean, std = mean_std(accs)
-            out[label] = {"params": r_params(done[0]), "accs": accs, "seeds": [r["seed"] for r in done],
-                          "mean": mean, "std": std, "lr": done[0]["lr"],
-                          "diffs": [100 * (r["test_accuracy"] - qt[r["seed"]]) for r in done if r["seed"] in qt]}
+        done = seed_rows(runs, dataset, "control", variant)
+        if len(done):
+            out[label] = seed_summary(done)
+            out[label]["diffs"] = [100 * (a - qt[seed]) for seed, a in zip(done["seed"], done["test_accuracy"],
+                                                                          strict=True) if seed in qt]
     return out
-
-
-def r_params(r):
-    """Trainable parameters of a run (a control's own count, else QT's or the CNN's)."""
-    return r.get("trainable_params") or trained_params(r)
 
 
 def control_table(runs, dataset):
     """Markdown: the control grid's variants, trainable parameters, test accuracy over seeds, and the paired
     difference to QT per seed (points)."""
-    rows = [(label, f"{s['params']:,}", f"{s['lr']:g}", percent(s["mean"], s["std"]) if len(s["accs"]) > 1
-             else percent(s["mean"]), ", ".join(f"{100 * a:.2f}" for a in s["accs"]),
-             "–" if label == "QT chosen" else ", ".join(f"{d:+.2f}" for d in s["diffs"]))
+    rows = [(label, f"{s['params']:,}", f"{s['lr']:g}", accuracy_cell(s), per_seed(s["accs"]),
+             "–" if label == "QT chosen" else per_seed(s["diffs"], "{:+.2f}", 1))
             for label, s in control_summary(runs, dataset).items()]
     return markdown_table(("variant", "trained parameters", "lr (chosen on validation)", "test accuracy",
                            "per seed (%)", "minus QT, per seed (points)"), rows)
@@ -245,7 +286,7 @@ def plot_controls(runs, datasets=("mnist", "fashion_mnist"), axes=None):
 def blocks_rows(runs, dataset, recipe="improved"):
     """[(L, QT params, QT accuracy, budget CNN params, its accuracy, published QT %)] of the blocks grid, for
     QT with `recipe` (QT params: the run's, else the published count at L)."""
-    grid = runs[dataset].get("blocks", {})
+    grid = records(runs, dataset, "blocks")
     rows = []
     for L in QT_BLOCKS[dataset]:
         qt, cl = grid.get(blocks_run(recipe, L)), grid.get(f"cnn-budget-L{L}")
@@ -292,7 +333,7 @@ def plot_blocks(runs, dataset, ax=None):
     pub = [r for r in rows if r[5] is not None]
     ax.plot([r[1] for r in pub], [100 * r[5] for r in pub], "x--", color="gray",
             label=f"QT reference (published{caveat})")
-    full = runs[dataset].get("blocks", {}).get("cnn")
+    full = records(runs, dataset, "blocks").get("cnn")
     if full:  # a line, not a point far to the right that would squeeze the sweep into a sliver of the axis
         ax.axhline(100 * full["test_accuracy"], ls=":", color=model_color("classical CNN"),
                    label=f"classical CNN, {full['cnn_params']:,} parameters (off this axis)")
@@ -305,7 +346,7 @@ def plot_blocks(runs, dataset, ax=None):
 
 def ablation_table(runs, dataset):
     """Markdown: each named option's row, its parameters, accuracy and change against the reference row."""
-    grid = runs[dataset].get("ablation", {})
+    grid = records(runs, dataset, "ablation")
     ref = grid.get("reference")
     rows = []
     for run, flags in ablation_rows(dataset):
@@ -320,7 +361,7 @@ def ablation_table(runs, dataset):
 
 def shots_rows(runs, dataset):
     """[(shots or None for exact, [test accuracy of each seed that ran])] of the shots grid, seeds in order."""
-    grid = runs[dataset].get("shots", {})
+    grid = records(runs, dataset, "shots")
     rows = []
     for s in [*shots(dataset), None]:
         base = "exact" if s is None else f"shots-{s}"
@@ -333,10 +374,10 @@ def shots_rows(runs, dataset):
 
 def shots_table(runs, dataset):
     """Markdown of `shots_rows`: shots as powers of two and per basis state, mean ± std over the seeds."""
-    n = next(iter(runs[dataset]["shots"].values()))["qubits"]
+    n = select(runs, dataset, "shots")["record"].iloc[0]["qubits"]
     rows = [("exact (state vector)" if s is None else f"2^{s.bit_length() - 1} = {s:,}",
              "–" if s is None else f"{s / 2**n:g}", percent(*mean_std(accs)) if len(accs) > 1 else percent(accs[0]),
-             ", ".join(f"{100 * a:.2f}" for a in accs), len(accs))
+             per_seed(accs), len(accs))
             for s, accs in shots_rows(runs, dataset)]
     return markdown_table(("shots S", "S / 2^n", "test accuracy", "per seed (%)", "seeds"), rows)
 
@@ -366,20 +407,15 @@ def run_seconds(r):
 
 def compute_seconds(runs):
     """Total training seconds of the runs actually made (copies of an identical run are not counted)."""
-    return sum(run_seconds(r) for d in runs.values() for g in d.values() for r in g.values()
-               if "same_run_as" not in r)
+    return float(runs.loc[~runs["copy"], "seconds"].sum())
 
 
 def compute_table(runs):
     """Markdown: per dataset and grid, the runs made (copies of a shared run not counted), their training hours
     and the machines they ran on."""
-    rows = []
-    for dataset, grids in runs.items():
-        for grid, records in grids.items():
-            made = [r for r in records.values() if "same_run_as" not in r]
-            machines = sorted({machine(r) for r in made})
-            rows.append((dataset, grid, len(made), len(records) - len(made),
-                         f"{sum(run_seconds(r) for r in made) / 3600:.2f}", ", ".join(machines)))
+    rows = [(dataset, grid, len(made), int(g["copy"].sum()), f"{made['seconds'].sum() / 3600:.2f}",
+             ", ".join(sorted(set(made["machine"]))))
+            for (dataset, grid), g in runs.groupby(["dataset", "grid"], sort=False) for made in [g[~g["copy"]]]]
     return markdown_table(("dataset", "experiment", "runs made", "shared copies", "training hours", "machine"), rows)
 
 
@@ -423,7 +459,7 @@ def findings(runs, dataset):
         out.append(f"**Classical at QT's budget**: narrowing the CNN from {full['params']:,} to {budget['params']:,} "
                    f"parameters costs {100 * (full['mean'] - budget['mean']):.2f} points ({100 * full['mean']:.2f} "
                    f"against {100 * budget['mean']:.2f} %, {budget['epochs']} epochs, {len(budget['accs'])} seeds).")
-    if not any(r.get("qt_params") for grid in runs[dataset].values() for r in grid.values()):
+    if not (select(runs, dataset)["model"] == "qt").any():
         line = "**QT**: no QT run yet; the numbers above are the classical side of the comparison."
         L = HEADLINE_BLOCKS[dataset]
         pub = published_qt(dataset, L)
@@ -486,9 +522,9 @@ def goals(runs):
     for dataset, target in GOALS.items():
         budget = qt_params(dataset, HEADLINE_BLOCKS[dataset])
         goal = f"{dataset} ≥ {100 * target:.0f} % at ≤ {budget:,} parameters"
-        validated = dataset in runs and "QT chosen on validation" in seeds_summary(runs, dataset, "protocol")
+        validated = "QT chosen on validation" in seeds_summary(runs, dataset, "protocol")
         rows = []
-        for grid in ("protocol", "seeds", "long") if dataset in runs else ():
+        for grid in ("protocol", "seeds", "long"):
             for model, s in seeds_summary(runs, dataset, grid).items():
                 if not model.startswith("QT "):
                     continue
@@ -515,8 +551,6 @@ def against_budget(runs):
     seeds grid against the budget CNN's one setting."""
     out = []
     for dataset in GOALS:
-        if dataset not in runs:
-            continue
         validated = "QT chosen on validation" in seeds_summary(runs, dataset, "protocol")
         summary = seeds_summary(runs, dataset, "protocol" if validated else "seeds")
         budget = summary.get("classical CNN, QT's budget")
@@ -544,20 +578,16 @@ def against_budget_table(runs):
 
 def render(runs):
     """Every table, as one Markdown document."""
+    tables = {"tune": ("Tune (validation)", tune_table), "protocol": ("Protocol", seeds_table),
+              "seeds": ("Seeds", seeds_table), "long": ("Long", seeds_table), "blocks": ("Blocks", blocks_table),
+              "ablation": ("Ablation", ablation_table), "shots": ("Shots", shots_table),
+              "control": ("Controls", control_table)}
     out = []
-    for dataset in runs:
-        grids = runs[dataset]
+    for dataset in datasets(runs):
         out.append(f"## {dataset}")
-        if "seeds" in grids:
-            out += ["### Seeds", seeds_table(runs, dataset)]
-        if "long" in grids:
-            out += ["### Long", seeds_table(runs, dataset, "long")]
-        if "blocks" in grids:
-            out += ["### Blocks", blocks_table(runs, dataset)]
-        if "ablation" in grids:
-            out += ["### Ablation", ablation_table(runs, dataset)]
-        if "shots" in grids:
-            out += ["### Shots", shots_table(runs, dataset)]
+        for grid in [g for g in tables if g in grid_names(runs, dataset)]:
+            title, table = tables[grid]
+            out += [f"### {title}", table(runs, dataset, grid) if table is seeds_table else table(runs, dataset)]
     return "\n\n".join(out) + "\n"
 
 

@@ -209,7 +209,7 @@ def render(paths):
             out += [f"## {TITLES.get(dataset, dataset)}", "",
                     "Test accuracy after the last epoch of each recorded run (heading: profile, data, epochs, "
                     f"seeds, hardware).{jpeg}", "", table, ""]
-    out += ["## The runs", "", "| chapter | run | machine | wall time | glued numbers |", "|---|---|---|---:|---:|"]
+    runs = []
     for ch in everything:
         run = ch["numbers"].get("run") or {}
         kind = ("recorded" if recorded(ch) else "reads the recorded runs in `results/runs/`"
@@ -218,9 +218,10 @@ def render(paths):
             f"{run['wall_s'] / 60:.0f} min"
         if run.get("resumed_runs"):  # continued from checkpoints: the runs' own time counts, over all sittings
             wall = f"{run['train_s'] / 3600:.1f} h of training in several sessions (the last {wall})"
-        out.append(f"| {{doc}}`../notebooks/{ch['name']}` | {kind}: {_sizes(ch)} | {run.get('machine', '–')} | "
-                   f"{wall} | {len(ch['numbers'])} |")
-    out.append("")
+        runs.append((f"{{doc}}`../notebooks/{ch['name']}`", f"{kind}: {_sizes(ch)}", run.get("machine", "–"), wall,
+                     len(ch["numbers"])))
+    header = ("chapter", "run", "machine", "wall time", "glued numbers")
+    out += ["## The runs", "", markdown_table(header, runs, left=3), ""]
     if checks:
         out += ["Chapters without a recorded run are built from CI's small executions; their numbers check that "
                 "the code runs and learns, and are not shown beside published results.", ""]

@@ -26,11 +26,9 @@ def load(runs_dir, datasets, grids, run_grids=False, jobs=1):
         cmds = [c for g in grids for d in datasets for c in experiments.commands(g, d, runs_dir)]
         experiments.run_commands(cmds, runs_dir, jobs)
     runs = report.load_runs(runs_dir)
-    for d in runs:
-        for grid in runs[d].values():
-            for name, r in grid.items():
-                assert r["n_test"] == 10000, f"{d}/{name}: not tested on the full test set"
-    return runs, [d for d in datasets if d in runs]
+    partial = runs[runs["record"].map(lambda r: r["n_test"]) != 10000]
+    assert partial.empty, f"not tested on the full test set: {', '.join(map(str, partial['path']))}"
+    return runs, [d for d in datasets if d in report.datasets(runs)]
 
 
 def seeds_numbers(runs, dataset, grid="seeds"):
@@ -67,7 +65,7 @@ def cifar10_costs(runs, bench=RESULTS / "bench"):
     if gpu_file.exists():
         step = next(r for r in json.loads(gpu_file.read_text())["rows"]
                     if (r["config"], r["backend"], r["device"]) == ("cifar10-95", "native", "cuda"))
-        qt95 = [r for name, r in runs.get("cifar10", {}).get("seeds", {}).items()  # on the GPU from start to end
+        qt95 = [r for name, r in report.records(runs, "cifar10", "seeds").items()  # on the GPU from start to end
                 if name.startswith("qt-") and r["device"] == "cuda" and "resumed_after_epoch" not in r]
         minutes = sum(r["train_seconds"] for r in qt95) / len(qt95) / 60 if qt95 else float("nan")
         numbers["cifar10_qt_step_gpu_ms"] = step["step_ms"]
@@ -75,7 +73,7 @@ def cifar10_costs(runs, bench=RESULTS / "bench"):
         lines.append(f"The same step on the {step['device_name']}: **{step['step_ms']:.0f} ms** alone on the GPU. "
                      f"The seeds grid's QT runs shared it four at a time and took {minutes:.1f} minutes of "
                      f"training each ({len(qt95)} runs, {epochs} epochs).")
-    L19 = runs.get("cifar10", {}).get("blocks", {}).get("qt-L19")
+    L19 = report.records(runs, "cifar10", "blocks").get("qt-L19")
     if L19:
         numbers["cifar10_L19_cpu_hours"] = L19["train_seconds"] / 3600
     for name, u in unfinished(runs, bench).items():  # where each stood when the GPU's time ended
@@ -89,12 +87,12 @@ def numbers(runs, bench=RESULTS / "bench"):
     """Every number chapter 7 glues, {key: value}: the seeds, long and protocol summaries, the tune trials, the
     block sweep, the ablation and shots rows, the goals and QT-against-budget comparisons, CIFAR-10's costs."""
     out = {}
-    for d in runs:
+    for d in report.datasets(runs):
         for grid in ("seeds", "long", "protocol"):
             out.update(seeds_numbers(runs, d, grid))
-        for trial, r in runs[d].get("tune", {}).items():
+        for trial, r in report.records(runs, d, "tune").items():
             out[f"{d}_tune_{trial.replace('-', '_')}"] = r["val_accuracy"]
-        if "blocks" in runs[d]:
+        if "blocks" in report.grid_names(runs, d):
             for recipe in experiments.BLOCKS_RECIPES:
                 key = report.SEEDS_MODELS[f"QT {recipe}"][1]
                 for L, _, qt, _, _, _ in report.blocks_rows(runs, d, recipe):
@@ -103,9 +101,9 @@ def numbers(runs, bench=RESULTS / "bench"):
             for L, _, _, _, cl, _ in report.blocks_rows(runs, d):
                 if cl is not None:
                     out[f"{d}_blocks_L{L}_cnn"] = cl
-        for run, rec in runs[d].get("ablation", {}).items():
+        for run, rec in report.records(runs, d, "ablation").items():
             out[f"{d}_ablation_{run.replace('-', '_')}"] = rec["test_accuracy"]
-        if "shots" in runs[d]:
+        if "shots" in report.grid_names(runs, d):
             for s, accs in report.shots_rows(runs, d):
                 out[f"{d}_shots_{s or 'exact'}"] = sum(accs) / len(accs)
     for d in report.GOALS:
@@ -126,7 +124,7 @@ def plot_panels(runs, datasets, grid, plot):
     the three-seed curves, report.plot_blocks for the block sweep)."""
     import matplotlib.pyplot as plt
 
-    shown = [d for d in datasets if grid in runs[d]]
+    shown = [d for d in datasets if grid in report.grid_names(runs, d)]
     fig, axes = plt.subplots(1, len(shown), figsize=(13, 3.8), squeeze=False)
     for ax, d in zip(axes[0], shown):
         plot(runs, d, ax)
@@ -138,7 +136,7 @@ def seeds_overview(runs, grid="seeds"):
     """Markdown: one row per model, one column per dataset: mean ± std over seeds (trained parameters); a cell of
     fewer than three seeds says how many, and shows no ± (the per-seed table is in the appendix)."""
     names = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "cifar10": "CIFAR-10 (JPEG copy)"}
-    found = {d: report.seeds_summary(runs, d, grid) for d in names if d in runs}
+    found = {d: report.seeds_summary(runs, d, grid) for d in names if d in report.datasets(runs)}
     rows = []
     for model in report.SEEDS_MODELS:
         cells = []
@@ -178,7 +176,7 @@ def long_chapters_table(runs):
     rows = []
     for d, chapter in CHAPTERS_50.items():
         path = RESULTS / "notebooks" / f"{chapter}.json"
-        s = report.seeds_summary(runs, d).get("QT improved") if "seeds" in runs.get(d, {}) else None
+        s = report.seeds_summary(runs, d).get("QT improved")
         if path.exists() and s:
             run = json.loads(path.read_text())
             acc, epochs = run["qt_improved_acc"], run.get("qt_epochs", "?")
@@ -239,8 +237,8 @@ def appendix_markdown(runs=None, bench=RESULTS / "bench"):
            "`results/runs/` when the book is built (`qtbook.science_page`). Each run's file holds its "
            "command, machine, date and per-epoch history. Accuracies are on the full test sets unless a table says "
            "validation; differences are in points.", ""]
-    for d in [d for d in names if d in runs]:
-        grids = runs[d]
+    for d in [d for d in names if d in report.datasets(runs)]:
+        grids = report.grid_names(runs, d)
         out += [f"## {names[d]}", ""]
         if "tune" in grids:
             out += ["### Trials on the validation split (`tune`)", "",
@@ -251,11 +249,11 @@ def appendix_markdown(runs=None, bench=RESULTS / "bench"):
             if grid in grids:
                 out += [f"### {title}", "", report.seeds_table(runs, d, grid), ""]
         if "blocks" in grids:
-            epochs = next(iter(grids["blocks"].values()))["epochs"]
+            epochs = report.select(runs, d, "blocks")["epochs"].iloc[0]
             out += ["### Block sweep (`blocks`)", "", f"{epochs} epochs per run, one seed (42).", "",
                     report.blocks_table(runs, d), ""]
         if "ablation" in grids:
-            r = grids["ablation"]["reference"]
+            r = report.records(runs, d, "ablation")["reference"]
             out += ["### Ablation (`ablation`)", "", f"{r['epochs']} epochs per row, seed {r['seed']}; the "
                     "`options` column is what the `train` command was given.", "", report.ablation_table(runs, d), ""]
         if "control" in grids:
@@ -264,8 +262,9 @@ def appendix_markdown(runs=None, bench=RESULTS / "bench"):
                     "The last column is the variant's accuracy minus QT's, seed by seed.", "",
                     report.control_table(runs, d), ""]
         if "shots" in grids:
-            out += ["### Finite shots (`shots`)", "", f"{grids['shots']['exact']['epochs']} epochs per run, mean ± "
-                    "std over seeds.", "", report.shots_table(runs, d), ""]
+            epochs = report.records(runs, d, "shots")["exact"]["epochs"]
+            out += ["### Finite shots (`shots`)", "", f"{epochs} epochs per run, mean ± std over seeds.", "",
+                    report.shots_table(runs, d), ""]
         out += ["### What the numbers say", "", report.findings(runs, d), ""]
     out += ["## The second goal: QT against the CNN of its budget", "", "QT more accurate than the CNN of its own "
             "budget on each of three seeds, on at least one dataset (chapter 7 states the outcome).", "",
@@ -277,7 +276,7 @@ def appendix_markdown(runs=None, bench=RESULTS / "bench"):
                 table, ""]
     costs, _ = cifar10_costs(runs, bench)
     stopped = {n: u for n, u in unfinished(runs, bench).items()
-               if n.split("/")[-1] not in runs.get("cifar10", {}).get(n.split("/")[1], {})}
+               if n.split("/")[-1] not in report.records(runs, "cifar10", n.split("/")[1])}
     if costs or stopped:
         out += ["## CIFAR-10's cost", "", costs, ""]
     if stopped:

@@ -26,8 +26,6 @@ def comparisons(runs):
     from the seeds grid (the book's classical recipe). Datasets without both QT and a budget CNN are left out."""
     out = {}
     for d in TITLES:
-        if d not in runs:
-            continue
         seeds = report.seeds_summary(runs, d)
         protocol = report.seeds_summary(runs, d, "protocol")
         validated = "QT chosen on validation" in protocol and BUDGET in protocol
