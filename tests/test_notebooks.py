@@ -30,6 +30,7 @@ def test_concept():
     assert (g["qt_params_mnist"], g["qt_params_fashion_mnist"], g["qt_params_cifar10"]) == (1497, 1497, 27951)
     assert g["concept_qt_params"] == 1497 + 8  # weight standardisation: one scale per CNN tensor
     assert g["export_max_diff"] == 0
+    assert len(g["spec_key"]) == 12 and g["spec_test_acc"] >= 0.85  # run(spec), one epoch: measured 0.9269 (2026-12-05)
     # the real thing in CI too: all of MNIST, the improved recipe, tested on the full test set
     assert (g["concept_n_train"], g["concept_n_test"], g["concept_epochs"]) == (60000, 10000, 4)
     assert g["concept_last_loss"] < g["concept_first_loss"]
