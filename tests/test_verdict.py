@@ -23,6 +23,17 @@ def test_the_paragraph_cites_the_protocol_runs_in_points(runs):
     assert "% below" not in text and "% above" not in text  # differences are points
 
 
+def test_a_budget_cnn_tuned_while_qt_is_not_is_shown_and_no_verdict_drawn(runs):
+    text = verdict.verdict_text(runs)
+    for d, c in verdict.comparisons(runs).items():  # CIFAR-10 while QT's trials on validation run
+        tuned = c["tuned_budget"]
+        if tuned:
+            assert c["how"] == "neither tuned on this dataset"
+            assert f"the CNN of its budget ({tuned['params']:,} parameters" in text
+            assert f"{100 * tuned['mean']:.2f} ± {100 * tuned['std']:.2f} %" in text
+            assert f"no verdict on {verdict.TITLES[d]} yet" in text
+
+
 def test_the_intro_opens_with_the_verdict(tmp_path, runs):
     template = (ROOT / "book" / "intro.md").read_text(encoding="utf-8")
     lines = [line for line in template.splitlines() if line.strip()]
