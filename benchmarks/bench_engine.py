@@ -87,9 +87,9 @@ def step_rows(quick, repeats):
     """Seconds of one training step: QT at CIFAR-10 95 blocks against the CNN alone; MNIST-16 native against
     TorchQuantum and the CNN alone. A config's rows take turns, step by step, so that a drift of the machine hits
     them alike; each row is its fastest step (of `repeats`, and of 5 × `repeats` for the cheap MNIST-16 steps)."""
-    from qtbook.bench import CONFIGS, build, timed
     from qt_helpers.models import cnn
     from qt_helpers.train import make_optimizer
+    from qtbook.bench import CONFIGS, build, timed
 
     cpu, loss_fn, rows = torch.device("cpu"), torch.nn.CrossEntropyLoss(), {}
 

@@ -203,7 +203,7 @@ def interrupted(args, prog, argv, started):
     if not path.is_file() or (path.stat().st_mtime < started and not args.resume):
         return f"interrupted before the first epoch ended: nothing was saved in {checkpoint}; start the run again"
     again = [a for a in argv if a not in ("--resume", "--overwrite")] + ["--resume"]
-    if args.json and Path(args.json).exists() or args.export and Path(args.export).exists():
+    if (args.json and Path(args.json).exists()) or (args.export and Path(args.export).exists()):
         again.append("--overwrite")
     return (f"interrupted: {checkpoint_epochs(checkpoint)} of {args.epochs} epochs are saved in {checkpoint}; "
             f"continue with: {shlex.join([*prog, *again])}")

@@ -2,7 +2,6 @@
 import matplotlib.pyplot as plt
 import torch
 
-
 # One colour per model (and per QNN backend) across the book; a label is matched by its longest known prefix.
 COLORS = {"QT reference": "C0", "original recipe": "C0", "QT improved": "C1", "improved recipe": "C1",
           "QT lr-cosine": "C4", "QT chosen": "C5", "classical CNN": "C3", "classical CNN, QT's budget": "C2",

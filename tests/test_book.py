@@ -146,7 +146,7 @@ def browser(tmp_path_factory):
     driver.quit()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def http_status(url):
     try:
         with urllib.request.urlopen(url, timeout=10) as response:

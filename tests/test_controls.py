@@ -5,13 +5,22 @@ import pytest
 import torch
 
 from qt_helpers.cli import build_parser, main
-from qt_helpers.controls import (CONTROLS, VARIANTS, ClassicalGenerator, LowRankCNN, UniformProbabilities,
-                                 control_model, control_table, param_table, trainable_params)
+from qt_helpers.controls import (
+    CONTROLS,
+    VARIANTS,
+    ClassicalGenerator,
+    LowRankCNN,
+    UniformProbabilities,
+    control_model,
+    control_table,
+    param_table,
+    trainable_params,
+)
 from qt_helpers.models import budget_cnn, num_params
-from qtbook.published import QT_BLOCKS, qt_params
 from qt_helpers.qt import qt_model
 from qtbook import experiments
 from qtbook.experiments import SEEDS, commands, run_commands, run_key
+from qtbook.published import QT_BLOCKS, qt_params
 from test_experiments import write_run, write_tune
 
 

@@ -91,7 +91,7 @@ def test_real_cifar_subset(real_dir):
     mean, std = d.x_train.mean((0, 2, 3)), d.x_train.std((0, 2, 3))
     assert mean.abs().max() < 0.1 and (std - 1).abs().max() < 0.1
     assert d.x_train.min() >= -2.1 and d.x_train.max() <= 2.2  # what 0..255 maps to
-    assert 0 <= d.y_test.min() and d.y_test.max() <= 9
+    assert d.y_test.min() >= 0 and d.y_test.max() <= 9
 
 
 @pytest.mark.parametrize("name", D.DATASETS)

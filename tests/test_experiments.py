@@ -6,9 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from qt_helpers.cli import build_parser, spec_from_argv
 from qtbook import report
-from qt_helpers.cli import build_parser
-from qt_helpers.cli import spec_from_argv
 from qtbook.experiments import GRIDS, SEEDS, commands, finished, run_commands, run_key, shots
 from qtbook.experiments import main as grids_main
 

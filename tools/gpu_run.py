@@ -44,11 +44,10 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from qt_helpers.records import atomic_write, device_name, provenance  # noqa: E402
 from qtbook import bench  # noqa: E402
-from qt_helpers.records import atomic_write  # noqa: E402
 from qtbook.executor import make_executor, train_job  # noqa: E402
 from qtbook.experiments import commands, done, finished, run_key  # noqa: E402
-from qt_helpers.records import device_name, provenance  # noqa: E402
 
 RUNS_DIR = ROOT / "build/gpu/runs"  # stage 4's records while they run (bundled into --out); --runs-dir
 CIFAR_QUEUE = tuple(("cifar10", grid, pattern) for grid, pattern in (
@@ -95,7 +94,7 @@ def step_table(path, configs, backends, warmup, repeats, deadline):
                 try:
                     rows = bench.run([config], [backend], [device], warmup, 3 if slow else repeats,
                                      skipped=record["skipped"])
-                except Exception as e:  # noqa: BLE001 - one broken row must not cost the lease's other rows
+                except Exception as e:  # one broken row must not cost the lease's other rows
                     record["errors"].append(f"{config} {backend} {device}: {type(e).__name__}: {str(e)[:300]}")
                     rows = []
                     if device == "cuda":
@@ -187,7 +186,7 @@ def compiled(path, variants, configs, repeats, quick):
                     seconds, same, row["compile_s"] = compiled_step(config, device, repeats, quick)
                 row.update(ms=seconds * 1e3, same_numbers=same, speedup=eager_s / seconds,
                            kept=same and seconds < eager_s)
-            except Exception as e:  # noqa: BLE001 - a variant that cannot handle the step is a finding
+            except Exception as e:  # a variant that cannot handle the step is a finding
                 row.update(error=f"{type(e).__name__}: {str(e)[:300]}", kept=False)
             record["rows"].append(row)
             write(path, record)
@@ -451,7 +450,7 @@ def main(argv=None):
         t0 = time.perf_counter()
         try:
             stage(path)
-        except Exception as e:  # noqa: BLE001 - the next stages still get their turn
+        except Exception as e:  # the next stages still get their turn
             print(f"{name}: FAILED: {type(e).__name__}: {str(e)[:300]}", flush=True)
         print(f"{name}: {time.perf_counter() - t0:.0f} s", flush=True)
     return 0

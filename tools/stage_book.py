@@ -23,8 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from chapter_cells import release  # noqa: E402
 from qtbook.results_page import with_verdict, write_page  # noqa: E402
-from qtbook.science_page import appendix_markdown  # noqa: E402
 from qtbook.run_notebooks import DEPENDS, compact_streams  # noqa: E402
+from qtbook.science_page import appendix_markdown  # noqa: E402
 
 
 def toc_files(node):

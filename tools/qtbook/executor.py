@@ -78,7 +78,7 @@ class TrainJob:
             except KeyboardInterrupt:  # before cli.main could say so
                 print("interrupted", file=sys.stderr)
                 rc = 130
-            except Exception:  # noqa: BLE001 - a bug in one run: its traceback in its log, the grid goes on
+            except Exception:  # a bug in one run: its traceback in its log, the grid goes on
                 traceback.print_exc()
                 rc = 1
             finally:

@@ -31,10 +31,9 @@ import signal
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from fnmatch import fnmatch
 from pathlib import Path
-
-from dataclasses import replace
 
 import filelock
 
@@ -449,7 +448,7 @@ def _result(future):
     exit 1 with its reason."""
     try:
         return future.result(), ""
-    except Exception as e:  # noqa: BLE001 - one lost run must not cost the grid's others
+    except Exception as e:  # one lost run must not cost the grid's others
         return 1, f"{type(e).__name__}: {str(e).strip()}"[:200]
 
 
