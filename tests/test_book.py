@@ -175,8 +175,10 @@ def test_page(site, browser, page):
     # Renders: a title, a heading, no error page.
     title = browser.title
     heading = browser.execute_script("const h = document.querySelector('main h1'); return h ? h.innerText : '';")
-    assert title and heading, f"{page}: no title or no <h1> (title {title!r})"
-    assert "404" not in title and "Not Found" not in title, f"{page}: error page ({title!r})"
+    assert title, f"{page}: no title or no <h1> (title {title!r})"
+    assert heading, f"{page}: no title or no <h1> (title {title!r})"
+    assert "404" not in title, f"{page}: error page ({title!r})"
+    assert "Not Found" not in title, f"{page}: error page ({title!r})"
 
     # Images: every <img> loaded; notebook pages whose outputs hold figures show at least one.
     assert wait_for(browser, "[...document.images].every(i => i.complete)"), f"{page}: images still loading"

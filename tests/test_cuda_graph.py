@@ -30,7 +30,8 @@ def trained(warm_up, num_steps=3):
 def test_warm_up_is_undone_so_training_matches_the_eager_loop():
     params, state = trained(warm_up=True)
     params_ref, state_ref = trained(warm_up=False)
-    assert len(params) == len(params_ref) and len(state) == len(state_ref) > 0
+    assert len(params) == len(params_ref)
+    assert len(state) == len(state_ref) > 0
     for a, b in zip(params + state, params_ref + state_ref):
         assert torch.equal(a, b)
 

@@ -15,27 +15,36 @@ from qtbook.experiments import main as grids_main
 @pytest.mark.parametrize("grid, n_runs", [("blocks", 19), ("ablation", 8), ("seeds", 12), ("shots", 15), ("long", 6)])
 def test_every_run_is_one_valid_train_command(grid, n_runs, tmp_path):
     cmds = commands(grid, "mnist", tmp_path)
-    assert len(cmds) == n_runs and len({p for p, _ in cmds}) == n_runs
+    assert len(cmds) == n_runs
+    assert len({p for p, _ in cmds}) == n_runs
     for path, argv in cmds:
         args = build_parser().parse_args(argv)
-        assert args.command == "train" and args.json == str(path) and args.n_train is None  # full data
+        assert args.command == "train"
+        assert args.json == str(path)
+        assert args.n_train is None  # full data
         assert path.parent == tmp_path / "mnist" / grid
 
 
 def test_grids_hold_the_issue_s_comparisons(tmp_path):
     blocks = {p.stem: spec_from_argv(a) for p, a in commands("blocks", "mnist", tmp_path)}
     assert [blocks[f"cnn-budget-L{L}"].budget for L in (1, 16)] == [327, 1497]  # 78 L + 249
-    assert blocks["qt-L16"].blocks == 16 and blocks["cnn"].model == "classical" and blocks["cnn"].budget is None
-    assert blocks["qt-lr-cosine-L4"].activation != "relu" and blocks["qt-L4"].activation == "relu"
+    assert blocks["qt-L16"].blocks == 16
+    assert blocks["cnn"].model == "classical"
+    assert blocks["cnn"].budget is None
+    assert blocks["qt-lr-cosine-L4"].activation != "relu"
+    assert blocks["qt-L4"].activation == "relu"
     seeds = [spec_from_argv(a).seed for _, a in commands("seeds", "mnist", tmp_path)]
-    assert sorted(set(seeds)) == list(SEEDS) and len(SEEDS) >= 3
+    assert sorted(set(seeds)) == list(SEEDS)
+    assert len(SEEDS) >= 3
     s = [(p.stem, spec_from_argv(a)) for p, a in commands("shots", "mnist", tmp_path)]
     assert [a.shots for _, a in s] == [None, 2**13, 2**15, 2**17, 2**19] * 3  # 2^n ... 2^(n+6), three seeds
     assert [(name, a.seed) for name, a in s[::5]] == [("exact", 42), ("exact-seed43", 43), ("exact-seed44", 44)]
     assert shots("cifar10")[::3] == (2**19, 2**25)
     cifar = {p.stem: spec_from_argv(a) for p, a in commands("seeds", "cifar10", tmp_path)}
-    assert cifar["qt-improved-seed42"].blocks == 95 and cifar["cnn-budget-seed42"].budget == 27951
-    assert cifar["qt-lr-cosine-seed43"].standardize and cifar["qt-improved-seed44"].standardize  # CIFAR-10 only
+    assert cifar["qt-improved-seed42"].blocks == 95
+    assert cifar["cnn-budget-seed42"].budget == 27951
+    assert cifar["qt-lr-cosine-seed43"].standardize
+    assert cifar["qt-improved-seed44"].standardize  # CIFAR-10 only
     assert not any(spec_from_argv(a).standardize for _, a in commands("seeds", "mnist", tmp_path))
 
 
@@ -51,7 +60,8 @@ def test_run_key_is_the_experiment_not_the_spelling(tmp_path):
     blocks = dict(commands("blocks", "cifar10", tmp_path / "a"))
     seeds = dict(commands("seeds", "cifar10", tmp_path / "b"))
     cnn, seed42 = blocks[tmp_path / "a/cifar10/blocks/cnn.json"], seeds[tmp_path / "b/cifar10/seeds/cnn-seed42.json"]
-    assert "--seed" not in cnn and run_key(cnn) == run_key(seed42)  # 42 is the default seed
+    assert "--seed" not in cnn
+    assert run_key(cnn) == run_key(seed42)  # 42 is the default seed
     assert run_key(cnn) != run_key(seeds[tmp_path / "b/cifar10/seeds/cnn-seed43.json"])
 
 
@@ -68,7 +78,8 @@ def test_grid_runs_once_resumes_and_copies_identical_runs(pack_dir, tmp_path, ca
     ablation = [c for c in commands("ablation", "mnist", out, extra=small) if c[0].stem == "improved"]
     assert run_commands(shots + ablation, out) == []
     copy = json.loads(ablation[0][0].read_text())
-    assert copy["same_run_as"] == "mnist/shots/exact.json" and copy["test_accuracy"] == json.loads(
+    assert copy["same_run_as"] == "mnist/shots/exact.json"
+    assert copy["test_accuracy"] == json.loads(
         shots[0][0].read_text())["test_accuracy"]
     assert set(finished(out).values()) == {p for p, _ in shots}  # copies are not runs
     assert "2 runs to do" in capsys.readouterr().out
@@ -125,8 +136,10 @@ def test_seeds_summary_is_mean_and_sample_std(tmp_path):
             write_run(tmp_path, "mnist", "seeds", run, r)
     runs = report.load_runs(tmp_path)
     s = report.seeds_summary(runs, "mnist")
-    assert s["QT improved"]["mean"] == pytest.approx(0.95) and s["QT improved"]["std"] == pytest.approx(0.01)
-    assert s["classical CNN, QT's budget"]["params"] == 1438 and "classical CNN" not in s
+    assert s["QT improved"]["mean"] == pytest.approx(0.95)
+    assert s["QT improved"]["std"] == pytest.approx(0.01)
+    assert s["classical CNN, QT's budget"]["params"] == 1438
+    assert "classical CNN" not in s
     assert "95.00 ± 1.00 %" in report.seeds_table(runs, "mnist")
     assert report.goals(runs) == [
         ("mnist ≥ 95 % at ≤ 1,497 parameters", "QT improved, 10 epochs, 3 seeds", pytest.approx(0.95), True,
@@ -195,7 +208,8 @@ def test_tune_gives_qt_and_the_budget_cnn_equal_trials_and_protocol_trains_the_c
     args = {p.stem: spec_from_argv(a) for p, a in cmds}
     qt = [a for a in args.values() if a.model == "qt"]
     cnn = [a for a in args.values() if a.model == "classical"]
-    assert len(qt) == len(cnn) == 6 and {a.lr for a in qt} == {1e-3, 3e-3, 1e-2}
+    assert len(qt) == len(cnn) == 6
+    assert {a.lr for a in qt} == {1e-3, 3e-3, 1e-2}
     assert all(a.budget == 1497 and a.schedule == "cosine" for a in cnn)
     assert sum(bool(a.standardize) for a in cnn) == 3
     assert all(a.val_fraction == 0.1 and a.test == "never" and a.epochs == 10 for a in args.values())
@@ -230,13 +244,17 @@ def test_a_cut_off_grid_run_resumes_from_its_checkpoint(pack_dir, tmp_path, monk
     monkeypatch.setattr(trainer, "fit", cut_after_one_epoch)
     path.parent.mkdir(parents=True)
     assert cli.main(argv + ["--checkpoint", str(ckpt)]) == 130  # Ctrl-C's exit code, after one line
-    assert ckpt.exists() and not path.exists()
+    assert ckpt.exists()
+    assert not path.exists()
     assert "test" not in torch.load(ckpt, weights_only=True)["identity"]  # the default, as before --test existed
     assert run_commands([(path, argv)], out) == []  # resumes epoch 2 in a worker process
     log = path.with_suffix(".log").read_text()
-    assert "epoch 1/2" not in log and "epoch 2/2" in log
+    assert "epoch 1/2" not in log
+    assert "epoch 2/2" in log
     record = json.loads(path.read_text())
-    assert len(record["history"]["epoch"]) == 2 and record["resumed_after_epoch"] == 1 and not ckpt.exists()
+    assert len(record["history"]["epoch"]) == 2
+    assert record["resumed_after_epoch"] == 1
+    assert not ckpt.exists()
     assert report.run_seconds(record) == sum(record["history"]["seconds"])  # both sittings, not the last alone
 
 
@@ -253,7 +271,8 @@ def test_where_the_protocol_grid_ran_its_choice_is_judged_and_test_picked_recipe
         ("QT chosen on validation, 10 epochs, 3 seeds", True, "met"),
         ("QT improved, 10 epochs, 3 seeds", None, "not judged: recipe picked on the test set")]
     [(dataset, comparison, gap, ahead, n, met)] = report.against_budget(runs)
-    assert (dataset, ahead, n, met) == ("mnist", 3, 3, True) and gap == pytest.approx(0.01)
+    assert (dataset, ahead, n, met) == ("mnist", 3, 3, True)
+    assert gap == pytest.approx(0.01)
     assert "both chosen on validation" in comparison
     assert "| mnist | QT chosen on validation against the budget CNN" in report.against_budget_table(runs)
 
@@ -305,7 +324,8 @@ def test_the_protocol_plan_comes_only_from_fitting_tune_trials(tmp_path):
     with pytest.raises(ValueError) as e:  # a full-scale plan from it: refused, saying why
         commands("protocol", "mnist", tmp_path)
     assert "does not fit: made by another command: epochs 1 (this grid: 10), n_test 256 (this grid: None), " \
-           "n_train 256 (this grid: None)" in str(e.value) and "rerun the tune grid at this scale" in str(e.value)
+           "n_train 256 (this grid: None)" in str(e.value)
+    assert "rerun the tune grid at this scale" in str(e.value)
     assert len(commands("protocol", "mnist", tmp_path, epochs=1, extra=small)) == 6  # at its own scale
 
     write_tune(tmp_path / "nan", values={"qt-improved-lr1e-2": float("nan")})
@@ -316,7 +336,8 @@ def test_the_protocol_plan_comes_only_from_fitting_tune_trials(tmp_path):
     path = tmp_path / "div" / "mnist" / "tune" / "qt-improved-lr1e-2.json"
     path.write_text(json.dumps({**json.loads(path.read_text()), "diverged": True, "val_accuracy": None}))
     qt = {p.stem: spec_from_argv(a) for p, a in commands("protocol", "mnist", tmp_path / "div")}
-    assert qt["qt-chosen-seed42"].lr == 3e-3 and qt["qt-chosen-seed42"].activation is None  # the best that ran
+    assert qt["qt-chosen-seed42"].lr == 3e-3
+    assert qt["qt-chosen-seed42"].activation is None  # the best that ran
 
 
 def test_a_stuck_grid_heals_and_a_resume_that_cannot_work_says_why(pack_dir, tmp_path, capsys):
@@ -360,22 +381,28 @@ def test_a_grid_runs_through_the_executor(executor, tmp_path, capsys):
     assert grids_main(args) == 0
     printed = capsys.readouterr().out
     paths = [tmp_path / "mnist" / "seeds" / f"cnn-seed{s}.json" for s in (42, 43)]
-    assert "2 runs to do" in printed and all(f"done: {p}" in printed for p in paths)
+    assert "2 runs to do" in printed
+    assert all(f"done: {p}" in printed for p in paths)
     for path in paths:
         record = json.loads(path.read_text())
         argv = shlex.split(record["command"])[3:]
         assert record["command"].startswith("python -m qt_helpers train ")  # the command that reproduces it
         assert spec_from_argv(record["command"].split()[3:]).key() == record["key"]
-        assert record_problems(record, own_expect(argv)) == [] and record["n_train"] == 256
+        assert record_problems(record, own_expect(argv)) == []
+        assert record["n_train"] == 256
         log = path.with_suffix(".log").read_text()
-        assert log.startswith("=== ") and "epoch 1/1: train loss" in log and f"wrote {path}" in log
+        assert log.startswith("=== ")
+        assert "epoch 1/1: train loss" in log
+        assert f"wrote {path}" in log
     jobs = sorted((tmp_path / ".submitit").glob("*_0_log.out"))
     if executor == "submitit-local":
-        assert len(jobs) == 2 and all("Job completed successfully" in j.read_text() for j in jobs)
+        assert len(jobs) == 2
+        assert all("Job completed successfully" in j.read_text() for j in jobs)
         assert all(f"as job {j.name.split('_')[0]} (submitit's log: {j})" in printed for j in jobs)
     else:
         assert jobs == []
-    assert grids_main(args) == 0 and "0 runs to do" in capsys.readouterr().out  # done: nothing runs again
+    assert grids_main(args) == 0
+    assert "0 runs to do" in capsys.readouterr().out  # done: nothing runs again
 
 
 def test_slurm_jobs_ask_for_the_partition_time_cpus_and_memory(tmp_path, monkeypatch, capsys):
@@ -392,7 +419,8 @@ def test_slurm_jobs_ask_for_the_partition_time_cpus_and_memory(tmp_path, monkeyp
     assert grids_main(["seeds", "--slurm-partition", "gpu", "--dry-run"]) == 2
     assert "--slurm-partition sets SLURM jobs; add --executor slurm" in capsys.readouterr().err
     monkeypatch.setattr(shutil, "which", lambda name: f"/usr/bin/{name}")  # a login node
-    assert grids_main(args) == 2 and "needs --slurm-partition" in capsys.readouterr().err
+    assert grids_main(args) == 2
+    assert "needs --slurm-partition" in capsys.readouterr().err
     ex = make_executor("slurm", 8, tmp_path / ".submitit", threads=4, partition="gpu", time_min=120, mem_gb=8)
     script = ex.executor._executor._make_submission_file_text("python -m submitit.core._submit", "uid")
     for line in ("#SBATCH --partition=gpu", "#SBATCH --time=120", "#SBATCH --cpus-per-task=4", "#SBATCH --mem=8GB",
@@ -423,8 +451,11 @@ def test_a_preempted_submitit_job_is_requeued_and_resumes_from_its_checkpoint(pa
     os.kill(pid, signal.SIGUSR2)  # what SLURM sends (through submitit's --signal) before preempting a job
     assert future.result() == 0
     text = log.read_text()
-    assert text.count("=== ") == 2 and " --resume" in text.split("=== ")[2]  # the requeued job's command
+    assert text.count("=== ") == 2
+    assert " --resume" in text.split("=== ")[2]  # the requeued job's command
     submitit_log = text + (future.job.stdout() or "") + (future.job.stderr() or "")
-    assert "this job is preempted" in submitit_log and "Requeued job" in submitit_log
+    assert "this job is preempted" in submitit_log
+    assert "Requeued job" in submitit_log
     record = json.loads(path.read_text())
-    assert record["resumed_after_epoch"] >= 2 and record["history"]["epoch"] == list(range(1, 31))
+    assert record["resumed_after_epoch"] >= 2
+    assert record["history"]["epoch"] == list(range(1, 31))

@@ -36,8 +36,10 @@ def test_fused_matches_gatewise(ansatz, n, n_blocks, window):
 def test_probabilities_sum_to_one_in_float32(ansatz):
     a = get_ansatz(ansatz)
     p = native.probabilities(a.init(20, 10), 10, ansatz)
-    assert p.dtype == torch.float32 and p.shape == (1024,)
-    assert abs(p.sum().item() - 1) < 1e-5 and p.min() >= 0
+    assert p.dtype == torch.float32
+    assert p.shape == (1024,)
+    assert abs(p.sum().item() - 1) < 1e-5
+    assert p.min() >= 0
 
 
 def test_real_circuit_runs_in_real_arithmetic():

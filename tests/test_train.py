@@ -66,4 +66,5 @@ def test_classical_cnn_learns_mnist():
     net = cnn("mnist")
     before = evaluate(net, test)[1]
     history = fit(net, train, test, num_epochs=2, lr=1e-3, device="cpu", progress=False)
-    assert before < 0.2 and history["test_acc"][-1] > 0.75  # 0.824 measured
+    assert before < 0.2
+    assert history["test_acc"][-1] > 0.75  # 0.824 measured
