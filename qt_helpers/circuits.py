@@ -60,7 +60,8 @@ TARGETS = {"cnot": [[0.0, 1.0], [1.0, 0.0]], "cz": [[1.0, 0.0], [0.0, -1.0]]}  #
 def target_gate(name, dtype=torch.float32, device=None):
     """The 2×2 target matrix of the constant controlled gates CNOT (X) and CZ (Z)."""
     if name not in TARGETS:
-        raise ValueError(f"unknown fixed gate {name!r}")
+        msg = f"unknown fixed gate {name!r}"
+        raise ValueError(msg)
     return _constant(name, dtype, torch.device(device or "cpu"))
 
 
@@ -101,7 +102,8 @@ class Ansatz:
             return 0.01 * torch.randn(shape, generator=generator)
         if scheme == "uniform":
             return (torch.rand(shape, generator=generator) * 2 - 1) * math.pi
-        raise ValueError(f"unknown init {scheme!r}; choose one of {', '.join(INITS)}")
+        msg = f"unknown init {scheme!r}; choose one of {', '.join(INITS)}"
+        raise ValueError(msg)
 
     def gates(self, block, n):
         """Gate list of one block: (name, wires, first angle index, number of angles)."""
@@ -145,7 +147,8 @@ def get_ansatz(name):
     try:
         return _ANSATZE[name]
     except KeyError:
-        raise ValueError(f"unknown ansatz {name!r}; choose one of {', '.join(ANSATZE)}") from None
+        msg = f"unknown ansatz {name!r}; choose one of {', '.join(ANSATZE)}"
+        raise ValueError(msg) from None
 
 
 def n_qubits_for(m):

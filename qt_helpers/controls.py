@@ -76,7 +76,8 @@ def low_rank_ranks(shapes, budget):
     cost = [o + i for o, i in mats]
     cap = [min(o, i) for o, i in mats]
     if fixed + sum(cost) > budget:
-        raise ValueError(f"a low-rank CNN of rank 1 has {fixed + sum(cost):,} parameters, more than {budget:,}")
+        msg = f"a low-rank CNN of rank 1 has {fixed + sum(cost):,} parameters, more than {budget:,}"
+        raise ValueError(msg)
     ranks = [1] * len(mats)
     total = lambda: fixed + sum(r * c for r, c in zip(ranks, cost))  # noqa: E731
     while True:  # raise every rank while all fit
@@ -147,7 +148,8 @@ def control_model(variant, dataset, n_blocks=16, backend="native", ansatz="u3cu3
                   seed=None, **options):
     """The model of control `variant` (one of `VARIANTS`) for QT `qt_model(dataset, n_blocks, ...)` (chapter 7)."""
     if variant not in VARIANTS:
-        raise ValueError(f"unknown control {variant!r}; choose one of {', '.join(VARIANTS)}")
+        msg = f"unknown control {variant!r}; choose one of {', '.join(VARIANTS)}"
+        raise ValueError(msg)
     net = qt_model(dataset, n_blocks, backend, ansatz, preset, relu=relu, seed=seed, **options)
     if variant == "frozen-circuit":
         net.qnn.requires_grad_(False)

@@ -73,8 +73,9 @@ class GraphedStep:
     def __call__(self, x, y):
         if self.graph is None:
             if x.device.type != "cuda":
-                raise ValueError(f"a CUDA graph needs the model and data on a CUDA GPU, not {x.device.type}; "
-                                 "train without cuda_graph")
+                msg = (f"a CUDA graph needs the model and data on a CUDA GPU, not {x.device.type}; "
+                       "train without cuda_graph")
+                raise ValueError(msg)
             self.capture(x, y)
         if x.shape != self.x.shape:
             return self.eager(x, y)

@@ -97,8 +97,9 @@ def resolve_name(name):
     """Return the canonical dataset name for `name` (case- and separator-insensitive)."""
     key = str(name).lower().replace("-", "").replace("_", "").replace(" ", "")
     if not isinstance(name, str) or key not in ALIASES:
-        raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(DATASETS)} "
-                         f"(aliases: fashionmnist, fashion-mnist, cifar-10, cifar)")
+        msg = (f"unknown dataset {name!r}; valid names: {', '.join(DATASETS)} "
+               f"(aliases: fashionmnist, fashion-mnist, cifar-10, cifar)")
+        raise ValueError(msg)
     return ALIASES[key]
 
 
@@ -132,7 +133,8 @@ class Jpegs:
                 warnings.simplefilter("ignore", DeprecationWarning)
                 return torch.stack(decode_jpeg([buf[a:b] for a, b in zip(starts, ends)], mode=mode))
         except (RuntimeError, OSError) as e:
-            raise ValueError(f"{self.path}: cannot decode JPEG images ({e})") from None
+            msg = f"{self.path}: cannot decode JPEG images ({e})"
+            raise ValueError(msg) from None
 
 
 def read_pack(path, name):
@@ -142,7 +144,8 @@ def read_pack(path, name):
         with open(path, "rb") as f:  # closed even when numpy fails on a broken pack
             z = np.load(f, allow_pickle=False)
             if not isinstance(z, np.lib.npyio.NpzFile):
-                raise ValueError("holds a single array, not named arrays")
+                msg = "holds a single array, not named arrays"
+                raise ValueError(msg)
             with z:
                 keys = set(z.files)
                 for split in ("train", "test"):
@@ -151,17 +154,22 @@ def read_pack(path, name):
                     elif {f"x_{split}_jpeg", f"x_{split}_offsets"} <= keys:
                         imgs = Jpegs(z[f"x_{split}_jpeg"], z[f"x_{split}_offsets"], path)
                     else:
-                        raise KeyError(f"x_{split} (or x_{split}_jpeg + x_{split}_offsets)")
+                        msg = f"x_{split} (or x_{split}_jpeg + x_{split}_offsets)"
+                        raise KeyError(msg)
                     if f"y_{split}" not in keys:
-                        raise KeyError(f"y_{split}")
+                        msg = f"y_{split}"
+                        raise KeyError(msg)
                     out[split] = (imgs, z[f"y_{split}"])
                 out["classes"] = [str(c) for c in z["classes"]] if "classes" in keys else list(INFO[name].classes)
     except KeyError as e:
-        raise ValueError(f"{path}: missing key {e.args[0]}; the pack has {sorted(keys)}") from None
+        msg = f"{path}: missing key {e.args[0]}; the pack has {sorted(keys)}"
+        raise ValueError(msg) from None
     except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError) as e:
-        raise ValueError(f"{path}: corrupt, truncated or not an .npz pack ({type(e).__name__}: {e})") from None
+        msg = f"{path}: corrupt, truncated or not an .npz pack ({type(e).__name__}: {e})"
+        raise ValueError(msg) from None
     if len(out["classes"]) != len(list(INFO[name].classes)):
-        raise ValueError(f"{path}: 'classes' has {len(out['classes'])} names, expected {len(list(INFO[name].classes))}")
+        msg = f"{path}: 'classes' has {len(out['classes'])} names, expected {len(list(INFO[name].classes))}"
+        raise ValueError(msg)
     for split in ("train", "test"):
         _check_split(path, split, *out[split], name)
     return out
@@ -174,8 +182,9 @@ def _check_split(path, split, imgs, y, name):
         off, size = imgs.offsets, len(imgs.buf)
         if imgs.buf.dtype != np.uint8 or imgs.buf.ndim != 1 or off.ndim != 1 or len(off) < 1 \
                 or off.dtype.kind not in "iu" or off[0] < 0 or off[-1] > size or np.any(np.diff(off) <= 0):
-            raise ValueError(f"{path}: x_{split}_offsets must be increasing integers within the "
-                             f"1-D uint8 x_{split}_jpeg buffer ({size} bytes)")
+            msg = (f"{path}: x_{split}_offsets must be increasing integers within the "
+                   f"1-D uint8 x_{split}_jpeg buffer ({size} bytes)")
+            raise ValueError(msg)
     else:
         s = imgs.shape
         ok = imgs.dtype == np.uint8 and s[1:] in [(h, w), (h, w, c), (c, h, w)]
@@ -183,9 +192,11 @@ def _check_split(path, split, imgs, y, name):
             raise ValueError(f"{path}: x_{split} is {imgs.dtype} {s}, expected uint8 N×{h}×{w}"
                              + (f"×{c} or N×{c}×{h}×{w}" if c > 1 else ""))
     if y.ndim != 1 or len(y) != len(imgs):
-        raise ValueError(f"{path}: y_{split} has shape {y.shape} but there are {len(imgs)} x_{split} images")
+        msg = f"{path}: y_{split} has shape {y.shape} but there are {len(imgs)} x_{split} images"
+        raise ValueError(msg)
     if y.dtype.kind not in "iu" or (len(y) and (y.min() < 0 or y.max() >= len(list(INFO[name].classes)))):
-        raise ValueError(f"{path}: y_{split} must hold integer labels in 0..{len(list(INFO[name].classes)) - 1}")
+        msg = f"{path}: y_{split} must hold integer labels in 0..{len(list(INFO[name].classes)) - 1}"
+        raise ValueError(msg)
 
 
 def read_torchvision(name, root, download=False):
@@ -233,7 +244,8 @@ def balanced_indices(y, n, num_classes, seed):
     if n is None:
         return np.arange(len(y))
     if not 0 < n <= len(y):
-        raise ValueError(f"asked for {n} samples but only {len(y)} are available")
+        msg = f"asked for {n} samples but only {len(y)} are available"
+        raise ValueError(msg)
     rng = np.random.default_rng(seed)
     by_class = [np.flatnonzero(y == c) for c in range(num_classes)]
     counts = np.array([len(i) for i in by_class])
@@ -261,7 +273,8 @@ def select(imgs, idx, name):
         return nchw(imgs[idx], c)
     x = imgs.decode(idx, c)
     if x.shape[1:] != (c, h, w):
-        raise ValueError(f"{imgs.path}: JPEGs decode to {tuple(x.shape[1:])}, expected {(c, h, w)}")
+        msg = f"{imgs.path}: JPEGs decode to {tuple(x.shape[1:])}, expected {(c, h, w)}"
+        raise ValueError(msg)
     return x
 
 
@@ -277,7 +290,8 @@ VAL_SEED = 0  # the validation split is the same for every run, whatever its see
 def validation_indices(y, fraction, num_classes):
     """(train, validation) indices: a class-balanced `fraction` of the training set, fixed by VAL_SEED."""
     if not 0 < fraction < 1:
-        raise ValueError(f"the validation fraction must be between 0 and 1, got {fraction}")
+        msg = f"the validation fraction must be between 0 and 1, got {fraction}"
+        raise ValueError(msg)
     val = np.sort(balanced_indices(y, round(fraction * len(y)), num_classes, seed=(VAL_SEED, 2)))
     return np.setdiff1d(np.arange(len(y)), val), val
 
@@ -310,9 +324,11 @@ class TensorLoader:
     """Serve (x, y) minibatches straight from tensors held on `device`; no per-sample transforms."""
     def __init__(self, x, y, batch_size, shuffle=False, seed=0, device="cpu", drop_last=False):
         if len(x) != len(y):
-            raise ValueError(f"x has {len(x)} samples but y has {len(y)}")
+            msg = f"x has {len(x)} samples but y has {len(y)}"
+            raise ValueError(msg)
         if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            msg = f"batch_size must be >= 1, got {batch_size}"
+            raise ValueError(msg)
         self.x, self.y = torch.as_tensor(x).to(device), torch.as_tensor(y).to(device)
         self.batch_size, self.shuffle, self.seed, self.drop_last = batch_size, shuffle, seed, drop_last
         self.epoch = 0  # bumped by each __iter__; the shuffle of epoch e uses seed + e

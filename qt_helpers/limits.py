@@ -50,5 +50,6 @@ def check_memory(need, what):
     """Raise MemoryError (one line, with the numbers) when `need` bytes exceed the memory available now."""
     available, total = machine_memory()
     if need > available:
-        raise MemoryError(f"{what} needs about {gib(need)} of memory; this machine has {gib(available)} available "
-                          f"(of {gib(total)})")
+        msg = (f"{what} needs about {gib(need)} of memory; this machine has {gib(available)} available "
+               f"(of {gib(total)})")
+        raise MemoryError(msg)

@@ -64,7 +64,8 @@ def budget_cnn(dataset, budget, relu=False, standardize=False):
         return num_params(net) + (len(list(net.parameters())) if standardize else 0)  # + one scale per tensor
 
     if size((1,) * len(ref)) > budget:
-        raise ValueError(f"no {dataset} CNN of this shape fits in {budget:,} parameters")
+        msg = f"no {dataset} CNN of this shape fits in {budget:,} parameters"
+        raise ValueError(msg)
     lo, hi = 0.0, 1.0
     for _ in range(30):  # bisect the uniform width scale
         mid = (lo + hi) / 2

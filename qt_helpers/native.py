@@ -21,7 +21,8 @@ from .circuits import complex_dtype, get_ansatz
 def window_plan(n, window):
     """Windows (start, width) of equal width covering wires 0..n-1; neighbours share at least one wire."""
     if window < 2:
-        raise ValueError("window must be at least 2 wires")
+        msg = "window must be at least 2 wires"
+        raise ValueError(msg)
     width = min(window, n)
     starts = list(range(0, n - width, width - 1)) + [n - width]
     return [(s, width) for s in starts]

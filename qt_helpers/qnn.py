@@ -32,9 +32,11 @@ class QNN(nn.Module):
     def __init__(self, n_qubits, n_blocks, ansatz="u3cu3", seed=None, init=None):
         super().__init__()
         if n_qubits < 2:
-            raise ValueError(f"a QNN needs at least 2 qubits, got {n_qubits}")
+            msg = f"a QNN needs at least 2 qubits, got {n_qubits}"
+            raise ValueError(msg)
         if n_blocks < 1:
-            raise ValueError(f"a QNN needs at least 1 block, got {n_blocks}")
+            msg = f"a QNN needs at least 1 block, got {n_blocks}"
+            raise ValueError(msg)
         self.n_qubits, self.n_blocks, self.ansatz = n_qubits, n_blocks, get_ansatz(ansatz)
         gen = None if seed is None else torch.Generator().manual_seed(seed)
         self.angles = nn.Parameter(self.ansatz.init(n_blocks, n_qubits, gen, init))
@@ -115,7 +117,8 @@ _QNNS = {"native": NativeQNN, "torchquantum": TorchQuantumQNN, "pennylane": Penn
 def check_backend(backend):
     """`backend` if it is known, else a ValueError listing the valid ones."""
     if backend not in _QNNS:
-        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        msg = f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}"
+        raise ValueError(msg)
     return backend
 
 
@@ -145,4 +148,5 @@ def _import(module):
     except ImportError as e:
         name = module.split(".")[0]
         hint = INSTALL.get(name, f"pip install {name}")
-        raise ImportError(f"backend needs {name!r} ({e}); install it with `{hint}`, or use backend='native'") from e
+        msg = f"backend needs {name!r} ({e}); install it with `{hint}`, or use backend='native'"
+        raise ImportError(msg) from e

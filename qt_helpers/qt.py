@@ -49,7 +49,8 @@ PRESETS = {
 def get_preset(name, dataset):
     """The preset `name` for `dataset` (a copy: change fields freely)."""
     if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+        msg = f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}"
+        raise ValueError(msg)
     return copy.deepcopy(PRESETS[name][resolve_name(dataset)])
 
 
@@ -108,8 +109,9 @@ class MappingModel(nn.Module):
     def __init__(self, n_in, hidden=(4, 20, 4), activation="none"):
         super().__init__()
         if activation not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {activation!r}; "
-                             f"choose one of {', '.join(ACTIVATIONS)}")
+            msg = (f"unknown activation {activation!r}; "
+                   f"choose one of {', '.join(ACTIVATIONS)}")
+            raise ValueError(msg)
         sizes = (n_in, *hidden, 1)
         self.layers = nn.ModuleList(nn.Linear(a, b)
                                     for a, b in zip(sizes[:-1], sizes[1:]))
@@ -150,10 +152,10 @@ class QTModel(nn.Module):
         self.m = num_params(net, trainable=False)
         n = n_qubits or n_qubits_for(self.m)
         if 2**n < self.m:
-            raise ValueError(
-                f"{n} qubits give 2^{n} = {2**n:,} basis states, fewer "
-                f"than the CNN's {self.m:,} weights; use at least "
-                f"{n_qubits_for(self.m)} qubits")
+            msg = (f"{n} qubits give 2^{n} = {2**n:,} basis states, fewer "
+                   f"than the CNN's {self.m:,} weights; use at least "
+                   f"{n_qubits_for(self.m)} qubits")
+            raise ValueError(msg)
         self.n_qubits, self.preset = n, preset
         self.net = net.requires_grad_(False)  # a template: weights unused
         self.shapes = {k: p.shape for k, p in net.named_parameters()}

@@ -80,5 +80,6 @@ RECIPES = {r.name: r for r in (
 def get_recipe(name):
     """The recipe called `name` (see `RECIPES`)."""
     if name not in RECIPES:
-        raise ValueError(f"unknown recipe {name!r}; choose one of {', '.join(RECIPES)}")
+        msg = f"unknown recipe {name!r}; choose one of {', '.join(RECIPES)}"
+        raise ValueError(msg)
     return RECIPES[name]

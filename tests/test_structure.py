@@ -61,4 +61,5 @@ def test_no_import_cycles():
     try:
         list(TopologicalSorter(graph).static_order())
     except CycleError as e:
-        raise AssertionError(f"import cycle: {' -> '.join(e.args[1])}") from None
+        msg = f"import cycle: {' -> '.join(e.args[1])}"
+        raise AssertionError(msg) from None

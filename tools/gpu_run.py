@@ -180,7 +180,8 @@ def compiled(path, variants, configs, repeats, quick):
             try:
                 if variant == "cuda-graph":
                     if device.type != "cuda":
-                        raise RuntimeError("CUDA graphs need a CUDA GPU")
+                        msg = "CUDA graphs need a CUDA GPU"
+                        raise RuntimeError(msg)
                     seconds, same, row["check"] = cuda_graph_step(config, device, repeats)
                 else:
                     seconds, same, row["compile_s"] = compiled_step(config, device, repeats, quick)
@@ -204,7 +205,8 @@ def extrapolate(t0, starts, num_epochs):
     edges = [t0] + starts[1:]  # an epoch ends when the next one's first step ends (its test included)
     epochs = [b - a for a, b in zip(edges, edges[1:])]
     if not epochs:
-        raise RuntimeError("not one MNIST epoch finished in the stage's time; give it more (--mnist-cap-s)")
+        msg = "not one MNIST epoch finished in the stage's time; give it more (--mnist-cap-s)"
+        raise RuntimeError(msg)
     return epochs, epochs[0] + (num_epochs - 1) * statistics.median(epochs[1:] or epochs)
 
 

@@ -212,21 +212,25 @@ def _importable_here():
 def check_executor(kind, partition=None):
     """Why `kind` cannot run here, as one line (ValueError), before any work."""
     if kind not in KINDS:
-        raise ValueError(f"unknown executor {kind!r}; choose one of {', '.join(KINDS)}")
+        msg = f"unknown executor {kind!r}; choose one of {', '.join(KINDS)}"
+        raise ValueError(msg)
     if kind == "local":
         return
     try:
         import submitit  # noqa: F401
     except ImportError:
-        raise ValueError(f"--executor {kind} needs submitit: pip install submitit") from None
+        msg = f"--executor {kind} needs submitit: pip install submitit"
+        raise ValueError(msg) from None
     if kind == "slurm":
         import shutil
 
         if shutil.which("sbatch") is None:
-            raise ValueError("--executor slurm needs a SLURM cluster (no sbatch on this machine); run the grid "
-                             "on a login node, or use --executor local")
+            msg = ("--executor slurm needs a SLURM cluster (no sbatch on this machine); run the grid "
+                   "on a login node, or use --executor local")
+            raise ValueError(msg)
         if not partition:
-            raise ValueError("--executor slurm needs --slurm-partition (see `sinfo` for your cluster's)")
+            msg = "--executor slurm needs --slurm-partition (see `sinfo` for your cluster's)"
+            raise ValueError(msg)
 
 
 def make_executor(kind, jobs, folder=None, threads=1, partition=None, time_min=None, mem_gb=None, name="qt-train"):

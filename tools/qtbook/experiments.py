@@ -138,9 +138,10 @@ def chosen(out, dataset, blocks, epochs=None, extra=()):
             ran.add(model)  # a trial that ran and diverged: never chosen
             continue
         if problems:
-            raise ValueError(f"the protocol grid chooses from the tune grid's runs, and {path} does not fit: "
-                             f"{'; '.join(problems)}; rerun the tune grid at this scale (same --epochs, --n-train, "
-                             "--n-test), or move that file away")
+            msg = (f"the protocol grid chooses from the tune grid's runs, and {path} does not fit: "
+                   f"{'; '.join(problems)}; rerun the tune grid at this scale (same --epochs, --n-train, "
+                   "--n-test), or move that file away")
+            raise ValueError(msg)
         ran.add(model)
         if model not in best or record["val_accuracy"] > best[model][1]:
             best[model] = (trial, record["val_accuracy"], spec)
@@ -164,8 +165,9 @@ def control_rows(out, dataset, blocks, epochs=None, extra=()):
     have all run (and QT's, the protocol's), chosen by the last epoch's validation accuracy."""
     best = chosen(out, dataset, blocks, epochs, extra)
     if "qt" not in best:
-        raise ValueError(f"the control grid varies QT's chosen setting, and QT's {dataset} tune trials have not "
-                         "all run; run the tune grid first")
+        msg = (f"the control grid varies QT's chosen setting, and QT's {dataset} tune trials have not "
+               "all run; run the tune grid first")
+        raise ValueError(msg)
     qt = best["qt"][2]
     trials = [(f"{v}-lr{lr}", replace(qt, control=v, lr=float(lr), **TRIAL)) for v, lrs in CONTROL_LRS.items()
               for lr in lrs]
@@ -231,7 +233,8 @@ def grid(name, dataset, blocks=None, out="results/runs", epochs=None, extra=()):
             exact = recipe("improved", blocks=blocks, seed=seed)
             runs += [(f"exact{tag}", exact)] + [(f"shots-{s}{tag}", replace(exact, shots=s)) for s in shots(dataset)]
         return runs
-    raise ValueError(f"unknown grid {name!r}; choose one of {', '.join(GRIDS)}")
+    msg = f"unknown grid {name!r}; choose one of {', '.join(GRIDS)}"
+    raise ValueError(msg)
 
 
 def specs(name, dataset, out="results/runs", epochs=None, blocks=None, extra=(), runs=None):
@@ -240,7 +243,8 @@ def specs(name, dataset, out="results/runs", epochs=None, blocks=None, extra=(),
     trained once: `run_commands` copies the record to the other names."""
     dataset = resolve_name(dataset)
     if name not in GRIDS:
-        raise ValueError(f"unknown grid {name!r}; choose one of {', '.join(GRIDS)}")
+        msg = f"unknown grid {name!r}; choose one of {', '.join(GRIDS)}"
+        raise ValueError(msg)
     epochs = epochs or default_epochs(name, dataset)
     folder = Path(out) / dataset / name
     return [(folder / f"{run}.json", spec_from_argv([*spec.argv(), "--epochs", str(epochs), *extra]))
@@ -423,8 +427,9 @@ def grid_lock(out):
     try:
         lock.acquire(timeout=0)
     except filelock.Timeout:
-        raise ValueError(f"another grid is running in {out} (it holds {lock.lock_file}); wait for it to end, or "
-                         "write elsewhere with --out") from None
+        msg = (f"another grid is running in {out} (it holds {lock.lock_file}); wait for it to end, or "
+               "write elsewhere with --out")
+        raise ValueError(msg) from None
     return lock
 
 
@@ -468,7 +473,8 @@ def _run_commands(cmds, out, jobs, force, threads, kind, folder, slurm):
             check_memory(need * at_once, f"{at_once} run{'s' * (at_once > 1)} at once (about {need / 2**30:.1f} "
                                          "GiB each)")
         except MemoryError as e:
-            raise ValueError(f"{e}; use fewer --jobs") from None
+            msg = f"{e}; use fewer --jobs"
+            raise ValueError(msg) from None
     threads = threads or (SLURM_THREADS if kind == "slurm" else max(1, (os.cpu_count() or 1) // jobs))
     where = "" if kind == "local" else f" through {kind}"
     print(f"{len(todo)} runs to do, {jobs} at a time with {threads} thread(s) each{where}", flush=True)
@@ -577,25 +583,30 @@ def check_args(args):
     for flag in ("epochs", "blocks", "jobs", "threads", "n_train", "n_test", "slurm_time", "slurm_mem_gb"):
         value = getattr(args, flag)
         if value is not None and value < 1:
-            raise ValueError(f"--{flag.replace('_', '-')} must be a whole number >= 1, got {value}")
+            msg = f"--{flag.replace('_', '-')} must be a whole number >= 1, got {value}"
+            raise ValueError(msg)
     for name in args.grids:
         if name not in GRIDS:
-            raise ValueError(f"unknown grid {name!r}; choose one of {', '.join(GRIDS)}")
+            msg = f"unknown grid {name!r}; choose one of {', '.join(GRIDS)}"
+            raise ValueError(msg)
     for d in args.dataset:
         resolve_name(d)
     given = [f"--{k.replace('_', '-')}" for k in ("slurm_partition", "slurm_time", "slurm_mem_gb")
              if getattr(args, k) is not None]
     if given and args.executor != "slurm":
-        raise ValueError(f"{' and '.join(given)} set{'s' * (len(given) == 1)} SLURM jobs; add --executor slurm, "
-                         "or leave them out")
+        msg = (f"{' and '.join(given)} set{'s' * (len(given) == 1)} SLURM jobs; add --executor slurm, "
+               "or leave them out")
+        raise ValueError(msg)
     if args.executor_folder is not None and args.executor == "local":
-        raise ValueError("--executor-folder holds submitit's files; add --executor submitit-local or slurm")
+        msg = "--executor-folder holds submitit's files; add --executor submitit-local or slurm"
+        raise ValueError(msg)
     if not args.dry_run:
         check_executor(args.executor, args.slurm_partition)
     out = Path(args.out).resolve()
     if (args.n_train or args.n_test) and (out == RESULTS or RESULTS in out.parents):
-        raise ValueError(f"--n-train/--n-test make subset runs, which must not mix with the full-scale results in "
-                         f"{args.out}; write them elsewhere, e.g. --out build/subset-runs")
+        msg = (f"--n-train/--n-test make subset runs, which must not mix with the full-scale results in "
+               f"{args.out}; write them elsewhere, e.g. --out build/subset-runs")
+        raise ValueError(msg)
 
 
 def slurm_options(args):
@@ -621,8 +632,9 @@ def main(argv=None):
             cmds = [c for name in grids for d in args.dataset
                     for c in commands(name, d, args.out, args.epochs, args.data_dir, args.blocks, extra, args.runs)]
             if not cmds:
-                raise ValueError(f"no run of {', '.join(grids)} matches {' '.join(args.runs)}; "
-                                 "see the run names with --dry-run")
+                msg = (f"no run of {', '.join(grids)} matches {' '.join(args.runs)}; "
+                       "see the run names with --dry-run")
+                raise ValueError(msg)
         except ValueError as e:
             if args.debug:
                 raise
