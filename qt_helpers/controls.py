@@ -79,7 +79,7 @@ def low_rank_ranks(shapes, budget):
         msg = f"a low-rank CNN of rank 1 has {fixed + sum(cost):,} parameters, more than {budget:,}"
         raise ValueError(msg)
     ranks = [1] * len(mats)
-    total = lambda: fixed + sum(r * c for r, c in zip(ranks, cost))  # noqa: E731
+    total = lambda: fixed + sum(r * c for r, c in zip(ranks, cost, strict=True))  # noqa: E731
     while True:  # raise every rank while all fit
         step = [j for j in range(len(mats)) if ranks[j] < cap[j]]
         if not step or total() + sum(cost[j] for j in step) > budget:

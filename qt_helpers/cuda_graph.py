@@ -37,7 +37,7 @@ class GraphedStep:
         for _ in range(self.warmup):
             self.eager(x, y)
         with torch.no_grad():
-            for p, v in zip(params, saved):
+            for p, v in zip(params, saved, strict=True):
                 p.copy_(v)
             for s in self.opt.state.values():
                 for t in s.values():

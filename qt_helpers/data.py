@@ -126,12 +126,12 @@ class Jpegs:
             if decode_jpeg is None:
                 mode = "L" if channels == 1 else "RGB"
                 imgs = [np.asarray(Image.open(io.BytesIO(self.buf[a:b].tobytes())).convert(mode))
-                        for a, b in zip(starts, ends)]
+                        for a, b in zip(starts, ends, strict=True)]
                 return nchw(np.stack(imgs), channels)
             buf, mode = torch.from_numpy(self.buf), ImageReadMode.GRAY if channels == 1 else ImageReadMode.RGB
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", DeprecationWarning)
-                return torch.stack(decode_jpeg([buf[a:b] for a, b in zip(starts, ends)], mode=mode))
+                return torch.stack(decode_jpeg([buf[a:b] for a, b in zip(starts, ends, strict=True)], mode=mode))
         except (RuntimeError, OSError) as e:
             msg = f"{self.path}: cannot decode JPEG images ({e})"
             raise ValueError(msg) from None
@@ -254,7 +254,7 @@ def balanced_indices(y, n, num_classes, seed):
         level += 1
     quota = np.minimum(counts, level)
     quota[np.flatnonzero(counts > level)[:n - quota.sum()]] += 1  # remainder to the first classes
-    idx = np.concatenate([rng.permutation(i)[:q] for i, q in zip(by_class, quota)])
+    idx = np.concatenate([rng.permutation(i)[:q] for i, q in zip(by_class, quota, strict=True)])
     return rng.permutation(idx)
 
 

@@ -77,7 +77,7 @@ def budget_cnn(dataset, budget, relu=False, standardize=False):
         n = size(width)  # the uniform one; else the closest count
         gap = (budget - n) / budget
         tier = 0 if 0 <= gap <= 0.01 else 1 if 0 <= gap <= 0.02 else 2 if -0.02 <= gap < 0 else 3
-        shape = sum(abs(math.log(w / (scale * r))) for w, r in zip(width, ref))
+        shape = sum(abs(math.log(w / (scale * r))) for w, r in zip(width, ref, strict=True))
         return (tier, round(shape, 6) if tier < 3 else 0, abs(budget - n))
 
     best = min(itertools.product(*(range(max(1, w - 2), w + 3) for w in base)), key=key)

@@ -126,7 +126,7 @@ def _forward(psi, wins, close, plan, n, inplace):
     """Run the circuit on states (B, 2^n): per block its windows, then its closing gate."""
     spare = torch.empty_like(psi) if inplace else None
     for b in range(wins.shape[0]):
-        for (start, width), m in zip(plan, wins[b]):
+        for (start, width), m in zip(plan, wins[b], strict=True):
             y = _apply_window(m, psi, start, width, n, out=spare)
             psi, spare = y, (psi if inplace else None)
         if close is not None:

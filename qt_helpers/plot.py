@@ -22,7 +22,7 @@ def plot_history(histories, metrics=("train_loss", "test_acc"), figsize=(10, 3.5
     """Curves of `metrics` per epoch, one line per labelled history (the book's colour per model; runs of one
     model at several sizes get dashed and dotted lines)."""
     fig, axes = plt.subplots(1, len(metrics), figsize=figsize, squeeze=False)
-    for ax, metric in zip(axes[0], metrics):
+    for ax, metric in zip(axes[0], metrics, strict=True):
         seen = {}
         for label, h in histories.items():
             color = model_color(label)
@@ -59,7 +59,7 @@ def plot_weights(weights, cols=4):
     """Histogram of each generated weight tensor (a dict name -> tensor), `cols` panels per row."""
     rows = -(-len(weights) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(10, 2.4 * rows), squeeze=False)
-    for ax, (name, w) in zip(axes.flat, weights.items()):
+    for ax, (name, w) in zip(axes.flat, weights.items(), strict=False):  # a last row's spare panels
         ax.hist(w.detach().cpu().flatten().numpy(), bins=40, color=COLORS["QT reference"])
         ax.set_title(f"{name} ({w.numel():,})", fontsize=9)
         ax.set_xlabel("weight value", fontsize=8)

@@ -14,6 +14,7 @@ the options' helpers around it.
 """
 import copy
 from dataclasses import dataclass
+from itertools import pairwise
 
 import torch
 from torch import nn
@@ -114,7 +115,7 @@ class MappingModel(nn.Module):
             raise ValueError(msg)
         sizes = (n_in, *hidden, 1)
         self.layers = nn.ModuleList(nn.Linear(a, b)
-                                    for a, b in zip(sizes[:-1], sizes[1:]))
+                                    for a, b in pairwise(sizes))
         act = ACTIVATIONS[activation]
         self.act = act() if act else None
 
@@ -203,10 +204,11 @@ def weights(self):
     chunks = self.generate().split([s.numel() for s in shapes])
     if self.preset.standardize:  # one row per output unit; a bias is one
         units = [s[0] if len(s) > 1 else 1 for s in shapes]
-        chunks = [standardize(c.view(u, -1)) * a
-                  for c, u, a in zip(chunks, units, self.scales)]
+        scaled = zip(chunks, units, self.scales, strict=True)
+        chunks = [standardize(c.view(u, -1)) * a for c, u, a in scaled]
     names = self.shapes.keys()
-    return {k: c.reshape(s) for k, s, c in zip(names, shapes, chunks)}
+    return {k: c.reshape(s)
+            for k, s, c in zip(names, shapes, chunks, strict=True)}
 
 
 @add_to_class(QTModel)

@@ -183,7 +183,7 @@ class Board:
 
     def close(self, history):
         for key, values in history.items():
-            for epoch, value in zip(history["epoch"], values):
+            for epoch, value in zip(history["epoch"], values, strict=True):
                 if key != "epoch" and value is not None and math.isfinite(value):
                     self.writer.add_scalar(f"epoch/{key}", value, epoch)
         self.writer.close()

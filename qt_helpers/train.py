@@ -229,10 +229,10 @@ def fit(net, train_iter, test_iter=None, num_epochs=1, lr=1e-4, weight_decay=1e-
         sched.step(total / n) if schedule == "plateau" else sched.step()
         test_loss, test_acc = evaluate(net, test_iter) if test_iter is not None else (math.nan, math.nan)
         for k, v in zip(keys, (epoch + 1, total / n, correct / n, test_loss, test_acc,
-                               float(opt.param_groups[0]["lr"]), time.perf_counter() - t0)):
+                               float(opt.param_groups[0]["lr"]), time.perf_counter() - t0), strict=True):
             history[k].append(v)
         if val_iter is not None:
-            for k, v in zip(("val_loss", "val_acc"), evaluate(net, val_iter)):
+            for k, v in zip(("val_loss", "val_acc"), evaluate(net, val_iter), strict=True):
                 history[k].append(v)
         bad = [k for k, it in (("test_loss", test_iter), ("val_loss", val_iter))
                if it is not None and not math.isfinite(history[k][-1])]

@@ -130,7 +130,7 @@ def write_tune(root, dataset="mnist", best=("qt-lr-cosine-lr3e-3", "cnn-budget-s
 
 
 def test_seeds_summary_is_mean_and_sample_std(tmp_path):
-    for seed, acc in zip(SEEDS, (0.94, 0.95, 0.96)):
+    for seed, acc in zip(SEEDS, (0.94, 0.95, 0.96), strict=True):
         for run, r in ((f"qt-improved-seed{seed}", _record(acc, 1497, seed)),
                        (f"cnn-budget-seed{seed}", _record(acc + 0.02, 1438, seed, qt=False))):
             write_run(tmp_path, "mnist", "seeds", run, r)
@@ -162,7 +162,7 @@ def test_missing_results_folder_says_what_to_run(tmp_path):
 
 
 def test_classical_only_dataset_reports_its_budget_gap(tmp_path):
-    for seed, acc in zip(SEEDS, (0.60, 0.61, 0.62)):
+    for seed, acc in zip(SEEDS, (0.60, 0.61, 0.62), strict=True):
         for run, r in ((f"cnn-seed{seed}", _record(acc, 285226, seed, qt=False)),
                        (f"cnn-budget-seed{seed}", _record(acc - 0.05, 27649, seed, qt=False))):
             write_run(tmp_path, "cifar10", "seeds", run, r, epochs=10)
@@ -261,7 +261,7 @@ def test_a_cut_off_grid_run_resumes_from_its_checkpoint(pack_dir, tmp_path, monk
 def test_where_the_protocol_grid_ran_its_choice_is_judged_and_test_picked_recipes_are_not(tmp_path):
     write_tune(tmp_path)
     for grid, qt, accs in (("seeds", "qt-improved", (0.94, 0.95, 0.96)), ("protocol", "qt-chosen", (0.97,) * 3)):
-        for seed, acc in zip(SEEDS, accs):
+        for seed, acc in zip(SEEDS, accs, strict=True):
             for run, r in ((f"{qt}-seed{seed}", _record(acc, 1497, seed)),
                            (f"cnn-budget-seed{seed}", _record(0.96, 1438, seed, qt=False))):
                 write_run(tmp_path, "mnist", grid, run, r)
@@ -281,7 +281,7 @@ def test_shots_are_averaged_over_seeds_and_a_dip_is_put_beside_the_spread(tmp_pa
     accs = {None: (0.90, 0.92, 0.94), 2**13: (0.50, 0.52, 0.54), 2**15: (0.80, 0.80, 0.80),
             2**17: (0.86, 0.88, 0.90), 2**19: (0.85, 0.87, 0.89)}
     for S, values in accs.items():
-        for seed, acc in zip(SEEDS, values):
+        for seed, acc in zip(SEEDS, values, strict=True):
             name = ("exact" if S is None else f"shots-{S}") + ("" if seed == 42 else f"-seed{seed}")
             write_run(tmp_path, "mnist", "shots", name, {**_record(acc, 1497, seed), "qubits": 13})
     runs = report.load_runs(tmp_path)
@@ -297,7 +297,7 @@ def test_shots_are_averaged_over_seeds_and_a_dip_is_put_beside_the_spread(tmp_pa
 def test_the_report_leaves_out_and_names_records_that_do_not_fit_where_they_sit(tmp_path, capsys):
     """A FashionMNIST record copied into mnist/seeds, a 1-epoch run among 10-epoch ones, a diverged run: never
     mixed into a table (the MNIST QT mean stays that of its own three seeds), each named."""
-    for seed, acc in zip(SEEDS, (0.95, 0.96, 0.97)):
+    for seed, acc in zip(SEEDS, (0.95, 0.96, 0.97), strict=True):
         write_run(tmp_path, "mnist", "seeds", f"qt-improved-seed{seed}", _record(acc, 1497, seed))
     before = report.seeds_summary(report.load_runs(tmp_path), "mnist")["QT improved"]["mean"]
     foreign = write_run(tmp_path, "fashion_mnist", "seeds", "qt-improved-seed43", _record(0.80, 1497, 43))

@@ -117,7 +117,7 @@ def test_budget_cnn_fits_the_budget_closely(dataset, budget):
 def test_seed_fixes_every_trained_parameter():
     a, b = qt_model("mnist", 2, seed=5), qt_model("mnist", 2, seed=5)
     trained = lambda net: [p for p in net.parameters() if p.requires_grad]  # noqa: E731
-    assert all(torch.equal(p, q) for p, q in zip(trained(a), trained(b)))
+    assert all(torch.equal(p, q) for p, q in zip(trained(a), trained(b), strict=True))
     c = qt_model("mnist", 2, seed=6)
     assert not torch.equal(a.mapping.layers[0].weight, c.mapping.layers[0].weight)
 

@@ -48,7 +48,7 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(tmp_path):
 
     assert training_seconds(tmp_path) == pytest.approx(sum(h_resumed["seconds"]))
     assert h_resumed["train_loss"] == pytest.approx(h_straight["train_loss"], rel=1e-5)
-    for a, b in zip(straight.parameters(), resumed.parameters()):
+    for a, b in zip(straight.parameters(), resumed.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 

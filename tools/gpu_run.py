@@ -31,6 +31,7 @@ TorchQuantum stack (about 24 MB of wheels) with MNIST, and the CIFAR-10 pack (56
 Without `pennylane` or `torchquantum` installed, their rows are skipped and say so.
 """
 import argparse
+import itertools
 import json
 import os
 import statistics
@@ -114,7 +115,7 @@ def step_table(path, configs, backends, warmup, repeats, deadline):
 
 def rel_diff(grads_a, grads_b):
     """The largest relative difference ||a - b|| / ||b|| over the parameter tensors' gradients."""
-    return max(((a - b).norm() / b.norm().clamp_min(1e-30)).item() for a, b in zip(grads_a, grads_b))
+    return max(((a - b).norm() / b.norm().clamp_min(1e-30)).item() for a, b in zip(grads_a, grads_b, strict=True))
 
 
 def same_numbers(loss_a, grads_a, loss_b, grads_b, tol=1e-4):
@@ -203,7 +204,7 @@ def extrapolate(t0, starts, num_epochs):
     """(seconds of each finished epoch, the whole run's seconds extrapolated) of a run started at `t0` whose
     epoch e's first step ended at `starts[e]`: the first epoch plus the median later epoch for each other."""
     edges = [t0] + starts[1:]  # an epoch ends when the next one's first step ends (its test included)
-    epochs = [b - a for a, b in zip(edges, edges[1:])]
+    epochs = [b - a for a, b in itertools.pairwise(edges)]
     if not epochs:
         msg = "not one MNIST epoch finished in the stage's time; give it more (--mnist-cap-s)"
         raise RuntimeError(msg)
