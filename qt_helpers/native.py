@@ -24,7 +24,7 @@ def window_plan(n, window):
         msg = "window must be at least 2 wires"
         raise ValueError(msg)
     width = min(window, n)
-    starts = list(range(0, n - width, width - 1)) + [n - width]
+    starts = [*range(0, n - width, width - 1), n - width]
     return [(s, width) for s in starts]
 
 

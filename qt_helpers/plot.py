@@ -1,4 +1,6 @@
 """Figures for the book: training curves, probabilities, generated weights, comparisons."""
+import math
+
 import matplotlib.pyplot as plt
 import torch
 
@@ -115,7 +117,7 @@ def plot_bars(values, ylabel, reference=None, figsize=(8, 3.5)):
         ref = [reference.get(k, float("nan")) for k in names]
         ax.bar_label(ax.bar(x + width / 2, ref, width, label="published", color="0.75"), fmt="%.2f", padding=2,
                      fontsize=8)
-        shown += [v for v in ref if v == v]
+        shown += [v for v in ref if not math.isnan(v)]
         ax.legend()
     low, high = min(shown), max(shown)
     bottom = max(0.0, low - 0.15 * (high - low) - 1)

@@ -246,7 +246,7 @@ def fit(net, train_iter, test_iter=None, num_epochs=1, lr=1e-4, weight_decay=1e-
             scores = [f"{name} acc {history[k][-1]:.4f}" for name, k in (("val", "val_acc"), ("test", "test_acc"))
                       if k in history and not math.isnan(history[k][-1])]
             tqdm.write(f"epoch {epoch + 1}/{num_epochs}: train loss {total / n:.4f}, train acc {correct / n:.4f}, "
-                       + ", ".join(scores + [f"{history['seconds'][-1]:.1f} s"]), file=sys.stdout)
+                       + ", ".join([*scores, f"{history['seconds'][-1]:.1f} s"]), file=sys.stdout)
         if checkpoint:
             save_checkpoint(checkpoint, net, opt, sched, history, identity)
     return history

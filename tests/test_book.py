@@ -45,7 +45,7 @@ def toc_pages():
             return ([node["file"]] if "file" in node else []) + [f for v in node.values() for f in files(v)]
         return [f for v in node for f in files(v)] if isinstance(node, list) else []
 
-    return [toc["root"]] + files(toc.get("parts", toc.get("chapters", [])))
+    return [toc["root"], *files(toc.get("parts", toc.get("chapters", [])))]
 
 
 PAGES = toc_pages()

@@ -94,7 +94,7 @@ class _Version(tuple):
     minor = property(lambda self: self[1])
 
 
-@pytest.mark.parametrize("version, tq", [((3, 12), True), ((3, 13), False)])
+@pytest.mark.parametrize(("version", "tq"), [((3, 12), True), ((3, 13), False)])
 def test_colab_cell_installs_the_release_and_checks_python(monkeypatch, capsys, version, tq):
     """The cell run as on Colab (no command really runs): clone of the tag, pip with TorchQuantum only on
     Python 3.10 to 3.12, then into the clone's notebooks/ folder."""

@@ -36,7 +36,7 @@ def test_train_classical_learns_the_toy_pack(pack_dir, tmp_path):
     assert (tmp_path / "w.pt").stat().st_size > 6690 * 4
 
 
-@pytest.mark.parametrize("args, message", [
+@pytest.mark.parametrize(("args", "message"), [
     (["--dataset", "svhn"], "mnist, fashion_mnist, cifar10"),
     (["--backend", "qiskit"], "native, torchquantum, pennylane"),
     (["--model", "rnn"], "qt, classical"),
@@ -75,7 +75,7 @@ def test_budget_gives_a_narrower_classical_cnn(pack_dir):
     assert 1300 < json.loads(out.read_text())["cnn_params"] <= 1497
 
 
-@pytest.mark.parametrize("args, message", [
+@pytest.mark.parametrize(("args", "message"), [
     (["--budget", "1000"], "--budget is for --model classical"),
     (["--model", "classical", "--budget", "10"], "no mnist CNN of this shape fits in 10 parameters"),
     (["--shots", "0"], "--shots must be a positive number"),
@@ -145,7 +145,7 @@ def test_qt_train_script_is_declared_and_names_itself(capsys):
     assert "unknown recipe 'best'" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("flags, resolved", [
+@pytest.mark.parametrize(("flags", "resolved"), [
     (["--recipe", "improved", "--schedule", "plateau"],
      {"model": "qt", "activation": "relu", "lr": 3e-3, "schedule": "plateau", "standardize": False}),
     (["--recipe", "improved", "--lr", "1e-3", "--activation", "none"],
@@ -165,7 +165,7 @@ def test_explicit_flags_beat_the_recipe(flags, resolved):
     assert {k: getattr(spec, k) for k in resolved} == resolved
 
 
-@pytest.mark.parametrize("flags, message", [
+@pytest.mark.parametrize(("flags", "message"), [
     (["--recipe", "classical", "--model", "qt"], "--recipe classical trains the classical CNN, not --model qt"),
     (["--recipe", "improved", "--model", "classical"], "--recipe improved trains the QT model, not --model classical"),
     (["--recipe", "classical", "--activation", "relu"], "QT options; drop them for --model classical"),

@@ -24,7 +24,7 @@ from qtbook.published import QT_BLOCKS, qt_params
 from test_experiments import write_run, write_tune
 
 
-@pytest.mark.parametrize("dataset, blocks, options", [("mnist", 16, {}), ("fashion_mnist", 4, {}),
+@pytest.mark.parametrize(("dataset", "blocks", "options"), [("mnist", 16, {}), ("fashion_mnist", 4, {}),
                                                       ("cifar10", 19, {"standardize": True})])
 def test_each_variant_counts_its_trainable_parameters_at_qt_s_budget(dataset, blocks, options):
     table = {v: (n, gap) for v, n, gap in control_table(dataset, blocks, **options)}
@@ -123,11 +123,11 @@ def test_control_grid_tunes_each_variant_on_validation_then_trains_three_seeds(t
                and a.schedule == "cosine" and a.activation is None for a in trials.values())  # QT's chosen recipe
     assert {trials[f"{v}-lr1e-2"].control for v in CONTROLS} == set(CONTROLS)
     # QT itself: the protocol grid's chosen runs, the same experiments (copied, not retrained)
-    protocol = dict((p.stem, a) for p, a in commands("protocol", "mnist", tmp_path))
-    qt = {k: a for k, a in dict((p.stem, a) for p, a in cmds).items() if k.startswith("qt-seed")}
+    protocol = {p.stem: a for p, a in commands("protocol", "mnist", tmp_path)}
+    qt = {k: a for k, a in {p.stem: a for p, a in cmds}.items() if k.startswith("qt-seed")}
     assert [run_key(qt[f"qt-seed{s}"]) for s in SEEDS] == [run_key(protocol[f"qt-chosen-seed{s}"]) for s in SEEDS]
     assert not any(k.startswith("frozen-circuit-seed") for k in args)  # its trials have not run
-    for path, argv in cmds:  # the frozen circuit's trials finish; lr 3e-2 is the best on validation
+    for path, _ in cmds:  # the frozen circuit's trials finish; lr 3e-2 is the best on validation
         if path.stem.startswith("frozen-circuit-lr"):
             write_run(tmp_path, "mnist", "control", path.stem, {"val_accuracy": 0.8 if path.stem.endswith("3e-2")
                                                                 else 0.7, "test_accuracy": None, "qt_params": 249})

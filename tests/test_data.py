@@ -73,7 +73,7 @@ def offline_cache(tmp_path, monkeypatch):
 # ---------------------------------------------------------------- real packs
 
 
-@pytest.mark.parametrize("name,n_train,n_test", [("mnist", 60000, 10000), ("fashion_mnist", 60000, 10000)])
+@pytest.mark.parametrize(("name", "n_train", "n_test"), [("mnist", 60000, 10000), ("fashion_mnist", 60000, 10000)])
 def test_real_full_grayscale(real_dir, name, n_train, n_test):
     d = D.load_data(name, data_dir=real_dir)
     assert d.name == name
@@ -132,7 +132,7 @@ def test_real_too_many_samples(real_dir):
 # ---------------------------------------------------------------- names
 
 
-@pytest.mark.parametrize("alias,name", [("MNIST", "mnist"), ("FashionMNIST", "fashion_mnist"),
+@pytest.mark.parametrize(("alias", "name"), [("MNIST", "mnist"), ("FashionMNIST", "fashion_mnist"),
                                         ("fashion-mnist", "fashion_mnist"), ("Fashion_MNIST", "fashion_mnist"),
                                         ("CIFAR-10", "cifar10"), ("cifar", "cifar10"), ("cifar10", "cifar10")])
 def test_resolve_name(alias, name):
@@ -226,7 +226,7 @@ def test_pack_missing_key(tmp_path):
     assert "fashion_mnist.npz" in str(e.value)
 
 
-@pytest.mark.parametrize("override,match", [
+@pytest.mark.parametrize(("override", "match"), [
     ({"y_train": np.zeros(19, np.uint8)}, "y_train has shape"),
     ({"x_test": np.zeros((10, 32, 32), np.uint8)}, "x_test is uint8"),
     ({"y_test": np.full(10, 10, np.uint8)}, "labels in 0..9"),
@@ -283,7 +283,7 @@ def write_idx(path, arr):
     path.write_bytes(header + arr.astype(np.uint8).tobytes())
 
 
-@pytest.mark.parametrize("name,folder", [("mnist", "MNIST"), ("fashion_mnist", "FashionMNIST")])
+@pytest.mark.parametrize(("name", "folder"), [("mnist", "MNIST"), ("fashion_mnist", "FashionMNIST")])
 def test_torchvision_mnist_layout(tmp_path, name, folder):
     # torchvision.datasets.MNIST reads the decompressed files <root>/<Class>/raw/{train,t10k}-*-ubyte (no md5 check)
     rng = np.random.default_rng(0)

@@ -12,7 +12,8 @@ from qtbook.experiments import GRIDS, SEEDS, commands, finished, run_commands, r
 from qtbook.experiments import main as grids_main
 
 
-@pytest.mark.parametrize("grid, n_runs", [("blocks", 19), ("ablation", 8), ("seeds", 12), ("shots", 15), ("long", 6)])
+@pytest.mark.parametrize(("grid", "n_runs"), [("blocks", 19), ("ablation", 8), ("seeds", 12), ("shots", 15),
+                                               ("long", 6)])
 def test_every_run_is_one_valid_train_command(grid, n_runs, tmp_path):
     cmds = commands(grid, "mnist", tmp_path)
     assert len(cmds) == n_runs
@@ -100,7 +101,7 @@ def _record(acc, params, seed=42, qt=True):
 
 def write_run(root, dataset, grid, run, record, epochs=None, extra=(), blocks=None):
     """Write `record` as the finished run `run` of `grid` would record it: its command, dataset, epochs, history."""
-    argv = dict((p.stem, a) for p, a in commands(grid, dataset, root, epochs, extra=list(extra), blocks=blocks))[run]
+    argv = {p.stem: a for p, a in commands(grid, dataset, root, epochs, extra=list(extra), blocks=blocks)}[run]
     args = spec_from_argv(argv)
     qt = record.get("qt_params") is not None
     epochs = args.epochs
@@ -243,7 +244,7 @@ def test_a_cut_off_grid_run_resumes_from_its_checkpoint(pack_dir, tmp_path, monk
     fit = trainer.fit
     monkeypatch.setattr(trainer, "fit", cut_after_one_epoch)
     path.parent.mkdir(parents=True)
-    assert cli.main(argv + ["--checkpoint", str(ckpt)]) == 130  # Ctrl-C's exit code, after one line
+    assert cli.main([*argv, "--checkpoint", str(ckpt)]) == 130  # Ctrl-C's exit code, after one line
     assert ckpt.exists()
     assert not path.exists()
     assert "test" not in torch.load(ckpt, weights_only=True)["identity"]  # the default, as before --test existed
@@ -351,7 +352,7 @@ def test_a_stuck_grid_heals_and_a_resume_that_cannot_work_says_why(pack_dir, tmp
     path.write_text('{"dataset": "mnist", "model": "classical", "hist')  # the disk filled up while writing it
     [(_, two)] = commands("seeds", "mnist", out, epochs=2, extra=small, runs=["cnn-seed42"])
     no_json = two[:two.index("--json")] + two[two.index("--json") + 2:]
-    assert main_train(no_json + ["--checkpoint", str(ckpt), "--epochs", "1"]) == 0  # an earlier run's checkpoint
+    assert main_train([*no_json, "--checkpoint", str(ckpt), "--epochs", "1"]) == 0  # an earlier run's checkpoint
     capsys.readouterr()
     assert run_commands([(path, two)], out) == [path]  # 2 epochs from a checkpoint made for 1
     printed = capsys.readouterr().out
@@ -414,7 +415,7 @@ def test_slurm_jobs_ask_for_the_partition_time_cpus_and_memory(tmp_path, monkeyp
 
     args = ["seeds", "--runs", "cnn-seed42", "--out", str(tmp_path), "--executor", "slurm"]
     monkeypatch.setattr(shutil, "which", lambda name: None)
-    assert grids_main(args + ["--slurm-partition", "gpu"]) == 2
+    assert grids_main([*args, "--slurm-partition", "gpu"]) == 2
     assert "needs a SLURM cluster (no sbatch on this machine)" in capsys.readouterr().err
     assert grids_main(["seeds", "--slurm-partition", "gpu", "--dry-run"]) == 2
     assert "--slurm-partition sets SLURM jobs; add --executor slurm" in capsys.readouterr().err
@@ -442,7 +443,7 @@ def test_a_preempted_submitit_job_is_requeued_and_resumes_from_its_checkpoint(pa
     [(path, argv)] = commands("seeds", "mnist", out, epochs=30, extra=small, runs=["qt-improved-seed42"])
     ckpt, log = path.with_suffix(".pt"), path.with_suffix(".log")
     ex = make_executor("submitit-local", 1, tmp_path / ".submitit")
-    future = ex.submit(train_job, argv + ["--checkpoint", str(ckpt), "--overwrite"], log, 1)
+    future = ex.submit(train_job, [*argv, "--checkpoint", str(ckpt), "--overwrite"], log, 1)
     for _ in range(1200):  # until two epochs are saved
         if log.exists() and "epoch 2/30" in log.read_text():
             break

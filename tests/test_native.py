@@ -19,7 +19,7 @@ def probs_and_grad(probs_fn, angles, weights):
 
 
 @pytest.mark.parametrize("ansatz", ANSATZE)
-@pytest.mark.parametrize("n, n_blocks, window", [(2, 3, 2), (3, 2, 2), (5, 3, 3), (6, 2, 4), (7, 3, 5), (8, 2, 8),
+@pytest.mark.parametrize(("n", "n_blocks", "window"), [(2, 3, 2), (3, 2, 2), (5, 3, 3), (6, 2, 4), (7, 3, 5), (8, 2, 8),
                                                  (9, 2, 4), (10, 2, 6)])
 def test_fused_matches_gatewise(ansatz, n, n_blocks, window):
     angles = random_angles(ansatz, n_blocks, n, seed=n)
@@ -59,7 +59,7 @@ def test_float32_adjoint_stays_accurate_for_deep_circuits():
     assert (g32.double() - g64).abs().max() < 1e-4
 
 
-@pytest.mark.parametrize("n, window, expected", [(5, 3, [(0, 3), (2, 3)]), (4, 8, [(0, 4)]),
+@pytest.mark.parametrize(("n", "window", "expected"), [(5, 3, [(0, 3), (2, 3)]), (4, 8, [(0, 4)]),
                                                  (13, 4, [(0, 4), (3, 4), (6, 4), (9, 4)]),
                                                  (19, 6, [(0, 6), (5, 6), (10, 6), (13, 6)])])
 def test_window_plan_covers_all_wires(n, window, expected):

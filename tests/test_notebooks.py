@@ -36,7 +36,7 @@ def test_concept():
     assert g["concept_test_acc"] >= 0.95  # measured 0.9596 in each of 5 runs (1 thread, 2026-12-04)
 
 
-@pytest.mark.parametrize("name, margins", [
+@pytest.mark.parametrize(("name", "margins"), [
     ("02_mnist", {"qt_reference": 0.12, "classical": 0.9, "classical_budget": 0.8, "qt_improved": 0.7}),
     ("03_fashion_mnist", {"qt_reference": 0.15, "classical": 0.7, "classical_budget": 0.65, "qt_improved": 0.6}),
 ])

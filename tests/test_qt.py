@@ -6,7 +6,7 @@ from qt_helpers import MappingModel, QTModel, cnn, num_params, qt_model
 from qt_helpers.qt import Preset, bitstrings, estimate, sample_counts
 
 
-@pytest.mark.parametrize("dataset, relu, expected", [("mnist", False, 6690), ("fashion_mnist", True, 6690),
+@pytest.mark.parametrize(("dataset", "relu", "expected"), [("mnist", False, 6690), ("fashion_mnist", True, 6690),
                                                      ("cifar10", False, 285226), ("cifar10", True, 285226)])
 def test_cnn_sizes_match_the_reference(dataset, relu, expected):
     net = cnn(dataset, relu=relu)
@@ -15,7 +15,7 @@ def test_cnn_sizes_match_the_reference(dataset, relu, expected):
     assert net(torch.zeros(2, 3 if dataset == "cifar10" else 1, size, size)).shape == (2, 10)
 
 
-@pytest.mark.parametrize("dataset, blocks, qubits, total", [("mnist", 16, 13, 1497), ("mnist", 1, 13, 327),
+@pytest.mark.parametrize(("dataset", "blocks", "qubits", "total"), [("mnist", 16, 13, 1497), ("mnist", 1, 13, 327),
                                                             ("fashion_mnist", 7, 13, 795),
                                                             ("cifar10", 38, 19, 21453), ("cifar10", 95, 19, 27951)])
 def test_reference_parameter_counts(dataset, blocks, qubits, total):
@@ -106,7 +106,7 @@ def test_transform_matches_the_reference_formula():
     assert isinstance(net.preset, Preset)
 
 
-@pytest.mark.parametrize("dataset, budget", [("mnist", 1497), ("mnist", 327), ("cifar10", 27951)])
+@pytest.mark.parametrize(("dataset", "budget"), [("mnist", 1497), ("mnist", 327), ("cifar10", 27951)])
 def test_budget_cnn_fits_the_budget_closely(dataset, budget):
     from qt_helpers.models import budget_cnn
 

@@ -44,7 +44,7 @@ def test_a_recipe_resolves_into_the_fields_and_explicit_settings_win():
         RunSpec.create("improved", epoch=3)
 
 
-@pytest.mark.parametrize("settings, message", [
+@pytest.mark.parametrize(("settings", "message"), [
     ({"dataset": "svhn"}, "unknown dataset 'svhn'"),
     ({"blocks": 0}, "--blocks must be a whole number >= 1"),
     ({"n_train": 70000}, "more than mnist's 60,000 images"),

@@ -78,7 +78,7 @@ def one_line_error(rc, out, err):
     return err
 
 
-@pytest.mark.parametrize("args, message", BAD_TRAIN, ids=[" ".join(a) for a, _ in BAD_TRAIN])
+@pytest.mark.parametrize(("args", "message"), BAD_TRAIN, ids=[" ".join(a) for a, _ in BAD_TRAIN])
 def test_bad_train_arguments_fail_in_one_line_before_any_work(args, message, pack_dir, tmp_path, capsys):
     tmp = tmp_path / "user"
     tmp.mkdir()
@@ -93,7 +93,7 @@ def test_bad_train_arguments_fail_in_one_line_before_any_work(args, message, pac
     assert sorted(p.name for p in tmp.iterdir()) == ["kept.json", "kept.pt"]
 
 
-@pytest.mark.parametrize("fault, message", [
+@pytest.mark.parametrize(("fault", "message"), [
     ("garbage", "corrupt, truncated or not an .npz pack"),
     ("labels", "y_train must hold integer labels in 0..9"),
 ])
@@ -113,16 +113,16 @@ def test_broken_data_packs_are_named_in_one_line(fault, message, tmp_path, capsy
 def test_the_real_command_shows_no_traceback_unless_asked(tmp_path):
     env = {**os.environ, "QT_DATA_DIR": str(tmp_path), "QT_CACHE_DIR": str(tmp_path), "TORCH_HOME": str(tmp_path)}
     cmd = [sys.executable, "-m", "qt_helpers"]
-    missing = subprocess.run(cmd + ["train", "--dataset", "cifar10", "--data-dir", str(tmp_path)],
+    missing = subprocess.run([*cmd, "train", "--dataset", "cifar10", "--data-dir", str(tmp_path)],
                              capture_output=True, text=True, env=env)
     assert missing.returncode == 2
     assert missing.stderr.startswith("error: ")
     assert "Traceback" not in missing.stderr
     assert "cifar10" in missing.stderr
     assert missing.stderr.count("\n") == 1
-    epochs = subprocess.run(cmd + ["train", "--epochs", "0"], capture_output=True, text=True, env=env)
+    epochs = subprocess.run([*cmd, "train", "--epochs", "0"], capture_output=True, text=True, env=env)
     assert (epochs.returncode, epochs.stderr) == (2, "error: --epochs must be a whole number >= 1, got 0\n")
-    debug = subprocess.run(cmd + ["--debug", "train", "--epochs", "0"], capture_output=True, text=True, env=env)
+    debug = subprocess.run([*cmd, "--debug", "train", "--epochs", "0"], capture_output=True, text=True, env=env)
     assert debug.returncode == 1
     assert "Traceback" in debug.stderr
     assert "ValueError: --epochs" in debug.stderr
@@ -196,7 +196,7 @@ def test_broken_records_are_named_and_redone(pack_dir, tmp_path, capsys):
     assert path.with_suffix(".log").read_text().count("=== ") == 2  # the log is appended to, not truncated
 
 
-@pytest.mark.parametrize("args, message", [
+@pytest.mark.parametrize(("args", "message"), [
     (["seeds", "--epochs", "0"], "--epochs must be a whole number >= 1, got 0"),
     (["seeds", "--jobs", "0"], "--jobs must be a whole number >= 1"),
     (["seeds", "--n-train", "512"], "subset runs, which must not mix with the full-scale results"),
@@ -265,7 +265,7 @@ def test_run_logs_are_appended(tmp_path, capfd):
 
 
 # ----------------------------------------------------------------------------------------------- notebooks
-@pytest.mark.parametrize("params, message", [
+@pytest.mark.parametrize(("params", "message"), [
     ({"blocks": "abc"}, "parameter blocks: expected a whole number >= 1 (or None), got 'abc'"),
     ({"blocks": 0}, "parameter blocks"),
     ({"seed": -1}, "parameter seed: expected a whole number >= 0"),

@@ -203,7 +203,7 @@ class TimeUp(Exception):
 def extrapolate(t0, starts, num_epochs):
     """(seconds of each finished epoch, the whole run's seconds extrapolated) of a run started at `t0` whose
     epoch e's first step ended at `starts[e]`: the first epoch plus the median later epoch for each other."""
-    edges = [t0] + starts[1:]  # an epoch ends when the next one's first step ends (its test included)
+    edges = [t0, *starts[1:]]  # an epoch ends when the next one's first step ends (its test included)
     epochs = [b - a for a, b in itertools.pairwise(edges)]
     if not epochs:
         msg = "not one MNIST epoch finished in the stage's time; give it more (--mnist-cap-s)"

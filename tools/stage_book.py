@@ -112,7 +112,7 @@ def stage_notebook(source, dest, note=None):
     for cell in nb["cells"]:
         tags = cell.get("metadata", {}).get("tags", [])
         if "injected-parameters" in tags and "remove-cell" not in tags:
-            cell["metadata"]["tags"] = tags + ["remove-cell"]
+            cell["metadata"]["tags"] = [*tags, "remove-cell"]
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 

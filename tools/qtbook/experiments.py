@@ -89,10 +89,10 @@ def ablation_rows(dataset):
             ("lr-3e-3", ["--lr", "3e-3"]),
             ("lr-3e-3-cosine", ["--lr", "3e-3", "--schedule", "cosine"]),
             ("improved", improved),  # + ReLU mapping model
-            ("improved-trainable-transform", improved + ["--trainable-transform"]),
-            ("improved-standardize", improved + ["--standardize"]),
-            ("improved-small-init", improved + ["--init", "small"]),
-            ("improved-batch-512", improved + ["--batch-size", "512"])]
+            ("improved-trainable-transform", [*improved, "--trainable-transform"]),
+            ("improved-standardize", [*improved, "--standardize"]),
+            ("improved-small-init", [*improved, "--init", "small"]),
+            ("improved-batch-512", [*improved, "--batch-size", "512"])]
 
 
 def shots(dataset):
@@ -172,7 +172,7 @@ def control_rows(out, dataset, blocks, epochs=None, extra=()):
     trials = [(f"{v}-lr{lr}", replace(qt, control=v, lr=float(lr), **TRIAL)) for v, lrs in CONTROL_LRS.items()
               for lr in lrs]
     runs = trials + [(f"qt-seed{s}", replace(qt, seed=s, **TESTED)) for s in SEEDS]
-    for v in CONTROL_LRS:
+    for v, lrs in CONTROL_LRS.items():
         scores = {}
         for run, spec in trials:
             try:
@@ -181,7 +181,7 @@ def control_rows(out, dataset, blocks, epochs=None, extra=()):
                     scores[run] = (record["val_accuracy"], spec)
             except (OSError, ValueError):
                 continue
-        if len(scores) == len(CONTROL_LRS[v]):
+        if len(scores) == len(lrs):
             spec = max(scores.values(), key=lambda t: t[0])[1]
             runs += [(f"{v}-seed{s}", replace(spec, seed=s, **TESTED)) for s in SEEDS]
     return runs
@@ -643,8 +643,8 @@ def main(argv=None):
             print(f"error: {str(e).strip()}", file=sys.stderr)
             return 2
         if args.dry_run:
-            for _, argv in cmds:
-                print("python -m qt_helpers", shlex.join(argv))
+            for _, run_argv in cmds:
+                print("python -m qt_helpers", shlex.join(run_argv))
             continue
         try:
             if run_commands(cmds, args.out, args.jobs, args.force, args.threads, args.executor, args.executor_folder,

@@ -28,7 +28,7 @@ DEPENDS = {"07_science": NOTEBOOKS.parent / "results" / "runs"}  # data a chapte
 
 def up_to_date(source, out):
     """True when both outputs of `source` exist and are newer than it and than the data it reads."""
-    inputs = [source] + sorted(DEPENDS[source.stem].glob("**/*.json") if source.stem in DEPENDS else [])
+    inputs = [source, *sorted(DEPENDS[source.stem].glob("**/*.json") if source.stem in DEPENDS else [])]
     newest = max(p.stat().st_mtime for p in inputs)
     outs = [out / f"{source.stem}.ipynb", out / f"{source.stem}.json"]
     return all(p.exists() and p.stat().st_mtime >= newest for p in outs)
