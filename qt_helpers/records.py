@@ -86,7 +86,7 @@ def code_commit():
 
     def git(*a):
         return subprocess.run(["git", "-C", str(Path(__file__).parent), *a], capture_output=True, text=True,
-                              timeout=10).stdout.strip()
+                              timeout=10, check=False).stdout.strip()
     try:
         commit = git("rev-parse", "HEAD")
         return commit + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "") if commit else None

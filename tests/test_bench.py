@@ -24,7 +24,7 @@ def test_bench_step_prints_a_table_and_writes_rows(tmp_path, capsys):
 
 def test_benchmark_script_runs_from_the_repo():
     script = Path(__file__).parents[1] / "benchmarks" / "bench_step.py"
-    r = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, check=False, text=True)
     assert r.returncode == 0
     assert "--configs" in r.stdout
 

@@ -49,7 +49,8 @@ def test_bad_input_exits_with_the_valid_choices(pack_dir, args, message, capsys)
 
 
 def test_module_entry_point_prints_help():
-    r = subprocess.run([sys.executable, "-m", "qt_helpers", "train", "--help"], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "qt_helpers", "train", "--help"], capture_output=True, text=True,
+                       check=False)
     assert r.returncode == 0
     assert "--n-train" in r.stdout
     assert "--backend" in r.stdout
@@ -296,15 +297,15 @@ def test_report_takes_runs_and_says_when_they_are_missing(tmp_path):
 
     runs = Path(__file__).parents[1] / "results" / "runs"
     cmd = [sys.executable, "-m", "qtbook.report"]
-    r = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True)
+    r = subprocess.run(cmd, cwd=tmp_path, capture_output=True, check=False, text=True)
     assert r.returncode == 2
     assert r.stderr.count("\n") == 1
     assert "pass --runs DIR" in r.stderr
-    r = subprocess.run([*cmd, "--runs", str(runs)], cwd=tmp_path, capture_output=True, text=True)
+    r = subprocess.run([*cmd, "--runs", str(runs)], cwd=tmp_path, capture_output=True, check=False, text=True)
     assert r.returncode == 0
     assert r.stdout.startswith("## ")
     r = subprocess.run([sys.executable, "-m", "qtbook.results_page", "x.ipynb", "--out", "r.md"],
-                       cwd=tmp_path, capture_output=True, text=True)
+                       cwd=tmp_path, capture_output=True, check=False, text=True)
     assert r.returncode == 2
     assert r.stderr == ("error: book/results.md does not exist; run this in the repository's "
                                               "folder, or pass the paths\n")

@@ -114,15 +114,16 @@ def test_the_real_command_shows_no_traceback_unless_asked(tmp_path):
     env = {**os.environ, "QT_DATA_DIR": str(tmp_path), "QT_CACHE_DIR": str(tmp_path), "TORCH_HOME": str(tmp_path)}
     cmd = [sys.executable, "-m", "qt_helpers"]
     missing = subprocess.run([*cmd, "train", "--dataset", "cifar10", "--data-dir", str(tmp_path)],
-                             capture_output=True, text=True, env=env)
+                             capture_output=True, check=False, text=True, env=env)
     assert missing.returncode == 2
     assert missing.stderr.startswith("error: ")
     assert "Traceback" not in missing.stderr
     assert "cifar10" in missing.stderr
     assert missing.stderr.count("\n") == 1
-    epochs = subprocess.run([*cmd, "train", "--epochs", "0"], capture_output=True, text=True, env=env)
+    epochs = subprocess.run([*cmd, "train", "--epochs", "0"], capture_output=True, check=False, text=True, env=env)
     assert (epochs.returncode, epochs.stderr) == (2, "error: --epochs must be a whole number >= 1, got 0\n")
-    debug = subprocess.run([*cmd, "--debug", "train", "--epochs", "0"], capture_output=True, text=True, env=env)
+    debug = subprocess.run([*cmd, "--debug", "train", "--epochs", "0"], capture_output=True, text=True, env=env,
+                           check=False)
     assert debug.returncode == 1
     assert "Traceback" in debug.stderr
     assert "ValueError: --epochs" in debug.stderr
@@ -225,7 +226,8 @@ def test_a_killed_grid_takes_its_runs_with_it(tmp_path):
     parent = subprocess.Popen([sys.executable, "-c", script])
 
     def children():
-        ps = subprocess.run(["ps", "-o", "pid=", "--ppid", str(parent.pid)], capture_output=True, text=True)
+        ps = subprocess.run(["ps", "-o", "pid=", "--ppid", str(parent.pid)], capture_output=True, text=True,
+                            check=False)
         return [int(pid) for pid in ps.stdout.split()]
 
     for _ in range(600):  # until the run has started in its worker
@@ -286,7 +288,7 @@ SMALL = ["--n-train", "100", "--n-test", "100", "--epochs", "1", "--blocks", "2"
 def cli(pack_dir, *args, **kw):
     """`python -m qt_helpers train ...` in a subprocess (the real command)."""
     return subprocess.run([sys.executable, "-m", "qt_helpers", "train", "--data-dir", str(pack_dir), *args],
-                          capture_output=True, text=True, **kw)
+                          capture_output=True, check=False, text=True, **kw)
 
 
 def test_a_failed_write_leaves_the_old_file_whole(pack_dir, tmp_path):

@@ -47,7 +47,7 @@ if "google.colab" in sys.modules:
     URL, TAG, EXTRAS = "$url", "$tag", "$extras"
 
     def run(cmd, advice):  # a failed step ends the cell with one line: what failed, and what to do
-        done = subprocess.run(cmd, capture_output=True, text=True)
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if done.returncode:
             why = ([line for line in done.stderr.splitlines() if line.strip()] or ["no message"])[-1].strip()
             msg = f"{cmd[0] if cmd[0] == 'git' else 'pip'} failed ({why}): {advice}"

@@ -66,7 +66,7 @@ def compact_streams(nb):
 def commit():
     """The repository's commit, with '+changes' when the code in the working tree differs from it."""
     def git(*args):
-        return subprocess.run(["git", "-C", str(NOTEBOOKS.parent), *args], capture_output=True,
+        return subprocess.run(["git", "-C", str(NOTEBOOKS.parent), *args], capture_output=True, check=False,
                               text=True).stdout.strip()
 
     head = git("rev-parse", "--short", "HEAD") or "unknown"  # changes to recorded results do not count
