@@ -208,8 +208,8 @@ def table(after, before=None):
     def seconds(v):
         return "–" if v is None else (f"{v * 1e3:.1f} ms" if v < 1 else f"{v:.2f} s")
 
-    rows = [[key, *cells(lambda d, t: d.get(t, {}).get(key), seconds)] for key in after[threads[0]]]
-    rows += [[f"**{key}**", *cells(lambda d, t: ratios(d.get(t, {})).get(key),
+    rows = [[key, *cells(lambda d, t, key=key: d.get(t, {}).get(key), seconds)] for key in after[threads[0]]]
+    rows += [[f"**{key}**", *cells(lambda d, t, key=key: ratios(d.get(t, {})).get(key),
                                    lambda v: "–" if v is None else f"{v:.2f}×")] for key in ratios(after[threads[0]])]
     text = markdown_table(header, rows)
     if 1 in after and 2 in after and "cifar10-95 native step" in after[1]:

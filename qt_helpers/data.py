@@ -141,7 +141,7 @@ def read_pack(path, name):
     """Read a `.npz` pack into {'train': (images, labels), 'test': ..., 'classes': [...]}; ValueError if bad."""
     out, keys = {}, set()
     try:
-        with open(path, "rb") as f:  # closed even when numpy fails on a broken pack
+        with Path(path).open("rb") as f:  # closed even when numpy fails on a broken pack
             z = np.load(f, allow_pickle=False)
             if not isinstance(z, np.lib.npyio.NpzFile):
                 msg = "holds a single array, not named arrays"

@@ -76,9 +76,9 @@ class TorchQuantumQNN(QNN):
                 tqf.hadamard(qdev, wires=w)
         for b in range(self.n_blocks):
             for name, wires, first, count in self.ansatz.gates(b, n):
-                wires = list(wires) if len(wires) > 1 else wires[0]
+                targets = list(wires) if len(wires) > 1 else wires[0]
                 params = a[b, first:first + count].unsqueeze(0) if count else None
-                getattr(tqf, name)(qdev, wires=wires, params=params)
+                getattr(tqf, name)(qdev, wires=targets, params=params)
         return qdev.get_states_1d()[0].abs().square()
 
 

@@ -31,8 +31,8 @@ def atomic_write(path, data):
                 f.write(data.encode("utf-8") if isinstance(data, str) else data)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would make records unreadable to others
-        os.replace(tmp, path)
+        Path(tmp).chmod(0o666 & ~_umask())  # mkstemp's 0600 would make records unreadable to others
+        Path(tmp).replace(path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -54,7 +54,7 @@ def data_pack(source):
     """A portable name of a data source: {'name', 'sha256'} of a pack file, else its last path parts."""
     path = Path(str(source))
     if path.is_file():
-        with open(path, "rb") as f:
+        with path.open("rb") as f:
             return {"name": path.name, "sha256": hashlib.file_digest(f, "sha256").hexdigest()}
     kind, _, where = str(source).rpartition(":")
     return {"name": (kind + ":" if kind else "") + "/".join(Path(where).parts[-2:])}
@@ -63,7 +63,7 @@ def data_pack(source):
 def cpu_model():
     """The CPU's model name ('AMD EPYC'), from /proc/cpuinfo where there is one, else its architecture."""
     try:
-        with open("/proc/cpuinfo") as f:
+        with Path("/proc/cpuinfo").open() as f:
             return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
         return f"{platform.processor() or platform.machine()} CPU"

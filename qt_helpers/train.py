@@ -203,8 +203,8 @@ def fit(net, train_iter, test_iter=None, num_epochs=1, lr=1e-4, weight_decay=1e-
         net.train()
         t0, total, correct, n = time.perf_counter(), 0.0, 0, 0
         bar = tqdm(train_iter, desc=f"epoch {epoch + 1}/{num_epochs}", disable=not progress, leave=False)
-        for step, (x, y) in enumerate(bar):
-            x, y = x.to(device), y.to(device)
+        for step, (xb, yb) in enumerate(bar):
+            x, y = xb.to(device), yb.to(device)
             if graphed:  # the whole step replayed; a non-finite loss is seen after its update
                 logits, loss = graphed(x, y)
             else:

@@ -101,8 +101,8 @@ def test_colab_cell_installs_the_release_and_checks_python(monkeypatch, capsys, 
     calls, moved = [], []
     monkeypatch.setitem(sys.modules, "google.colab", object())
     monkeypatch.setattr(sys, "version_info", _Version((*version, 0)))
-    monkeypatch.setattr("subprocess.run", lambda cmd, **kw: calls.append(cmd) or subprocess.CompletedProcess(cmd, 0))
-    monkeypatch.setattr("os.path.isdir", lambda path: False)
+    monkeypatch.setattr("subprocess.run", lambda cmd, **_kw: calls.append(cmd) or subprocess.CompletedProcess(cmd, 0))
+    monkeypatch.setattr("pathlib.Path.is_dir", lambda _self: False)
     monkeypatch.setattr("os.chdir", moved.append)
     exec(chapter_cells.cell_source("02_mnist"), {})
     url, tag = chapter_cells.release()
@@ -116,8 +116,8 @@ def test_colab_cell_installs_the_release_and_checks_python(monkeypatch, capsys, 
 
 def test_colab_cell_says_in_one_line_what_to_do_when_the_clone_fails(monkeypatch):
     monkeypatch.setitem(sys.modules, "google.colab", object())
-    monkeypatch.setattr("os.path.isdir", lambda path: False)
-    monkeypatch.setattr("subprocess.run", lambda cmd, **kw: subprocess.CompletedProcess(
+    monkeypatch.setattr("pathlib.Path.is_dir", lambda _self: False)
+    monkeypatch.setattr("subprocess.run", lambda cmd, **_kw: subprocess.CompletedProcess(
         cmd, 128, "", "Cloning into '/content/qt'...\nfatal: Remote branch v0.1.0 not found in upstream origin\n"))
     with pytest.raises(SystemExit) as e:
         exec(chapter_cells.cell_source("01_concept"), {})

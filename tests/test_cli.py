@@ -200,7 +200,7 @@ def interrupt_in_epoch(monkeypatch, epoch):
     real = cli.fit
 
     def fit(*a, **kw):
-        def on_step(e, step, loss):
+        def on_step(e, _step, _loss):
             if e == epoch:
                 raise KeyboardInterrupt
         return real(*a, **{**kw, "on_step": on_step})

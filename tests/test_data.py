@@ -140,7 +140,7 @@ def test_resolve_name(alias, name):
 
 
 def test_unknown_name_lists_valid_names():
-    with pytest.raises(ValueError) as e:
+    with pytest.raises(ValueError, match="'svhn'") as e:
         D.load_data("svhn")
     assert "'svhn'" in str(e.value)
     assert all(n in str(e.value) for n in D.DATASETS)

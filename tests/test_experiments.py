@@ -158,7 +158,7 @@ def test_seeds_summary_is_mean_and_sample_std(tmp_path):
 
 
 def test_missing_results_folder_says_what_to_run(tmp_path):
-    with pytest.raises(FileNotFoundError, match="python -m qtbook.experiments"):
+    with pytest.raises(FileNotFoundError, match=r"python -m qtbook\.experiments"):
         report.load_runs(tmp_path / "nothing")
 
 
@@ -236,7 +236,7 @@ def test_a_cut_off_grid_run_resumes_from_its_checkpoint(pack_dir, tmp_path, monk
     ckpt = path.with_suffix(".pt")
 
     def cut_after_one_epoch(*a, **kw):  # the session ends during epoch 2
-        def stop(epoch, step, loss):
+        def stop(epoch, _step, _loss):
             if epoch == 1:
                 raise KeyboardInterrupt
         return fit(*a, **kw, on_step=stop)
@@ -322,7 +322,7 @@ def test_the_report_leaves_out_and_names_records_that_do_not_fit_where_they_sit(
 def test_the_protocol_plan_comes_only_from_fitting_tune_trials(tmp_path):
     small = ["--n-train", "256", "--n-test", "256"]
     write_tune(tmp_path, epochs=1, extra=small)  # a 1-epoch, 256-image tune grid
-    with pytest.raises(ValueError) as e:  # a full-scale plan from it: refused, saying why
+    with pytest.raises(ValueError, match="does not fit: made by another command") as e:  # a full-scale plan: refused
         commands("protocol", "mnist", tmp_path)
     assert "does not fit: made by another command: epochs 1 (this grid: 10), n_test 256 (this grid: None), " \
            "n_train 256 (this grid: None)" in str(e.value)
@@ -330,7 +330,7 @@ def test_the_protocol_plan_comes_only_from_fitting_tune_trials(tmp_path):
     assert len(commands("protocol", "mnist", tmp_path, epochs=1, extra=small)) == 6  # at its own scale
 
     write_tune(tmp_path / "nan", values={"qt-improved-lr1e-2": float("nan")})
-    with pytest.raises(ValueError, match="qt-improved-lr1e-2.json does not fit: val_accuracy is nan"):
+    with pytest.raises(ValueError, match=r"qt-improved-lr1e-2\.json does not fit: val_accuracy is nan"):
         commands("protocol", "mnist", tmp_path / "nan")
 
     write_tune(tmp_path / "div", values={"qt-improved-lr1e-2": 0.99})  # the best trial, but it diverged
@@ -346,7 +346,7 @@ def test_a_stuck_grid_heals_and_a_resume_that_cannot_work_says_why(pack_dir, tmp
     checkpoint of other arguments fails with its reason on the console, not only in the log."""
     out = tmp_path / "runs"
     small = ["--blocks", "2", "--data-dir", str(pack_dir)]
-    [(path, argv)] = commands("seeds", "mnist", out, epochs=1, extra=small, runs=["cnn-seed42"])
+    [(path, _)] = commands("seeds", "mnist", out, epochs=1, extra=small, runs=["cnn-seed42"])
     ckpt = path.with_suffix(".pt")
     path.parent.mkdir(parents=True)
     path.write_text('{"dataset": "mnist", "model": "classical", "hist')  # the disk filled up while writing it
@@ -414,7 +414,7 @@ def test_slurm_jobs_ask_for_the_partition_time_cpus_and_memory(tmp_path, monkeyp
     from qtbook.executor import make_executor
 
     args = ["seeds", "--runs", "cnn-seed42", "--out", str(tmp_path), "--executor", "slurm"]
-    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.setattr(shutil, "which", lambda _name: None)
     assert grids_main([*args, "--slurm-partition", "gpu"]) == 2
     assert "needs a SLURM cluster (no sbatch on this machine)" in capsys.readouterr().err
     assert grids_main(["seeds", "--slurm-partition", "gpu", "--dry-run"]) == 2

@@ -27,7 +27,8 @@ def test_fused_matches_gatewise(ansatz, n, n_blocks, window):
     ref = probs_and_grad(lambda a: torch.view_as_real(native.simulate_gatewise(a, n, ansatz)).square().sum(-1),
                          angles, weights)
     for adjoint in (True, False):
-        got = probs_and_grad(lambda a: native.probabilities(a, n, ansatz, window, adjoint), angles, weights)
+        got = probs_and_grad(lambda a, adjoint=adjoint: native.probabilities(a, n, ansatz, window, adjoint),
+                             angles, weights)
         torch.testing.assert_close(got[0], ref[0], atol=1e-12, rtol=0)
         torch.testing.assert_close(got[1], ref[1], atol=1e-10, rtol=0)
 
@@ -94,7 +95,8 @@ def test_adjoint_memory_stays_at_state_vector_scale():
         kept = []
         for n in (14, 16):  # both use 5 windows of 4 wires per block
             angles = get_ansatz("u3cu3").init(n_blocks, n).requires_grad_(True)
-            kept.append(saved_bytes(lambda: native.probabilities(angles, n, "u3cu3", adjoint=adjoint)))
+            kept.append(saved_bytes(
+                lambda angles=angles, n=n: native.probabilities(angles, n, "u3cu3", adjoint=adjoint)))
         return kept[1] - kept[0]
 
     state_growth = (2**16 - 2**14) * 8  # one complex64 state vector

@@ -51,7 +51,7 @@ def test_a_changed_cell_is_caught_and_rewritten(tmp_path):
     wanted = save_code.plan(tmp_path)[module]
     assert wanted == f"import os\n{save_code.begin('ch')}\ndef f():\n    return 1\n{save_code.end('ch')}\nx = 1\n"
     module.write_text(f"{save_code.begin('other')}\n{save_code.end('other')}\n")
-    with pytest.raises(ValueError, match="no region for notebooks/ch.ipynb"):
+    with pytest.raises(ValueError, match=r"no region for notebooks/ch\.ipynb"):
         save_code.plan(tmp_path)
 
 

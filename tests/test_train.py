@@ -28,7 +28,7 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(tmp_path):
         net = qt_model("mnist", 2, seed=0)
         train, test = toy_loaders()
 
-        def on_step(epoch, step, loss):
+        def on_step(epoch, step, _loss):
             if (epoch, step) == interrupt_at:
                 raise KeyboardInterrupt
 

@@ -6,6 +6,7 @@ stdout (so no data was loaded and nothing trained), and write no file.
 """
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -70,7 +71,7 @@ def run_main(argv, capsys, entry=main):
     return rc, out.out, out.err
 
 
-def one_line_error(rc, out, err):
+def one_line_error(rc, _out, err):  # run_main's (rc, out, err) as they come
     assert rc == 2, (rc, err)
     assert err.startswith("error: "), err
     assert err.count("\n") == 1, err  # one line, no traceback
@@ -187,7 +188,7 @@ def test_broken_records_are_named_and_redone(pack_dir, tmp_path, capsys):
     assert json.loads(path.read_text())["history"]["epoch"] == [1]
     assert list(finished(out).values()) == [path]
     other = commands("shots", "mnist", out, extra=[*small[:2], "--epochs", "2", *small[4:]])[:1]
-    with pytest.raises(ValueError) as e:  # a finished run of another scale: never replaced without --force
+    with pytest.raises(ValueError, match="holds a finished run of another command") as e:  # kept without --force
         run_commands(other, out, force=False)
     assert f"{path} holds a finished run of another command (epochs 1 (this grid: 2)); pass --force" in str(e.value)
     assert json.loads(path.read_text())["epochs"] == 1  # kept
@@ -275,7 +276,7 @@ def test_run_logs_are_appended(tmp_path, capfd):
 ])
 def test_notebook_parameters_are_checked_by_name(params, message):
     values = {"blocks": 16, "seed": 42, "backend": "native", **params}
-    with pytest.raises(ValueError) as e:
+    with pytest.raises(ValueError, match=re.escape(message)) as e:
         check_params(values, counts=("blocks",), nonnegative=("seed",),
                      choices={"backend": ("native", "torchquantum", "pennylane")})
     assert message in str(e.value)
@@ -331,7 +332,7 @@ def test_a_diverged_run_ends_with_an_error_and_a_record_marked_diverged(n_train,
 def test_a_refused_huge_run_allocates_nothing(tmp_path):
     """`--qubits 30` (a 2^30 state) is refused with the number before any data or state: the process stays at
     the size of Python and torch."""
-    with open(tmp_path / "err", "w") as err:
+    with (tmp_path / "err").open("w") as err:
         p = subprocess.Popen([sys.executable, "-m", "qt_helpers", "train", "--qubits", "30"], stdout=err,
                              stderr=err)
         _, status, usage = os.wait4(p.pid, 0)
@@ -373,7 +374,7 @@ def test_sigterm_stops_the_grid_and_its_run_and_says_how_to_resume(pack_dir, tmp
             break
         time.sleep(0.1)
     grid.send_signal(signal.SIGTERM)  # the grid process alone, as `kill` does
-    stdout, stderr = grid.communicate(timeout=60)
+    _, stderr = grid.communicate(timeout=60)
     assert grid.returncode == 130, stderr
     assert stderr.count("\n") == 1, stderr
     assert stderr.startswith("interrupted: "), stderr
@@ -415,6 +416,6 @@ def test_the_results_page_refuses_numbers_that_are_not_accuracies(tmp_path):
     nb = {"cells": [], "metadata": {"papermill": {"parameters": {"profile": "small"}}}}
     (tmp_path / "02_mnist.ipynb").write_text(json.dumps(nb))
     (tmp_path / "02_mnist.json").write_text(json.dumps({"qt_improved_acc": float("nan"), "run": {"profile": "cpu"}}))
-    with pytest.raises(ValueError) as e:
+    with pytest.raises(ValueError, match=r"02_mnist\.json does not fit 02_mnist\.ipynb") as e:
         chapter(tmp_path / "02_mnist.ipynb")
     assert "02_mnist.json does not fit 02_mnist.ipynb: qt_improved_acc is nan" in str(e.value)

@@ -42,6 +42,7 @@ CELL = Template("""\
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 if "google.colab" in sys.modules:
     URL, TAG, EXTRAS = "$url", "$tag", "$extras"
@@ -53,7 +54,7 @@ if "google.colab" in sys.modules:
             msg = f"{cmd[0] if cmd[0] == 'git' else 'pip'} failed ({why}): {advice}"
             raise SystemExit(msg)
 
-$tq_check    if not os.path.isdir("/content/qt"):
+$tq_check    if not Path("/content/qt").is_dir():
         run(["git", "clone", "-q", "--depth", "1", "--branch", TAG, URL, "/content/qt"],
             f"check that {URL} has the tag {TAG} (a fork sets both in pyproject.toml), then run this cell again")
     target = f"/content/qt[{EXTRAS}]" if EXTRAS else "/content/qt"

@@ -139,7 +139,7 @@ def cuda_graph_step(config, device, repeats):
     net, x, y, opt = bench.build(config, "native", device)
     start = {k: v.clone() for k, v in net.state_dict().items()}
     loss_a, grads_a = eager_grads(net, x, y)
-    loss_b, grads_b = eager_grads(net, x, y)  # eager against itself: the GPU's own round-off
+    _, grads_b = eager_grads(net, x, y)  # eager against itself: the GPU's own round-off
     step = GraphedStep(net, torch.nn.CrossEntropyLoss(), opt)
     step.capture(x, y)  # its warm-up is undone: the first replay starts from `start`
     assert all(torch.equal(v, start[k]) for k, v in net.state_dict().items())
@@ -233,7 +233,7 @@ def mnist_run(path, quick, data_dir, stop_at):
     test_iter = TensorLoader(xt, yt, 1000, device=device)
     starts = []  # when each epoch's first step ended
 
-    def on_step(epoch, step, loss):
+    def on_step(epoch, _step, _loss):
         if len(starts) == epoch:
             starts.append(time.perf_counter())
         if time.time() > stop_at:

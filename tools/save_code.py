@@ -51,7 +51,7 @@ def region(codes):
 def replace_region(text, chapter, body, module="module"):
     """`text` (a module's source) with `chapter`'s region holding `body`; ValueError if its markers are missing."""
     head, sep, rest = text.partition(begin(chapter) + "\n")
-    middle, sep2, tail = rest.partition(end(chapter) + "\n")
+    _, sep2, tail = rest.partition(end(chapter) + "\n")
     if not sep or not sep2:
         msg = (f"{module}: no region for notebooks/{chapter}.ipynb: add the two lines\n"
                f"{begin(chapter)}\n{end(chapter)}\nwhere its #@save cells belong")

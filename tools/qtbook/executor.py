@@ -23,8 +23,12 @@ from pathlib import Path
 
 KINDS = ("local", "submitit-local", "slurm")
 PROG = ("python", "-m", "qt_helpers")  # the recorded command of every run: what reproduces it on its own
-_STOPPED = False  # in a local pool's worker: SIGTERM came (the pool's processes are being stopped)
-_RUNNING = False  # in a worker: a run is in progress (SIGTERM stops it like Ctrl-C, with its checkpoint kept)
+
+
+class _Worker:
+    """This process's state as a worker, shared by `TrainJob` and the SIGTERM handler."""
+    stopped = False  # in a local pool's worker: SIGTERM came (the pool's processes are being stopped)
+    running = False  # in a worker: a run is in progress (SIGTERM stops it like Ctrl-C, with its checkpoint kept)
 
 
 @contextlib.contextmanager
@@ -35,7 +39,7 @@ def _output_to(log):
         with contextlib.suppress(Exception):
             stream.flush()
     saved = [os.dup(1), os.dup(2)]
-    with open(log, "a", buffering=1) as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
+    with Path(log).open("a", buffering=1) as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
         os.dup2(f.fileno(), 1)
         os.dup2(f.fileno(), 2)
         try:
@@ -54,7 +58,6 @@ class TrainJob:
     2 user error, 130 interrupted, 1 otherwise)."""
 
     def __call__(self, argv, log, threads=1):
-        global _RUNNING
         os.environ["OMP_NUM_THREADS"] = str(threads)  # for anything this run starts; torch is told below
         import torch
 
@@ -63,12 +66,12 @@ class TrainJob:
         torch.set_num_threads(threads)
         log = Path(log)
         log.parent.mkdir(parents=True, exist_ok=True)
-        with open(log, "a") as f:
+        with log.open("a") as f:
             f.write(f"=== {datetime.now(timezone.utc).isoformat(timespec='seconds')} (pid {os.getpid()}): "
                     f"{shlex.join([*PROG, *argv])}\n")
         old_int = signal.signal(signal.SIGINT, signal.default_int_handler)
         with _output_to(log):
-            _RUNNING = True
+            _Worker.running = True
             try:
                 rc = main(list(argv), prog=PROG)
             except SystemExit as e:  # argparse's (0 for --help, 2 for a mistake); others (submitit's requeue) go on
@@ -82,9 +85,9 @@ class TrainJob:
                 traceback.print_exc()
                 rc = 1
             finally:
-                _RUNNING = False
+                _Worker.running = False
                 signal.signal(signal.SIGINT, old_int)
-        if _STOPPED:  # a local pool's worker stopped by SIGTERM: gone at once, so the pool starts no other run
+        if _Worker.stopped:  # a local pool's worker stopped by SIGTERM: gone at once, so the pool starts no other run
             os._exit(rc)
         return rc
 
@@ -118,12 +121,11 @@ def _worker_init():
     tqdm.set_lock(threading.RLock())  # one run per process: no multiprocessing lock, none left behind at SIGTERM
 
 
-def _on_sigterm(signum, frame):
-    global _STOPPED
-    if _RUNNING and not _STOPPED:
-        _STOPPED = True
+def _on_sigterm(signum, _frame):
+    if _Worker.running and not _Worker.stopped:
+        _Worker.stopped = True
         raise KeyboardInterrupt  # cli.main writes the run's "interrupted: ... continue with" line, then it exits
-    if not _RUNNING:
+    if not _Worker.running:
         os._exit(128 + signum)
 
 

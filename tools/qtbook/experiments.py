@@ -340,7 +340,7 @@ def read_record(path):
 
 def diverged(path, argv):
     """True when `path` is this command's record of a run that diverged (a rerun would diverge again)."""
-    record, key, problems = inspect(path)
+    record, key, _ = inspect(path)
     return record is not None and key == run_key(argv) and bool(record.get("diverged"))
 
 
@@ -363,7 +363,7 @@ def replaced(path, argv):
     """Why running `argv` would replace a finished run of another command at `path` (None if it would not)."""
     if not Path(path).exists():
         return None
-    record, key, problems = inspect(path)
+    _, key, problems = inspect(path)
     if problems or key == run_key(argv):
         return None
     return (f"{path} holds a finished run of another command ({key_diff(key, run_key(argv))}); pass --force to "
@@ -517,7 +517,7 @@ def _run_commands(cmds, out, jobs, force, threads, kind, folder, slurm):
             for other, _ in copies:
                 copy_run(path, other)
 
-    def stop(signum, frame):
+    def stop(signum, _frame):
         raise Interrupted(signal.Signals(signum).name)
 
     main_thread = threading.current_thread() is threading.main_thread()

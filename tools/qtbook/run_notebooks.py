@@ -48,7 +48,8 @@ def compact_streams(nb):
     last state, a cleared one dropped. Only how outputs show changes, never what they are."""
     for cell in nb["cells"]:
         outputs = []
-        for out in cell.get("outputs", []):
+        for output in cell.get("outputs", []):
+            out = output
             if out["output_type"] == "stream":
                 out = {**out, "text": "".join(out["text"]) if isinstance(out["text"], list) else out["text"]}
                 if outputs and outputs[-1]["output_type"] == "stream" and outputs[-1]["name"] == out["name"]:
