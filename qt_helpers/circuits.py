@@ -8,6 +8,8 @@ of a basis-state index, as in TorchQuantum and PennyLane.
 Each ansatz gives (i) a gate list that the TorchQuantum and PennyLane backends
 replay, and (ii) the same gates as batched matrices for the native simulator.
 """
+from __future__ import annotations
+
 import functools
 import math
 from dataclasses import dataclass
@@ -142,7 +144,7 @@ _ANSATZE = {
 }
 
 
-def get_ansatz(name):
+def get_ansatz(name: str) -> Ansatz:
     """The ansatz called `name` (see `ANSATZE`)."""
     try:
         return _ANSATZE[name]
@@ -151,6 +153,6 @@ def get_ansatz(name):
         raise ValueError(msg) from None
 
 
-def n_qubits_for(m):
+def n_qubits_for(m: int) -> int:
     """Qubits needed to index `m` weights: ceil(log2 m), at least 2."""
     return max(2, math.ceil(math.log2(m)))

@@ -5,12 +5,15 @@ Where data comes from, in order:
 2. torchvision in the cache dir (env ``QT_CACHE_DIR`` or ``~/.cache/qt_helpers``), downloading if allowed;
 3. otherwise a ``DataNotFoundError`` that lists every place looked.
 """
+from __future__ import annotations
+
 import io
 import math
 import os
 import warnings
 import zipfile
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,8 +84,8 @@ class Data:
     y_test: Tensor
     classes: list[str]
     source: str
-    x_val: Tensor = None  # the validation split, when one was carved from the training set
-    y_val: Tensor = None
+    x_val: Tensor | None = None  # the validation split, when one was carved from the training set
+    y_val: Tensor | None = None
 
     def __repr__(self):
         def shape(x):
@@ -296,7 +299,8 @@ def validation_indices(y, fraction, num_classes):
     return np.setdiff1d(np.arange(len(y)), val), val
 
 
-def load_data(name, n_train=None, n_test=None, data_dir=None, seed=42, download=None, val_fraction=0.0):
+def load_data(name: str, n_train: int | None = None, n_test: int | None = None, data_dir: Path | str | None = None,
+              seed: int = 42, download: bool | None = None, val_fraction: float = 0.0) -> Data:
     """Load a dataset as normalised tensors, with optional class-balanced subsets of train/test. With
     `val_fraction`, a class-balanced validation split is first carved from the training set (the same for every
     seed; see `validation_indices`), and `n_train` counts what is left. The book's protocol is explained in
@@ -322,7 +326,8 @@ def load_data(name, n_train=None, n_test=None, data_dir=None, seed=42, download=
 
 class TensorLoader:
     """Serve (x, y) minibatches straight from tensors held on `device`; no per-sample transforms."""
-    def __init__(self, x, y, batch_size, shuffle=False, seed=0, device="cpu", drop_last=False):
+    def __init__(self, x: Tensor | np.ndarray, y: Tensor | np.ndarray, batch_size: int, shuffle: bool = False,
+                 seed: int = 0, device: torch.device | str = "cpu", drop_last: bool = False) -> None:
         if len(x) != len(y):
             msg = f"x has {len(x)} samples but y has {len(y)}"
             raise ValueError(msg)
@@ -333,11 +338,11 @@ class TensorLoader:
         self.batch_size, self.shuffle, self.seed, self.drop_last = batch_size, shuffle, seed, drop_last
         self.epoch = 0  # bumped by each __iter__; the shuffle of epoch e uses seed + e
 
-    def __len__(self):
+    def __len__(self) -> int:
         n = len(self.x) / self.batch_size
         return math.floor(n) if self.drop_last else math.ceil(n)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         idx = None
         if self.shuffle:
             g = torch.Generator().manual_seed(self.seed + self.epoch)
@@ -349,8 +354,9 @@ class TensorLoader:
             yield self.x[j], self.y[j]
 
 
-def load_loaders(name, batch_size, n_train=None, n_test=None, data_dir=None, seed=42, device="cpu",
-                 download=None, val_fraction=0.0):
+def load_loaders(name: str, batch_size: int, n_train: int | None = None, n_test: int | None = None,
+                 data_dir: Path | str | None = None, seed: int = 42, device: torch.device | str = "cpu",
+                 download: bool | None = None, val_fraction: float = 0.0) -> tuple[TensorLoader, TensorLoader, Data]:
     """Return (train_iter, test_iter, data): train shuffled with `seed`, test in order. With `val_fraction`,
     `data.val_iter` serves the validation split (in order)."""
     data = load_data(name, n_train, n_test, data_dir, seed, download, val_fraction)

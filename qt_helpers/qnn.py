@@ -10,6 +10,10 @@ probabilities whichever backend runs them:
 - `pennylane`: a PennyLane QNode on `default.qubit` with torch backprop.
 TorchQuantum and PennyLane are imported only when their backend is used.
 """
+from __future__ import annotations
+
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -122,7 +126,7 @@ def check_backend(backend):
     return backend
 
 
-def available(backend):
+def available(backend: str) -> bool:
     """True when `backend`'s quantum library imports here (chapters skip their cross-checks otherwise)."""
     try:
         _import({"native": "torch", "torchquantum": "torchquantum", "pennylane": "pennylane"}[check_backend(backend)])
@@ -131,7 +135,8 @@ def available(backend):
     return True
 
 
-def make_qnn(backend, n_qubits, n_blocks, ansatz="u3cu3", seed=None, **options):
+def make_qnn(backend: str, n_qubits: int, n_blocks: int, ansatz: str = "u3cu3", seed: int | None = None,
+             **options: Any) -> QNN:
     """A QNN of `backend` ('native', 'torchquantum' or 'pennylane')."""
     return _QNNS[check_backend(backend)](n_qubits, n_blocks, ansatz, seed, **options)
 

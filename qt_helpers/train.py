@@ -1,13 +1,18 @@
 """One training loop for QT and classical models: Adam, ReduceLROnPlateau, checkpoints, resume."""
+from __future__ import annotations
+
 import math
 import sys
 import time
 import warnings
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
+from .data import TensorLoader
 from .records import atomic_write
 
 with warnings.catch_warnings():  # without ipywidgets, tqdm.auto falls back to text bars: fine for us
@@ -17,7 +22,7 @@ with warnings.catch_warnings():  # without ipywidgets, tqdm.auto falls back to t
 from .cuda_graph import GraphedStep
 
 
-def get_device(device="auto"):
+def get_device(device: torch.device | str = "auto") -> torch.device:
     """`torch.device` for 'auto' (CUDA if there is one, else CPU), 'cpu', 'cuda', ..."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -35,7 +40,7 @@ def accuracy(logits, y):
 
 
 @torch.no_grad()
-def evaluate(net, loader):
+def evaluate(net: nn.Module, loader: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> tuple[float, float]:
     """(mean loss, accuracy) of `net` over `loader`; a QT model generates its weights once."""
     net.eval()
     if hasattr(net, "export"):  # QT: generate the weights once, not per batch
@@ -159,10 +164,12 @@ def check_fit_args(num_epochs, lr, checkpoint=None, resume=False, overwrite=Fals
         raise CheckpointError(msg)
 
 
-def fit(net, train_iter, test_iter=None, num_epochs=1, lr=1e-4, weight_decay=1e-5, eps=1e-6,
-        patience=5, schedule="plateau", device="auto", checkpoint=None, resume=False, progress=True,
-        on_step=None, identity=None, overwrite=False, log_epochs=True, val_iter=None, extend=False,
-        cuda_graph=False):
+def fit(net: nn.Module, train_iter: TensorLoader, test_iter: Iterable[tuple[torch.Tensor, torch.Tensor]] | None = None,
+        num_epochs: int = 1, lr: float = 1e-4, weight_decay: float = 1e-5, eps: float = 1e-6, patience: int = 5,
+        schedule: str = "plateau", device: torch.device | str = "auto", checkpoint: Path | str | None = None,
+        resume: bool = False, progress: bool = True, on_step: Callable[[int, int, float], object] | None = None,
+        identity: dict[str, Any] | None = None, overwrite: bool = False, log_epochs: bool = True,
+        val_iter: TensorLoader | None = None, extend: bool = False, cuda_graph: bool = False) -> dict[str, list]:
     """Train `net` with cross-entropy; returns the history (a dict of per-epoch lists). Chapter 1 explains it.
 
     `schedule`: 'plateau' (the reference) or 'cosine' (see `make_optimizer`).
