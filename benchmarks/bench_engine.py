@@ -87,9 +87,9 @@ def step_rows(quick, repeats):
     """Seconds of one training step: QT at CIFAR-10 95 blocks against the CNN alone; MNIST-16 native against
     TorchQuantum and the CNN alone. A config's rows take turns, step by step, so that a drift of the machine hits
     them alike; each row is its fastest step (of `repeats`, and of 5 × `repeats` for the cheap MNIST-16 steps)."""
-    from qtbook.bench import CONFIGS, build, timed
     from qt_helpers.models import cnn
     from qt_helpers.train import make_optimizer
+    from qtbook.bench import CONFIGS, build, timed
 
     cpu, loss_fn, rows = torch.device("cpu"), torch.nn.CrossEntropyLoss(), {}
 
@@ -208,8 +208,8 @@ def table(after, before=None):
     def seconds(v):
         return "–" if v is None else (f"{v * 1e3:.1f} ms" if v < 1 else f"{v:.2f} s")
 
-    rows = [[key, *cells(lambda d, t: d.get(t, {}).get(key), seconds)] for key in after[threads[0]]]
-    rows += [[f"**{key}**", *cells(lambda d, t: ratios(d.get(t, {})).get(key),
+    rows = [[key, *cells(lambda d, t, key=key: d.get(t, {}).get(key), seconds)] for key in after[threads[0]]]
+    rows += [[f"**{key}**", *cells(lambda d, t, key=key: ratios(d.get(t, {})).get(key),
                                    lambda v: "–" if v is None else f"{v:.2f}×")] for key in ratios(after[threads[0]])]
     text = markdown_table(header, rows)
     if 1 in after and 2 in after and "cifar10-95 native step" in after[1]:

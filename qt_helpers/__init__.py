@@ -19,9 +19,9 @@ from .train import CheckpointError, evaluate, fit, get_device
 __version__ = "0.1.0"
 
 __all__ = [
-    "ANSATZE", "BACKENDS", "COLORS", "CheckpointError", "CifarCNN", "DATASETS", "Data", "DataNotFoundError",
-    "MappingModel", "MnistCNN", "Preset", "QTModel", "RECIPES", "Recipe", "TensorLoader", "available", "budget_cnn",
-    "cnn", "evaluate", "fit", "get_ansatz", "get_device", "get_preset", "get_recipe", "load_data", "load_loaders",
-    "make_qnn", "model_color", "n_qubits_for", "num_params", "plot_bars", "plot_history", "plot_pipeline",
-    "plot_probabilities", "plot_weights", "qt_model",
+    "ANSATZE", "BACKENDS", "COLORS", "DATASETS", "RECIPES", "CheckpointError", "CifarCNN", "Data", "DataNotFoundError",
+    "MappingModel", "MnistCNN", "Preset", "QTModel", "Recipe", "TensorLoader", "available", "budget_cnn", "cnn",
+    "evaluate", "fit", "get_ansatz", "get_device", "get_preset", "get_recipe", "load_data", "load_loaders", "make_qnn",
+    "model_color", "n_qubits_for", "num_params", "plot_bars", "plot_history", "plot_pipeline", "plot_probabilities",
+    "plot_weights", "qt_model",
 ]

@@ -8,6 +8,8 @@ of a basis-state index, as in TorchQuantum and PennyLane.
 Each ansatz gives (i) a gate list that the TorchQuantum and PennyLane backends
 replay, and (ii) the same gates as batched matrices for the native simulator.
 """
+from __future__ import annotations
+
 import functools
 import math
 from dataclasses import dataclass
@@ -60,7 +62,8 @@ TARGETS = {"cnot": [[0.0, 1.0], [1.0, 0.0]], "cz": [[1.0, 0.0], [0.0, -1.0]]}  #
 def target_gate(name, dtype=torch.float32, device=None):
     """The 2×2 target matrix of the constant controlled gates CNOT (X) and CZ (Z)."""
     if name not in TARGETS:
-        raise ValueError(f"unknown fixed gate {name!r}")
+        msg = f"unknown fixed gate {name!r}"
+        raise ValueError(msg)
     return _constant(name, dtype, torch.device(device or "cpu"))
 
 
@@ -101,7 +104,8 @@ class Ansatz:
             return 0.01 * torch.randn(shape, generator=generator)
         if scheme == "uniform":
             return (torch.rand(shape, generator=generator) * 2 - 1) * math.pi
-        raise ValueError(f"unknown init {scheme!r}; choose one of {', '.join(INITS)}")
+        msg = f"unknown init {scheme!r}; choose one of {', '.join(INITS)}"
+        raise ValueError(msg)
 
     def gates(self, block, n):
         """Gate list of one block: (name, wires, first angle index, number of angles)."""
@@ -140,14 +144,15 @@ _ANSATZE = {
 }
 
 
-def get_ansatz(name):
+def get_ansatz(name: str) -> Ansatz:
     """The ansatz called `name` (see `ANSATZE`)."""
     try:
         return _ANSATZE[name]
     except KeyError:
-        raise ValueError(f"unknown ansatz {name!r}; choose one of {', '.join(ANSATZE)}") from None
+        msg = f"unknown ansatz {name!r}; choose one of {', '.join(ANSATZE)}"
+        raise ValueError(msg) from None
 
 
-def n_qubits_for(m):
+def n_qubits_for(m: int) -> int:
     """Qubits needed to index `m` weights: ceil(log2 m), at least 2."""
     return max(2, math.ceil(math.log2(m)))

@@ -3,11 +3,14 @@
 Every argument is checked before any data is loaded or any training starts; a mistake ends in one line,
 `error: ...`, and exit code 2 (`--debug` shows the traceback instead).
 """
+from __future__ import annotations
+
 import argparse
 import functools
 import shlex
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import fields
 from pathlib import Path
 
@@ -159,12 +162,12 @@ OUTPUTS = {f.name for f in fields(Outputs)} - {"progress"} | {"no_progress"}  # 
 
 
 @functools.cache
-def train_parser():
+def train_parser() -> argparse.ArgumentParser:
     """`train`'s parser, built once (the grids parse every recorded command with it)."""
     return build_train_parser()
 
 
-def spec_from_args(args):
+def spec_from_args(args: argparse.Namespace) -> RunSpec:
     """The `RunSpec` of parsed `train` arguments: the options given, on top of --recipe's (one to one: every
     option is a spec field or an `Outputs` field)."""
     given = {f.name: getattr(args, f.name) for f in fields(RunSpec) if f.name != "recipe"}
@@ -174,13 +177,13 @@ def spec_from_args(args):
     return RunSpec.create(args.recipe, **given)
 
 
-def spec_from_argv(argv):
+def spec_from_argv(argv: Iterable[str]) -> RunSpec:
     """The resolved spec of `train` arguments, with or without the leading 'train' (output options ignored)."""
     argv = list(argv)
     return spec_from_args(train_parser().parse_args(argv[1:] if argv[:1] == ["train"] else argv)).resolved()
 
 
-def outputs_from_args(args):
+def outputs_from_args(args: argparse.Namespace) -> Outputs:
     """The `Outputs` of parsed `train` arguments."""
     return Outputs(json=args.json, checkpoint=args.checkpoint, resume=args.resume, extend=args.extend,
                    export=args.export, overwrite=args.overwrite, tensorboard=args.tensorboard,
@@ -203,7 +206,7 @@ def interrupted(args, prog, argv, started):
     if not path.is_file() or (path.stat().st_mtime < started and not args.resume):
         return f"interrupted before the first epoch ended: nothing was saved in {checkpoint}; start the run again"
     again = [a for a in argv if a not in ("--resume", "--overwrite")] + ["--resume"]
-    if args.json and Path(args.json).exists() or args.export and Path(args.export).exists():
+    if (args.json and Path(args.json).exists()) or (args.export and Path(args.export).exists()):
         again.append("--overwrite")
     return (f"interrupted: {checkpoint_epochs(checkpoint)} of {args.epochs} epochs are saved in {checkpoint}; "
             f"continue with: {shlex.join([*prog, *again])}")

@@ -19,20 +19,24 @@ seed, training recipe):
     net = control_model("classical-generator", "mnist", 16, seed=42)
     param_table(net)["trainable_params"]                           # 1,495: QT has 1,497
 """
+from __future__ import annotations
+
 import copy
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 from torch.func import functional_call
 
 from .models import cnn, num_params
-from .qt import bitstrings, qt_model
+from .qt import QTModel, bitstrings, qt_model
 
 CONTROLS = ("frozen-circuit", "classical-generator", "mapping-only", "low-rank-cnn")
 VARIANTS = ("qt", *CONTROLS)  # QT itself is variant 1 of the control table
 
 
-def trainable_params(net):
+def trainable_params(net: nn.Module) -> int:
     """Number of trainable parameters of `net` (those the optimiser updates)."""
     return num_params(net, trainable=True)
 
@@ -41,17 +45,17 @@ class ClassicalGenerator(nn.Module):
     """Trainable probabilities over the 2^n basis states: softmax over an MLP (n → hidden, tanh → 1) of the ±1
     bitstrings; (n + 2)·hidden + 1 parameters."""
 
-    def __init__(self, n_qubits, hidden):
+    def __init__(self, n_qubits: int, hidden: int) -> None:
         super().__init__()
         self.n_qubits, self.hidden = n_qubits, hidden
         self.register_buffer("bits", bitstrings(n_qubits), persistent=False)
         self.mlp = nn.Sequential(nn.Linear(n_qubits, hidden), nn.Tanh(), nn.Linear(hidden, 1))
 
-    def forward(self):
+    def forward(self) -> torch.Tensor:
         return torch.softmax(self.mlp(self.bits).squeeze(-1), 0)
 
 
-def generator_width(n_qubits, target):
+def generator_width(n_qubits: int, target: int) -> int:
     """The hidden width whose `ClassicalGenerator` has the nearest number of parameters to `target`."""
     return max(1, round((target - 1) / (n_qubits + 2)))
 
@@ -59,16 +63,16 @@ def generator_width(n_qubits, target):
 class UniformProbabilities(nn.Module):
     """Constant uniform probabilities 1/2^n over the 2^n basis states: nothing to train."""
 
-    def __init__(self, n_qubits):
+    def __init__(self, n_qubits: int) -> None:
         super().__init__()
         self.n_qubits = n_qubits
         self.register_buffer("p", torch.full((2**n_qubits,), 2.0**-n_qubits), persistent=False)
 
-    def forward(self):
+    def forward(self) -> torch.Tensor:
         return self.p
 
 
-def low_rank_ranks(shapes, budget):
+def low_rank_ranks(shapes: Sequence[torch.Size], budget: int) -> list[int]:
     """Ranks of the weight matrices (out, in) of `shapes` so that Σ rank·(out + in) + biases lands within ±2 % of
     `budget`, at most it where it can: one rank for all first, then the remainder filled layer by layer."""
     mats = [(s[0], s[1:].numel()) for s in shapes if len(s) > 1]
@@ -76,9 +80,10 @@ def low_rank_ranks(shapes, budget):
     cost = [o + i for o, i in mats]
     cap = [min(o, i) for o, i in mats]
     if fixed + sum(cost) > budget:
-        raise ValueError(f"a low-rank CNN of rank 1 has {fixed + sum(cost):,} parameters, more than {budget:,}")
+        msg = f"a low-rank CNN of rank 1 has {fixed + sum(cost):,} parameters, more than {budget:,}"
+        raise ValueError(msg)
     ranks = [1] * len(mats)
-    total = lambda: fixed + sum(r * c for r, c in zip(ranks, cost))  # noqa: E731
+    total = lambda: fixed + sum(r * c for r, c in zip(ranks, cost, strict=True))  # noqa: E731
     while True:  # raise every rank while all fit
         step = [j for j in range(len(mats)) if ranks[j] < cap[j]]
         if not step or total() + sum(cost[j] for j in step) > budget:
@@ -103,7 +108,7 @@ class LowRankCNN(nn.Module):
     trained as they are. Like QT, it generates the CNN's weights and calls the CNN with them; `export()` gives a
     plain CNN."""
 
-    def __init__(self, net, budget, seed=None):
+    def __init__(self, net: nn.Module, budget: int, seed: int | None = None) -> None:
         super().__init__()
         self.net = net.requires_grad_(False)  # a template, as in QTModel
         self.m = num_params(net, trainable=False)
@@ -123,7 +128,7 @@ class LowRankCNN(nn.Module):
                 self.factors[key + "_u"] = nn.Parameter(torch.randn(s[0], r) / r**0.5)
                 self.factors[key + "_v"] = nn.Parameter(torch.randn(r, n_in) / (3 * n_in) ** 0.5)
 
-    def weights(self):
+    def weights(self) -> dict[str, torch.Tensor]:
         """The CNN's named parameters, generated from the factors."""
         out = {}
         for k, s in self.shapes.items():
@@ -132,22 +137,24 @@ class LowRankCNN(nn.Module):
                 self.factors[key + "_u"] @ self.factors[key + "_v"]).view(s)
         return out
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return functional_call(self.net, self.weights(), (x,))
 
     @torch.no_grad()
-    def export(self):
+    def export(self) -> nn.Module:
         """A plain copy of the CNN holding the generated weights."""
         net = copy.deepcopy(self.net).requires_grad_(True)
         net.load_state_dict({k: v.detach().clone() for k, v in self.weights().items()})
         return net
 
 
-def control_model(variant, dataset, n_blocks=16, backend="native", ansatz="u3cu3", preset="reference", relu=False,
-                  seed=None, **options):
+def control_model(variant: str, dataset: str, n_blocks: int = 16, backend: str = "native", ansatz: str = "u3cu3",
+                  preset: str = "reference", relu: bool = False, seed: int | None = None,
+                  **options: Any) -> QTModel | LowRankCNN:
     """The model of control `variant` (one of `VARIANTS`) for QT `qt_model(dataset, n_blocks, ...)` (chapter 7)."""
     if variant not in VARIANTS:
-        raise ValueError(f"unknown control {variant!r}; choose one of {', '.join(VARIANTS)}")
+        msg = f"unknown control {variant!r}; choose one of {', '.join(VARIANTS)}"
+        raise ValueError(msg)
     net = qt_model(dataset, n_blocks, backend, ansatz, preset, relu=relu, seed=seed, **options)
     if variant == "frozen-circuit":
         net.qnn.requires_grad_(False)
@@ -164,7 +171,7 @@ def control_model(variant, dataset, n_blocks=16, backend="native", ansatz="u3cu3
     return net
 
 
-def param_table(net, budget=None):
+def param_table(net: QTModel | LowRankCNN, budget: int | None = None) -> dict[str, Any]:
     """The parameter counts of a control (or QT) model: CNN weights, the probability source's trainable and frozen
     parameters, the mapping model's, the trainable total (also as `qt_params`, the records' "trained parameters")
     and, given QT's `budget`, the total against it."""
@@ -182,7 +189,7 @@ def param_table(net, budget=None):
             "mapping_params": trainable_params(net.mapping)}
 
 
-def param_rows(info):
+def param_rows(info: Mapping[str, Any]) -> list[tuple[str, Any]]:
     """(name, value) rows of a `param_table` for printing."""
     rows = [("control", info["control"]), ("CNN parameters (generated)", f"{info['cnn_params']:,}")]
     if info["ranks"] is not None:
@@ -198,7 +205,8 @@ def param_rows(info):
     return rows
 
 
-def control_table(dataset, n_blocks=16, seed=42, **options):
+def control_table(dataset: str, n_blocks: int = 16, seed: int = 42,
+                  **options: Any) -> list[tuple[str, int, float]]:
     """[(variant, trainable parameters, against QT's)] of every variant for `dataset` at `n_blocks`."""
     qt = trainable_params(qt_model(dataset, n_blocks, seed=seed, **options))
     return [(v, n, n / qt - 1) for v in VARIANTS

@@ -37,7 +37,7 @@ class GraphedStep:
         for _ in range(self.warmup):
             self.eager(x, y)
         with torch.no_grad():
-            for p, v in zip(params, saved):
+            for p, v in zip(params, saved, strict=True):
                 p.copy_(v)
             for s in self.opt.state.values():
                 for t in s.values():
@@ -73,8 +73,9 @@ class GraphedStep:
     def __call__(self, x, y):
         if self.graph is None:
             if x.device.type != "cuda":
-                raise ValueError(f"a CUDA graph needs the model and data on a CUDA GPU, not {x.device.type}; "
-                                 "train without cuda_graph")
+                msg = (f"a CUDA graph needs the model and data on a CUDA GPU, not {x.device.type}; "
+                       "train without cuda_graph")
+                raise ValueError(msg)
             self.capture(x, y)
         if x.shape != self.x.shape:
             return self.eager(x, y)

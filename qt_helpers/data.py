@@ -5,12 +5,15 @@ Where data comes from, in order:
 2. torchvision in the cache dir (env ``QT_CACHE_DIR`` or ``~/.cache/qt_helpers``), downloading if allowed;
 3. otherwise a ``DataNotFoundError`` that lists every place looked.
 """
+from __future__ import annotations
+
 import io
 import math
 import os
 import warnings
 import zipfile
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,8 +84,8 @@ class Data:
     y_test: Tensor
     classes: list[str]
     source: str
-    x_val: Tensor = None  # the validation split, when one was carved from the training set
-    y_val: Tensor = None
+    x_val: Tensor | None = None  # the validation split, when one was carved from the training set
+    y_val: Tensor | None = None
 
     def __repr__(self):
         def shape(x):
@@ -97,8 +100,9 @@ def resolve_name(name):
     """Return the canonical dataset name for `name` (case- and separator-insensitive)."""
     key = str(name).lower().replace("-", "").replace("_", "").replace(" ", "")
     if not isinstance(name, str) or key not in ALIASES:
-        raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(DATASETS)} "
-                         f"(aliases: fashionmnist, fashion-mnist, cifar-10, cifar)")
+        msg = (f"unknown dataset {name!r}; valid names: {', '.join(DATASETS)} "
+               f"(aliases: fashionmnist, fashion-mnist, cifar-10, cifar)")
+        raise ValueError(msg)
     return ALIASES[key]
 
 
@@ -125,24 +129,26 @@ class Jpegs:
             if decode_jpeg is None:
                 mode = "L" if channels == 1 else "RGB"
                 imgs = [np.asarray(Image.open(io.BytesIO(self.buf[a:b].tobytes())).convert(mode))
-                        for a, b in zip(starts, ends)]
+                        for a, b in zip(starts, ends, strict=True)]
                 return nchw(np.stack(imgs), channels)
             buf, mode = torch.from_numpy(self.buf), ImageReadMode.GRAY if channels == 1 else ImageReadMode.RGB
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", DeprecationWarning)
-                return torch.stack(decode_jpeg([buf[a:b] for a, b in zip(starts, ends)], mode=mode))
+                return torch.stack(decode_jpeg([buf[a:b] for a, b in zip(starts, ends, strict=True)], mode=mode))
         except (RuntimeError, OSError) as e:
-            raise ValueError(f"{self.path}: cannot decode JPEG images ({e})") from None
+            msg = f"{self.path}: cannot decode JPEG images ({e})"
+            raise ValueError(msg) from None
 
 
 def read_pack(path, name):
     """Read a `.npz` pack into {'train': (images, labels), 'test': ..., 'classes': [...]}; ValueError if bad."""
     out, keys = {}, set()
     try:
-        with open(path, "rb") as f:  # closed even when numpy fails on a broken pack
+        with Path(path).open("rb") as f:  # closed even when numpy fails on a broken pack
             z = np.load(f, allow_pickle=False)
             if not isinstance(z, np.lib.npyio.NpzFile):
-                raise ValueError("holds a single array, not named arrays")
+                msg = "holds a single array, not named arrays"
+                raise ValueError(msg)
             with z:
                 keys = set(z.files)
                 for split in ("train", "test"):
@@ -151,17 +157,22 @@ def read_pack(path, name):
                     elif {f"x_{split}_jpeg", f"x_{split}_offsets"} <= keys:
                         imgs = Jpegs(z[f"x_{split}_jpeg"], z[f"x_{split}_offsets"], path)
                     else:
-                        raise KeyError(f"x_{split} (or x_{split}_jpeg + x_{split}_offsets)")
+                        msg = f"x_{split} (or x_{split}_jpeg + x_{split}_offsets)"
+                        raise KeyError(msg)
                     if f"y_{split}" not in keys:
-                        raise KeyError(f"y_{split}")
+                        msg = f"y_{split}"
+                        raise KeyError(msg)
                     out[split] = (imgs, z[f"y_{split}"])
                 out["classes"] = [str(c) for c in z["classes"]] if "classes" in keys else list(INFO[name].classes)
     except KeyError as e:
-        raise ValueError(f"{path}: missing key {e.args[0]}; the pack has {sorted(keys)}") from None
+        msg = f"{path}: missing key {e.args[0]}; the pack has {sorted(keys)}"
+        raise ValueError(msg) from None
     except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError) as e:
-        raise ValueError(f"{path}: corrupt, truncated or not an .npz pack ({type(e).__name__}: {e})") from None
+        msg = f"{path}: corrupt, truncated or not an .npz pack ({type(e).__name__}: {e})"
+        raise ValueError(msg) from None
     if len(out["classes"]) != len(list(INFO[name].classes)):
-        raise ValueError(f"{path}: 'classes' has {len(out['classes'])} names, expected {len(list(INFO[name].classes))}")
+        msg = f"{path}: 'classes' has {len(out['classes'])} names, expected {len(list(INFO[name].classes))}"
+        raise ValueError(msg)
     for split in ("train", "test"):
         _check_split(path, split, *out[split], name)
     return out
@@ -174,8 +185,9 @@ def _check_split(path, split, imgs, y, name):
         off, size = imgs.offsets, len(imgs.buf)
         if imgs.buf.dtype != np.uint8 or imgs.buf.ndim != 1 or off.ndim != 1 or len(off) < 1 \
                 or off.dtype.kind not in "iu" or off[0] < 0 or off[-1] > size or np.any(np.diff(off) <= 0):
-            raise ValueError(f"{path}: x_{split}_offsets must be increasing integers within the "
-                             f"1-D uint8 x_{split}_jpeg buffer ({size} bytes)")
+            msg = (f"{path}: x_{split}_offsets must be increasing integers within the "
+                   f"1-D uint8 x_{split}_jpeg buffer ({size} bytes)")
+            raise ValueError(msg)
     else:
         s = imgs.shape
         ok = imgs.dtype == np.uint8 and s[1:] in [(h, w), (h, w, c), (c, h, w)]
@@ -183,9 +195,11 @@ def _check_split(path, split, imgs, y, name):
             raise ValueError(f"{path}: x_{split} is {imgs.dtype} {s}, expected uint8 N×{h}×{w}"
                              + (f"×{c} or N×{c}×{h}×{w}" if c > 1 else ""))
     if y.ndim != 1 or len(y) != len(imgs):
-        raise ValueError(f"{path}: y_{split} has shape {y.shape} but there are {len(imgs)} x_{split} images")
+        msg = f"{path}: y_{split} has shape {y.shape} but there are {len(imgs)} x_{split} images"
+        raise ValueError(msg)
     if y.dtype.kind not in "iu" or (len(y) and (y.min() < 0 or y.max() >= len(list(INFO[name].classes)))):
-        raise ValueError(f"{path}: y_{split} must hold integer labels in 0..{len(list(INFO[name].classes)) - 1}")
+        msg = f"{path}: y_{split} must hold integer labels in 0..{len(list(INFO[name].classes)) - 1}"
+        raise ValueError(msg)
 
 
 def read_torchvision(name, root, download=False):
@@ -233,7 +247,8 @@ def balanced_indices(y, n, num_classes, seed):
     if n is None:
         return np.arange(len(y))
     if not 0 < n <= len(y):
-        raise ValueError(f"asked for {n} samples but only {len(y)} are available")
+        msg = f"asked for {n} samples but only {len(y)} are available"
+        raise ValueError(msg)
     rng = np.random.default_rng(seed)
     by_class = [np.flatnonzero(y == c) for c in range(num_classes)]
     counts = np.array([len(i) for i in by_class])
@@ -242,7 +257,7 @@ def balanced_indices(y, n, num_classes, seed):
         level += 1
     quota = np.minimum(counts, level)
     quota[np.flatnonzero(counts > level)[:n - quota.sum()]] += 1  # remainder to the first classes
-    idx = np.concatenate([rng.permutation(i)[:q] for i, q in zip(by_class, quota)])
+    idx = np.concatenate([rng.permutation(i)[:q] for i, q in zip(by_class, quota, strict=True)])
     return rng.permutation(idx)
 
 
@@ -261,7 +276,8 @@ def select(imgs, idx, name):
         return nchw(imgs[idx], c)
     x = imgs.decode(idx, c)
     if x.shape[1:] != (c, h, w):
-        raise ValueError(f"{imgs.path}: JPEGs decode to {tuple(x.shape[1:])}, expected {(c, h, w)}")
+        msg = f"{imgs.path}: JPEGs decode to {tuple(x.shape[1:])}, expected {(c, h, w)}"
+        raise ValueError(msg)
     return x
 
 
@@ -277,12 +293,14 @@ VAL_SEED = 0  # the validation split is the same for every run, whatever its see
 def validation_indices(y, fraction, num_classes):
     """(train, validation) indices: a class-balanced `fraction` of the training set, fixed by VAL_SEED."""
     if not 0 < fraction < 1:
-        raise ValueError(f"the validation fraction must be between 0 and 1, got {fraction}")
+        msg = f"the validation fraction must be between 0 and 1, got {fraction}"
+        raise ValueError(msg)
     val = np.sort(balanced_indices(y, round(fraction * len(y)), num_classes, seed=(VAL_SEED, 2)))
     return np.setdiff1d(np.arange(len(y)), val), val
 
 
-def load_data(name, n_train=None, n_test=None, data_dir=None, seed=42, download=None, val_fraction=0.0):
+def load_data(name: str, n_train: int | None = None, n_test: int | None = None, data_dir: Path | str | None = None,
+              seed: int = 42, download: bool | None = None, val_fraction: float = 0.0) -> Data:
     """Load a dataset as normalised tensors, with optional class-balanced subsets of train/test. With
     `val_fraction`, a class-balanced validation split is first carved from the training set (the same for every
     seed; see `validation_indices`), and `n_train` counts what is left. The book's protocol is explained in
@@ -308,20 +326,23 @@ def load_data(name, n_train=None, n_test=None, data_dir=None, seed=42, download=
 
 class TensorLoader:
     """Serve (x, y) minibatches straight from tensors held on `device`; no per-sample transforms."""
-    def __init__(self, x, y, batch_size, shuffle=False, seed=0, device="cpu", drop_last=False):
+    def __init__(self, x: Tensor | np.ndarray, y: Tensor | np.ndarray, batch_size: int, shuffle: bool = False,
+                 seed: int = 0, device: torch.device | str = "cpu", drop_last: bool = False) -> None:
         if len(x) != len(y):
-            raise ValueError(f"x has {len(x)} samples but y has {len(y)}")
+            msg = f"x has {len(x)} samples but y has {len(y)}"
+            raise ValueError(msg)
         if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            msg = f"batch_size must be >= 1, got {batch_size}"
+            raise ValueError(msg)
         self.x, self.y = torch.as_tensor(x).to(device), torch.as_tensor(y).to(device)
         self.batch_size, self.shuffle, self.seed, self.drop_last = batch_size, shuffle, seed, drop_last
         self.epoch = 0  # bumped by each __iter__; the shuffle of epoch e uses seed + e
 
-    def __len__(self):
+    def __len__(self) -> int:
         n = len(self.x) / self.batch_size
         return math.floor(n) if self.drop_last else math.ceil(n)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         idx = None
         if self.shuffle:
             g = torch.Generator().manual_seed(self.seed + self.epoch)
@@ -333,8 +354,9 @@ class TensorLoader:
             yield self.x[j], self.y[j]
 
 
-def load_loaders(name, batch_size, n_train=None, n_test=None, data_dir=None, seed=42, device="cpu",
-                 download=None, val_fraction=0.0):
+def load_loaders(name: str, batch_size: int, n_train: int | None = None, n_test: int | None = None,
+                 data_dir: Path | str | None = None, seed: int = 42, device: torch.device | str = "cpu",
+                 download: bool | None = None, val_fraction: float = 0.0) -> tuple[TensorLoader, TensorLoader, Data]:
     """Return (train_iter, test_iter, data): train shuffled with `seed`, test in order. With `val_fraction`,
     `data.val_iter` serves the validation split (in order)."""
     data = load_data(name, n_train, n_test, data_dir, seed, download, val_fraction)

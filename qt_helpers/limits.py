@@ -4,6 +4,8 @@ The estimate was measured on a CPU (peak RSS of `python -m qt_helpers train`, to
 Python and torch, the dataset as float32 (plus its pack), the CNN's activations of a batch, and the native
 simulator's state vectors (16 of 2^n complex numbers) and window matrices (64 KiB per block at 13 qubits).
 """
+from __future__ import annotations
+
 import os
 
 from .data import INFO
@@ -13,7 +15,7 @@ GiB = 2**30
 BASE = 0.7e9  # python, torch and qt_helpers imported
 
 
-def qnn_bytes(n_qubits, blocks):
+def qnn_bytes(n_qubits: int, blocks: int) -> int:
     """Bytes the native simulator holds while training: state vectors, and per block its window matrices
     with their autograd copies."""
     plan = window_plan(n_qubits, default_window(n_qubits))
@@ -21,7 +23,8 @@ def qnn_bytes(n_qubits, blocks):
     return 16 * 2**n_qubits * 8 + blocks * per_block
 
 
-def run_bytes(dataset, n_qubits=None, blocks=0, batch_size=128, n_images=None):
+def run_bytes(dataset: str, n_qubits: int | None = None, blocks: int = 0, batch_size: int = 128,
+              n_images: int | None = None) -> int:
     """Estimated peak memory of one training run (bytes)."""
     fact = INFO[dataset]
     images, pixels = fact.n_train + fact.n_test, fact.shape[0] * fact.shape[1] * fact.shape[2]
@@ -30,7 +33,7 @@ def run_bytes(dataset, n_qubits=None, blocks=0, batch_size=128, n_images=None):
     return int(BASE + images * pixels * 5 + batch_size * pixels * 4 * 64 + qnn)
 
 
-def machine_memory():
+def machine_memory() -> tuple[int, int]:
     """(bytes available now, total bytes) of this machine: psutil's where installed, else sysconf's."""
     try:
         import psutil
@@ -42,13 +45,14 @@ def machine_memory():
         return os.sysconf("SC_AVPHYS_PAGES") * page, os.sysconf("SC_PHYS_PAGES") * page
 
 
-def gib(n):
+def gib(n: float) -> str:
     return f"{n / GiB:,.1f} GiB"
 
 
-def check_memory(need, what):
+def check_memory(need: int, what: str) -> None:
     """Raise MemoryError (one line, with the numbers) when `need` bytes exceed the memory available now."""
     available, total = machine_memory()
     if need > available:
-        raise MemoryError(f"{what} needs about {gib(need)} of memory; this machine has {gib(available)} available "
-                          f"(of {gib(total)})")
+        msg = (f"{what} needs about {gib(need)} of memory; this machine has {gib(available)} available "
+               f"(of {gib(total)})")
+        raise MemoryError(msg)

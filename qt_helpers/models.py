@@ -1,4 +1,6 @@
 """The classical target networks of Quantum-Train, as ordinary `nn.Module`s."""
+from __future__ import annotations
+
 import itertools
 import math
 
@@ -12,7 +14,7 @@ from .data import info
 class MnistCNN(nn.Module):
     """The MNIST/FashionMNIST CNN of the original examples (6,690 parameters)."""
 
-    def __init__(self, relu=False, width=(8, 12, 20)):
+    def __init__(self, relu: bool = False, width: tuple[int, int, int] = (8, 12, 20)) -> None:
         super().__init__()
         c1, c2, h = width
         act = nn.ReLU if relu else nn.Identity
@@ -21,14 +23,14 @@ class MnistCNN(nn.Module):
             nn.Conv2d(c1, c2, 5), act(), nn.MaxPool2d(2), nn.Flatten())
         self.classifier = nn.Sequential(nn.Linear(c2 * 16, h), act(), nn.Linear(h, 10))
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
 
 
 class CifarCNN(nn.Module):
     """The CIFAR-10 CNN of the original examples (285,226 parameters)."""
 
-    def __init__(self, relu=False, width=(16, 32, 128, 64)):
+    def __init__(self, relu: bool = False, width: tuple[int, int, int, int] = (16, 32, 128, 64)) -> None:
         super().__init__()
         c1, c2, h1, h2 = width
         act = nn.ReLU if relu else nn.Identity
@@ -38,17 +40,17 @@ class CifarCNN(nn.Module):
         self.classifier = nn.Sequential(
             nn.Linear(c2 * 64, h1), act(), nn.Linear(h1, h2), act(), nn.Linear(h2, 10))
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
 
 
-def cnn(dataset, relu=False, width=None):
+def cnn(dataset: str, relu: bool = False, width: tuple[int, ...] | None = None) -> MnistCNN | CifarCNN:
     """The reference CNN for `dataset` (optionally with ReLUs or other widths)."""
     kind = {"MnistCNN": MnistCNN, "CifarCNN": CifarCNN}[info(dataset).cnn]
     return kind(relu=relu) if width is None else kind(relu=relu, width=width)
 
 
-def budget_cnn(dataset, budget, relu=False, standardize=False):
+def budget_cnn(dataset: str, budget: int, relu: bool = False, standardize: bool = False) -> MnistCNN | CifarCNN:
     """The reference CNN made narrower to `budget` parameters (chapter 7): the widths of a uniform narrowing, each
     nudged by up to 2 so that the count lands within 1 % below `budget` (else 2 % below, else 2 % above, else as
     close as widths allow: tiny budgets), the shape nearest the uniform one; `standardize`: as QT's `--standardize`."""
@@ -64,7 +66,8 @@ def budget_cnn(dataset, budget, relu=False, standardize=False):
         return num_params(net) + (len(list(net.parameters())) if standardize else 0)  # + one scale per tensor
 
     if size((1,) * len(ref)) > budget:
-        raise ValueError(f"no {dataset} CNN of this shape fits in {budget:,} parameters")
+        msg = f"no {dataset} CNN of this shape fits in {budget:,} parameters"
+        raise ValueError(msg)
     lo, hi = 0.0, 1.0
     for _ in range(30):  # bisect the uniform width scale
         mid = (lo + hi) / 2
@@ -76,7 +79,7 @@ def budget_cnn(dataset, budget, relu=False, standardize=False):
         n = size(width)  # the uniform one; else the closest count
         gap = (budget - n) / budget
         tier = 0 if 0 <= gap <= 0.01 else 1 if 0 <= gap <= 0.02 else 2 if -0.02 <= gap < 0 else 3
-        shape = sum(abs(math.log(w / (scale * r))) for w, r in zip(width, ref))
+        shape = sum(abs(math.log(w / (scale * r))) for w, r in zip(width, ref, strict=True))
         return (tier, round(shape, 6) if tier < 3 else 0, abs(budget - n))
 
     best = min(itertools.product(*(range(max(1, w - 2), w + 3) for w in base)), key=key)
@@ -111,6 +114,6 @@ def standardize_weights(net):
     return net
 
 
-def num_params(net, trainable=True):
+def num_params(net: nn.Module, trainable: bool = True) -> int:
     """Number of (trainable) parameters of `net`."""
     return sum(p.numel() for p in net.parameters() if p.requires_grad or not trainable)

@@ -21,9 +21,10 @@ from .circuits import complex_dtype, get_ansatz
 def window_plan(n, window):
     """Windows (start, width) of equal width covering wires 0..n-1; neighbours share at least one wire."""
     if window < 2:
-        raise ValueError("window must be at least 2 wires")
+        msg = "window must be at least 2 wires"
+        raise ValueError(msg)
     width = min(window, n)
-    starts = list(range(0, n - width, width - 1)) + [n - width]
+    starts = [*range(0, n - width, width - 1), n - width]
     return [(s, width) for s in starts]
 
 
@@ -125,7 +126,7 @@ def _forward(psi, wins, close, plan, n, inplace):
     """Run the circuit on states (B, 2^n): per block its windows, then its closing gate."""
     spare = torch.empty_like(psi) if inplace else None
     for b in range(wins.shape[0]):
-        for (start, width), m in zip(plan, wins[b]):
+        for (start, width), m in zip(plan, wins[b], strict=True):
             y = _apply_window(m, psi, start, width, n, out=spare)
             psi, spare = y, (psi if inplace else None)
         if close is not None:

@@ -1,7 +1,12 @@
 """Figures for the book: training curves, probabilities, generated weights, comparisons."""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
 import matplotlib.pyplot as plt
 import torch
-
+from matplotlib.figure import Figure
 
 # One colour per model (and per QNN backend) across the book; a label is matched by its longest known prefix.
 COLORS = {"QT reference": "C0", "original recipe": "C0", "QT improved": "C1", "improved recipe": "C1",
@@ -13,17 +18,19 @@ LABELS = {"train_loss": "training loss", "test_acc": "test accuracy", "test_loss
           "train_acc": "training accuracy", "lr": "learning rate"}
 
 
-def model_color(label):
+def model_color(label: str) -> str | None:
     """The book's colour for the model a label names (None for a model without one)."""
     keys = [k for k in COLORS if label.startswith(k)]
     return COLORS[max(keys, key=len)] if keys else None
 
 
-def plot_history(histories, metrics=("train_loss", "test_acc"), figsize=(10, 3.5)):
+def plot_history(histories: Mapping[str, Mapping[str, Sequence[float]]],
+                 metrics: Sequence[str] = ("train_loss", "test_acc"),
+                 figsize: tuple[float, float] = (10, 3.5)) -> Figure:
     """Curves of `metrics` per epoch, one line per labelled history (the book's colour per model; runs of one
     model at several sizes get dashed and dotted lines)."""
     fig, axes = plt.subplots(1, len(metrics), figsize=figsize, squeeze=False)
-    for ax, metric in zip(axes[0], metrics):
+    for ax, metric in zip(axes[0], metrics, strict=True):
         seen = {}
         for label, h in histories.items():
             color = model_color(label)
@@ -41,7 +48,8 @@ def plot_history(histories, metrics=("train_loss", "test_acc"), figsize=(10, 3.5
     return fig
 
 
-def plot_probabilities(p, m=None, figsize=(10, 3)):
+def plot_probabilities(p: torch.Tensor | Sequence[float], m: int | None = None,
+                       figsize: tuple[float, float] = (10, 3)) -> Figure:
     """The 2^n basis-state probabilities, with the first `m` (the ones used) marked."""
     p = torch.as_tensor(p).detach().cpu()
     fig, ax = plt.subplots(figsize=figsize)
@@ -56,11 +64,11 @@ def plot_probabilities(p, m=None, figsize=(10, 3)):
     return fig
 
 
-def plot_weights(weights, cols=4):
+def plot_weights(weights: Mapping[str, torch.Tensor], cols: int = 4) -> Figure:
     """Histogram of each generated weight tensor (a dict name -> tensor), `cols` panels per row."""
     rows = -(-len(weights) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(10, 2.4 * rows), squeeze=False)
-    for ax, (name, w) in zip(axes.flat, weights.items()):
+    for ax, (name, w) in zip(axes.flat, weights.items(), strict=False):  # a last row's spare panels
         ax.hist(w.detach().cpu().flatten().numpy(), bins=40, color=COLORS["QT reference"])
         ax.set_title(f"{name} ({w.numel():,})", fontsize=9)
         ax.set_xlabel("weight value", fontsize=8)
@@ -72,7 +80,7 @@ def plot_weights(weights, cols=4):
     return fig
 
 
-def plot_pipeline():
+def plot_pipeline() -> Figure:
     """Chapter 1's picture of Quantum-Train: from angles to the CNN's weights, and the gradient back."""
     from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
@@ -101,7 +109,8 @@ def plot_pipeline():
     return fig
 
 
-def plot_bars(values, ylabel, reference=None, figsize=(8, 3.5)):
+def plot_bars(values: Mapping[str, float], ylabel: str, reference: Mapping[str, float] | None = None,
+              figsize: tuple[float, float] = (8, 3.5)) -> Figure:
     """Bars of named values in the book's model colours, each labelled, on an axis zoomed to the values (its
     label says where it starts when not at 0), with optional reference values beside them (chapter 2)."""
     fig, ax = plt.subplots(figsize=figsize)
@@ -116,7 +125,7 @@ def plot_bars(values, ylabel, reference=None, figsize=(8, 3.5)):
         ref = [reference.get(k, float("nan")) for k in names]
         ax.bar_label(ax.bar(x + width / 2, ref, width, label="published", color="0.75"), fmt="%.2f", padding=2,
                      fontsize=8)
-        shown += [v for v in ref if v == v]
+        shown += [v for v in ref if not math.isnan(v)]
         ax.legend()
     low, high = min(shown), max(shown)
     bottom = max(0.0, low - 0.15 * (high - low) - 1)

@@ -10,6 +10,10 @@ probabilities whichever backend runs them:
 - `pennylane`: a PennyLane QNode on `default.qubit` with torch backprop.
 TorchQuantum and PennyLane are imported only when their backend is used.
 """
+from __future__ import annotations
+
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -32,9 +36,11 @@ class QNN(nn.Module):
     def __init__(self, n_qubits, n_blocks, ansatz="u3cu3", seed=None, init=None):
         super().__init__()
         if n_qubits < 2:
-            raise ValueError(f"a QNN needs at least 2 qubits, got {n_qubits}")
+            msg = f"a QNN needs at least 2 qubits, got {n_qubits}"
+            raise ValueError(msg)
         if n_blocks < 1:
-            raise ValueError(f"a QNN needs at least 1 block, got {n_blocks}")
+            msg = f"a QNN needs at least 1 block, got {n_blocks}"
+            raise ValueError(msg)
         self.n_qubits, self.n_blocks, self.ansatz = n_qubits, n_blocks, get_ansatz(ansatz)
         gen = None if seed is None else torch.Generator().manual_seed(seed)
         self.angles = nn.Parameter(self.ansatz.init(n_blocks, n_qubits, gen, init))
@@ -74,9 +80,9 @@ class TorchQuantumQNN(QNN):
                 tqf.hadamard(qdev, wires=w)
         for b in range(self.n_blocks):
             for name, wires, first, count in self.ansatz.gates(b, n):
-                wires = list(wires) if len(wires) > 1 else wires[0]
+                targets = list(wires) if len(wires) > 1 else wires[0]
                 params = a[b, first:first + count].unsqueeze(0) if count else None
-                getattr(tqf, name)(qdev, wires=wires, params=params)
+                getattr(tqf, name)(qdev, wires=targets, params=params)
         return qdev.get_states_1d()[0].abs().square()
 
 
@@ -115,11 +121,12 @@ _QNNS = {"native": NativeQNN, "torchquantum": TorchQuantumQNN, "pennylane": Penn
 def check_backend(backend):
     """`backend` if it is known, else a ValueError listing the valid ones."""
     if backend not in _QNNS:
-        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        msg = f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}"
+        raise ValueError(msg)
     return backend
 
 
-def available(backend):
+def available(backend: str) -> bool:
     """True when `backend`'s quantum library imports here (chapters skip their cross-checks otherwise)."""
     try:
         _import({"native": "torch", "torchquantum": "torchquantum", "pennylane": "pennylane"}[check_backend(backend)])
@@ -128,7 +135,8 @@ def available(backend):
     return True
 
 
-def make_qnn(backend, n_qubits, n_blocks, ansatz="u3cu3", seed=None, **options):
+def make_qnn(backend: str, n_qubits: int, n_blocks: int, ansatz: str = "u3cu3", seed: int | None = None,
+             **options: Any) -> QNN:
     """A QNN of `backend` ('native', 'torchquantum' or 'pennylane')."""
     return _QNNS[check_backend(backend)](n_qubits, n_blocks, ansatz, seed, **options)
 
@@ -145,4 +153,5 @@ def _import(module):
     except ImportError as e:
         name = module.split(".")[0]
         hint = INSTALL.get(name, f"pip install {name}")
-        raise ImportError(f"backend needs {name!r} ({e}); install it with `{hint}`, or use backend='native'") from e
+        msg = f"backend needs {name!r} ({e}); install it with `{hint}`, or use backend='native'"
+        raise ImportError(msg) from e

@@ -12,8 +12,12 @@ The model itself (`transform`, `bitstrings`, `MappingModel`, `QTModel`) is writt
 (notebooks/01_concept.ipynb) and copied here, verbatim, by tools/save_code.py; this file holds the presets and
 the options' helpers around it.
 """
+from __future__ import annotations
+
 import copy
 from dataclasses import dataclass
+from itertools import pairwise
+from typing import Any
 
 import torch
 from torch import nn
@@ -31,14 +35,14 @@ ACTIVATIONS = {"none": None, "relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, 
 class Preset:
     """The QT recipe: mapping-model shape, transform and the named improvements."""
 
-    hidden: tuple = (4, 20, 4)
+    hidden: tuple[int, ...] = (4, 20, 4)
     activation: str = "none"  # between mapping layers; the original has none (an affine map)
     gamma: float = 0.1
     beta: float = 0.8
     alpha: float = 0.3
     trainable_transform: bool = False
     standardize: bool = False  # weight standardisation per output unit, times a trained scale per tensor
-    shots: int = None  # None: exact probabilities; else estimated from this many measurement shots
+    shots: int | None = None  # None: exact probabilities; else estimated from this many measurement shots
 
 
 PRESETS = {
@@ -46,10 +50,11 @@ PRESETS = {
 }
 
 
-def get_preset(name, dataset):
+def get_preset(name: str, dataset: str) -> Preset:
     """The preset `name` for `dataset` (a copy: change fields freely)."""
     if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+        msg = f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}"
+        raise ValueError(msg)
     return copy.deepcopy(PRESETS[name][resolve_name(dataset)])
 
 
@@ -105,25 +110,27 @@ class MappingModel(nn.Module):
     """MLP from (n bits ±1, transformed probability) to one weight per
     basis state (chapter 1)."""
 
-    def __init__(self, n_in, hidden=(4, 20, 4), activation="none"):
+    def __init__(self, n_in: int, hidden: tuple[int, ...] = (4, 20, 4),
+                 activation: str = "none") -> None:
         super().__init__()
         if activation not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {activation!r}; "
-                             f"choose one of {', '.join(ACTIVATIONS)}")
+            msg = (f"unknown activation {activation!r}; "
+                   f"choose one of {', '.join(ACTIVATIONS)}")
+            raise ValueError(msg)
         sizes = (n_in, *hidden, 1)
         self.layers = nn.ModuleList(nn.Linear(a, b)
-                                    for a, b in zip(sizes[:-1], sizes[1:]))
+                                    for a, b in pairwise(sizes))
         act = ACTIVATIONS[activation]
         self.act = act() if act else None
 
-    def affine(self):
+    def affine(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(W, b) of the MLP without activations: the layers as one map."""
         w, b = self.layers[0].weight, self.layers[0].bias
         for layer in self.layers[1:]:
             w, b = layer.weight @ w, layer.weight @ b + layer.bias
         return w, b
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.act is None:  # the same function, less arithmetic
             w, b = self.affine()
             return x @ w.T + b
@@ -143,17 +150,19 @@ class QTModel(nn.Module):
     """A CNN whose weights come from a QNN and a mapping model
     (chapter 1)."""
 
-    def __init__(self, net, n_blocks=16, backend="native", ansatz="u3cu3",
-                 preset=None, n_qubits=None, seed=None, **qnn_options):
+    def __init__(self, net: nn.Module, n_blocks: int = 16,
+                 backend: str = "native", ansatz: str = "u3cu3",
+                 preset: Preset | None = None, n_qubits: int | None = None,
+                 seed: int | None = None, **qnn_options: Any) -> None:
         super().__init__()
         preset = preset or Preset()
         self.m = num_params(net, trainable=False)
         n = n_qubits or n_qubits_for(self.m)
         if 2**n < self.m:
-            raise ValueError(
-                f"{n} qubits give 2^{n} = {2**n:,} basis states, fewer "
-                f"than the CNN's {self.m:,} weights; use at least "
-                f"{n_qubits_for(self.m)} qubits")
+            msg = (f"{n} qubits give 2^{n} = {2**n:,} basis states, fewer "
+                   f"than the CNN's {self.m:,} weights; use at least "
+                   f"{n_qubits_for(self.m)} qubits")
+            raise ValueError(msg)
         self.n_qubits, self.preset = n, preset
         self.net = net.requires_grad_(False)  # a template: weights unused
         self.shapes = {k: p.shape for k, p in net.named_parameters()}
@@ -177,7 +186,7 @@ class QTModel(nn.Module):
 
 
 @add_to_class(QTModel)
-def features(self):
+def features(self) -> torch.Tensor:
     """Mapping-model input (M, n+1): ±1 bitstrings, transformed
     probabilities (chapter 1)."""
     p = self.qnn()
@@ -188,33 +197,34 @@ def features(self):
 
 
 @add_to_class(QTModel)
-def generate(self):
+def generate(self) -> torch.Tensor:
     """The M generated weights as one flat vector (chapter 1)."""
     w = self.mapping(self.features()).squeeze(-1)
     return w - w.mean()
 
 
 @add_to_class(QTModel)
-def weights(self):
+def weights(self) -> dict[str, torch.Tensor]:
     """The generated weights as the CNN's named parameters (chapter 1)."""
     shapes = self.shapes.values()
     chunks = self.generate().split([s.numel() for s in shapes])
     if self.preset.standardize:  # one row per output unit; a bias is one
         units = [s[0] if len(s) > 1 else 1 for s in shapes]
-        chunks = [standardize(c.view(u, -1)) * a
-                  for c, u, a in zip(chunks, units, self.scales)]
+        scaled = zip(chunks, units, self.scales, strict=True)
+        chunks = [standardize(c.view(u, -1)) * a for c, u, a in scaled]
     names = self.shapes.keys()
-    return {k: c.reshape(s) for k, s, c in zip(names, shapes, chunks)}
+    return {k: c.reshape(s)
+            for k, s, c in zip(names, shapes, chunks, strict=True)}
 
 
 @add_to_class(QTModel)
-def forward(self, x):
+def forward(self, x: torch.Tensor) -> torch.Tensor:
     return functional_call(self.net, self.weights(), (x,))
 
 
 @add_to_class(QTModel)
 @torch.no_grad()
-def export(self):
+def export(self) -> nn.Module:
     """A plain copy of the CNN holding the generated weights: no quantum
     library needed (chapter 1)."""
     net = copy.deepcopy(self.net).requires_grad_(True)
@@ -224,7 +234,7 @@ def export(self):
 
 
 @add_to_class(QTModel)
-def param_table(self):
+def param_table(self) -> dict[str, float]:
     """Parameter counts: CNN, qubits, QNN angles, mapping, QT, ratio
     (chapter 1)."""
     qnn, mapping = num_params(self.qnn), num_params(self.mapping)
@@ -236,8 +246,8 @@ def param_table(self):
 # <<< end of the #@save cells of notebooks/01_concept.ipynb
 
 
-def qt_model(dataset, n_blocks=16, backend="native", ansatz="u3cu3", preset="reference", relu=False,
-             seed=None, **options):
+def qt_model(dataset: str, n_blocks: int = 16, backend: str = "native", ansatz: str = "u3cu3",
+             preset: str = "reference", relu: bool = False, seed: int | None = None, **options: Any) -> QTModel:
     """The QT model for `dataset`'s reference CNN; `options` override preset fields or go to the QNN."""
     p = get_preset(preset, dataset)
     qnn_options = {k: v for k, v in options.items() if not hasattr(p, k)}

@@ -8,7 +8,12 @@ A recipe says which model is trained (QT with which mapping-model options, or th
     fit(net, train_iter, test_iter, num_epochs, **r.fit_options())
     r.cli_args("cifar10")                                    # the same, as `python -m qt_helpers train` flags
 """
+from __future__ import annotations
+
 from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
 
 from .data import resolve_name
 
@@ -26,11 +31,11 @@ class Recipe:
     summary: str
     model: str = "qt"  # "qt" or "classical"
     activation: str = "none"  # the mapping model's activation (QT)
-    standardize_on: tuple = ()  # datasets on which QT standardises its generated weights
+    standardize_on: tuple[str, ...] = ()  # datasets on which QT standardises its generated weights
     lr: float = 1e-4
     schedule: str = "plateau"
 
-    def options(self, dataset):
+    def options(self, dataset: str) -> dict[str, str | bool]:
         """Keyword options of `qt_model` for `dataset` (empty for the classical CNN)."""
         if self.model != "qt":
             return {}
@@ -39,11 +44,11 @@ class Recipe:
             out["standardize"] = True
         return out
 
-    def fit_options(self):
+    def fit_options(self) -> dict[str, float | str]:
         """Keyword options of `fit`: learning rate and schedule."""
         return {"lr": self.lr, "schedule": self.schedule}
 
-    def build(self, dataset, n_blocks=16, **kwargs):
+    def build(self, dataset: str, n_blocks: int = 16, **kwargs: Any) -> nn.Module:
         """The model this recipe trains on `dataset`: QT with `n_blocks`, or the reference CNN."""
         from .models import cnn
         from .qt import qt_model
@@ -52,7 +57,7 @@ class Recipe:
             return cnn(dataset, relu=kwargs.get("relu", False))
         return qt_model(dataset, n_blocks, **self.options(dataset), **kwargs)
 
-    def cli_args(self, dataset):
+    def cli_args(self, dataset: str) -> list[str]:
         """The recipe as `train` flags (only those that differ from the CLI's defaults for a QT model)."""
         args = ["--model", "classical"] if self.model == "classical" else []
         for key, value in self.options(dataset).items():
@@ -77,8 +82,9 @@ RECIPES = {r.name: r for r in (
 )}
 
 
-def get_recipe(name):
+def get_recipe(name: str) -> Recipe:
     """The recipe called `name` (see `RECIPES`)."""
     if name not in RECIPES:
-        raise ValueError(f"unknown recipe {name!r}; choose one of {', '.join(RECIPES)}")
+        msg = f"unknown recipe {name!r}; choose one of {', '.join(RECIPES)}"
+        raise ValueError(msg)
     return RECIPES[name]

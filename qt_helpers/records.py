@@ -6,6 +6,8 @@ page) goes through `atomic_write`: a temporary file in the same folder, renamed 
 complete, so a full disk or a killed process leaves the old file whole. Every reader of run records asks
 `record_problems` whether a record is what it is taken for.
 """
+from __future__ import annotations
+
 import hashlib
 import json
 import math
@@ -13,13 +15,20 @@ import os
 import platform
 import subprocess
 import tempfile
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import torch
 
+from .data import Data
 
-def atomic_write(path, data):
+if TYPE_CHECKING:  # for annotations only: spec imports train, which imports this module
+    from .spec import RunSpec
+
+
+def atomic_write(path: Path | str, data: str | bytes | Callable[[BinaryIO], object]) -> Path:
     """Write `data` (str, bytes, or a function that writes to a binary file object) to `path` atomically."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -31,45 +40,45 @@ def atomic_write(path, data):
                 f.write(data.encode("utf-8") if isinstance(data, str) else data)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would make records unreadable to others
-        os.replace(tmp, path)
+        Path(tmp).chmod(0o666 & ~_umask())  # mkstemp's 0600 would make records unreadable to others
+        Path(tmp).replace(path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
 
 
-def _umask():
+def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
 
 
-def write_json(path, obj):
+def write_json(path: Path | str, obj: Any) -> Path:
     """`obj` as indented JSON at `path`, atomically."""
     return atomic_write(path, json.dumps(obj, indent=2, default=float) + "\n")
 
 
-def data_pack(source):
+def data_pack(source: Path | str) -> dict[str, str]:
     """A portable name of a data source: {'name', 'sha256'} of a pack file, else its last path parts."""
     path = Path(str(source))
     if path.is_file():
-        with open(path, "rb") as f:
+        with path.open("rb") as f:
             return {"name": path.name, "sha256": hashlib.file_digest(f, "sha256").hexdigest()}
     kind, _, where = str(source).rpartition(":")
     return {"name": (kind + ":" if kind else "") + "/".join(Path(where).parts[-2:])}
 
 
-def cpu_model():
+def cpu_model() -> str:
     """The CPU's model name ('AMD EPYC'), from /proc/cpuinfo where there is one, else its architecture."""
     try:
-        with open("/proc/cpuinfo") as f:
+        with Path("/proc/cpuinfo").open() as f:
             return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
         return f"{platform.processor() or platform.machine()} CPU"
 
 
-def device_name(device="cpu"):
+def device_name(device: torch.device | str = "cpu") -> str:
     """The machine a run used, in words: the GPU's name, or the CPU's model and torch's thread count."""
     device = torch.device(device)
     if device.type == "cuda":
@@ -78,15 +87,15 @@ def device_name(device="cpu"):
     return f"{cpu_model()} ({n} thread{'' if n == 1 else 's'})"
 
 
-def code_commit():
+def code_commit() -> str | None:
     """$QT_CODE_COMMIT (a grid run from a snapshot of a commit sets it), else the git commit of the code that runs
     ('+dirty' if tracked files differ), else None."""
     if os.environ.get("QT_CODE_COMMIT"):
         return os.environ["QT_CODE_COMMIT"]
 
-    def git(*a):
+    def git(*a: str) -> str:
         return subprocess.run(["git", "-C", str(Path(__file__).parent), *a], capture_output=True, text=True,
-                              timeout=10).stdout.strip()
+                              timeout=10, check=False).stdout.strip()
     try:
         commit = git("rev-parse", "HEAD")
         return commit + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "") if commit else None
@@ -94,7 +103,7 @@ def code_commit():
         return None
 
 
-def provenance(device="cpu"):
+def provenance(device: torch.device | str = "cpu") -> dict[str, Any]:
     """Where and with what a result was made: the one provenance of every record, benchmark and chapter."""
     from . import __version__
 
@@ -104,7 +113,8 @@ def provenance(device="cpu"):
             "commit": code_commit()}
 
 
-def run_record(spec, info, history, data, device, **results):
+def run_record(spec: RunSpec, info: dict[str, Any], history: dict[str, list], data: Data, device: torch.device | str,
+               **results: Any) -> dict[str, Any]:
     """A run's JSON record: its settings (`spec`, resolved), model sizes (`info`), metrics and `history`, the
     data it read (`data`), `provenance`, and `results` (test_accuracy, train_seconds, command, ...)."""
     qt = spec.model == "qt"
@@ -123,7 +133,7 @@ def run_record(spec, info, history, data, device, **results):
 METRICS = ("test_accuracy", "val_accuracy", "test_loss")
 
 
-def record_problems(record, expect=None):
+def record_problems(record: Any, expect: dict[str, Any] | None = None) -> list[str]:
     """What makes `record` (a run's JSON) unfit where it is read: a list of short reasons, empty if it fits.
 
     A record fits when it is a finished, non-diverged run (every epoch in its history) whose accuracies are

@@ -53,11 +53,13 @@ class Outputs:
             path = getattr(self, flag[2:])
             if path is not None:
                 if os.path.realpath(path) in seen:
-                    raise ValueError(f"{seen[os.path.realpath(path)]} and {flag} are the same file {path}; give each "
-                                     "output its own name")
+                    msg = (f"{seen[os.path.realpath(path)]} and {flag} are the same file {path}; give each "
+                           "output its own name")
+                    raise ValueError(msg)
                 seen[os.path.realpath(path)] = flag
         if self.cuda_graph and device.type != "cuda":
-            raise ValueError(f"--cuda-graph needs a CUDA GPU and this run is on {device.type}; drop --cuda-graph")
+            msg = f"--cuda-graph needs a CUDA GPU and this run is on {device.type}; drop --cuda-graph"
+            raise ValueError(msg)
         try:
             check_fit_args(spec.epochs, spec.lr, self.checkpoint, self.resume, self.overwrite)
         except ValueError as e:
@@ -67,9 +69,11 @@ class Outputs:
             try:
                 from torch.utils.tensorboard import SummaryWriter  # noqa: F401
             except ImportError:
-                raise ValueError("--tensorboard needs the tensorboard package: pip install tensorboard") from None
+                msg = "--tensorboard needs the tensorboard package: pip install tensorboard"
+                raise ValueError(msg) from None
             if Path(self.tensorboard).is_file():
-                raise ValueError(f"--tensorboard {self.tensorboard} is a file; give a folder")
+                msg = f"--tensorboard {self.tensorboard} is a file; give a folder"
+                raise ValueError(msg)
         return self.resume_plan(spec) if self.resume else None
 
     def resume_plan(self, spec):
@@ -83,15 +87,18 @@ class Outputs:
         if spec.epochs == target:
             return None
         if spec.epochs < target:
-            raise ValueError(f"checkpoint {self.checkpoint} is a {target}-epoch run ({done} done); --epochs "
-                             f"{spec.epochs} cannot shorten it: pass --epochs {target} to resume it, or more to "
-                             "extend it")
+            msg = (f"checkpoint {self.checkpoint} is a {target}-epoch run ({done} done); --epochs "
+                   f"{spec.epochs} cannot shorten it: pass --epochs {target} to resume it, or more to "
+                   "extend it")
+            raise ValueError(msg)
         if done < target:
-            raise ValueError(f"checkpoint {self.checkpoint} holds {done} of its {target} epochs: finish it first "
-                             f"(--epochs {target} --resume), then extend it with more --epochs and --extend")
+            msg = (f"checkpoint {self.checkpoint} holds {done} of its {target} epochs: finish it first "
+                   f"(--epochs {target} --resume), then extend it with more --epochs and --extend")
+            raise ValueError(msg)
         if not self.extend:  # never implicit: a grid's --resume must not turn another run into its own
-            raise ValueError(f"checkpoint {self.checkpoint} is a finished {target}-epoch run: add --extend to "
-                             f"continue it to {spec.epochs} epochs, or delete this one to start over")
+            msg = (f"checkpoint {self.checkpoint} is a finished {target}-epoch run: add --extend to "
+                   f"continue it to {spec.epochs} epochs, or delete this one to start over")
+            raise ValueError(msg)
         return target
 
     def argv(self) -> list[str]:
@@ -115,13 +122,17 @@ def _writable(path, flag, overwrite):
         return
     path = Path(path)
     if path.is_dir():
-        raise ValueError(f"{flag} {path} is a folder; give a file name")
+        msg = f"{flag} {path} is a folder; give a file name"
+        raise ValueError(msg)
     if not path.parent.is_dir():
-        raise ValueError(f"{flag} {path}: folder {path.parent} does not exist; create it first")
+        msg = f"{flag} {path}: folder {path.parent} does not exist; create it first"
+        raise ValueError(msg)
     if not os.access(path.parent, os.W_OK):
-        raise ValueError(f"{flag} {path}: folder {path.parent} is not writable")
+        msg = f"{flag} {path}: folder {path.parent} is not writable"
+        raise ValueError(msg)
     if path.exists() and not overwrite:
-        raise ValueError(f"{flag} {path} already exists; pass --overwrite to replace it, or choose another name")
+        msg = f"{flag} {path} already exists; pass --overwrite to replace it, or choose another name"
+        raise ValueError(msg)
 
 
 def build_model(spec: RunSpec):
@@ -172,7 +183,7 @@ class Board:
 
     def close(self, history):
         for key, values in history.items():
-            for epoch, value in zip(history["epoch"], values):
+            for epoch, value in zip(history["epoch"], values, strict=True):
                 if key != "epoch" and value is not None and math.isfinite(value):
                     self.writer.add_scalar(f"epoch/{key}", value, epoch)
         self.writer.close()

@@ -76,16 +76,19 @@ class RunSpec:
         the recipe's, and the recipe's over the default. A recipe's model is part of it: another is refused."""
         unknown = set(given) - {f.name for f in fields(cls)}
         if unknown:
-            raise ValueError(f"unknown run settings: {', '.join(sorted(unknown))}; see qt_helpers.RunSpec")
+            msg = f"unknown run settings: {', '.join(sorted(unknown))}; see qt_helpers.RunSpec"
+            raise ValueError(msg)
         if recipe is None:
             return cls(**given)
         if recipe not in RECIPES:
-            raise ValueError(f"unknown recipe {recipe!r}; choose one of: {', '.join(RECIPES)}")
+            msg = f"unknown recipe {recipe!r}; choose one of: {', '.join(RECIPES)}"
+            raise ValueError(msg)
         r = RECIPES[recipe]
         if given.get("model") not in (None, r.model):
-            raise ValueError(f"--recipe {recipe} trains the {'classical CNN' if r.model == 'classical' else 'QT model'}"
-                             f", not --model {given['model']}; drop one of them (QT recipes: "
-                             f"{', '.join(n for n, x in RECIPES.items() if x.model == 'qt')})")
+            msg = (f"--recipe {recipe} trains the {'classical CNN' if r.model == 'classical' else 'QT model'}"
+                   f", not --model {given['model']}; drop one of them (QT recipes: "
+                   f"{', '.join(n for n, x in RECIPES.items() if x.model == 'qt')})")
+            raise ValueError(msg)
         dataset = given.get("dataset", cls.dataset)
         try:
             options = r.options(dataset)  # QT's mapping-model options on this dataset: activation, standardize
@@ -134,36 +137,46 @@ class RunSpec:
         for name, valid in CHOICES.items():
             value = getattr(s, name)
             if value is not None and value not in valid:
-                raise ValueError(f"unknown {name} {value!r}; choose one of: {', '.join(valid)}")
+                msg = f"unknown {name} {value!r}; choose one of: {', '.join(valid)}"
+                raise ValueError(msg)
         for name in ("epochs", "blocks", "batch_size", "n_train", "n_test", "budget"):
             _at_least(getattr(s, name), 1, name)
         if s.shots is not None and s.shots < 1:
-            raise ValueError(f"--shots must be a positive number of measurements, not {s.shots}")
+            msg = f"--shots must be a positive number of measurements, not {s.shots}"
+            raise ValueError(msg)
         _at_least(s.qubits, 2, "qubits")
         fact = INFO[s.dataset]
         for name, full in (("n_train", fact.n_train), ("n_test", fact.n_test)):
             if getattr(s, name) is not None and getattr(s, name) > full:
-                raise ValueError(f"--{name.replace('_', '-')} {getattr(s, name):,} is more than {s.dataset}'s "
-                                 f"{full:,} images")
+                msg = (f"--{name.replace('_', '-')} {getattr(s, name):,} is more than {s.dataset}'s "
+                       f"{full:,} images")
+                raise ValueError(msg)
         if not 0 <= s.val_fraction < 1:
-            raise ValueError(f"--val-fraction must be at least 0 and below 1, got {s.val_fraction}")
+            msg = f"--val-fraction must be at least 0 and below 1, got {s.val_fraction}"
+            raise ValueError(msg)
         if s.test == "never" and not s.val_fraction:
-            raise ValueError("--test never needs --val-fraction: without the test set, only a validation split "
-                             "says how the run did")
+            msg = ("--test never needs --val-fraction: without the test set, only a validation split "
+                   "says how the run did")
+            raise ValueError(msg)
         if not 0 <= s.seed < 2**32:
-            raise ValueError(f"--seed must be a whole number from 0 to 2**32 - 1, got {s.seed}")
+            msg = f"--seed must be a whole number from 0 to 2**32 - 1, got {s.seed}"
+            raise ValueError(msg)
         if not (isinstance(s.lr, (int, float)) and math.isfinite(s.lr) and s.lr > 0):
-            raise ValueError(f"--lr must be a positive number, got {s.lr}")
+            msg = f"--lr must be a positive number, got {s.lr}"
+            raise ValueError(msg)
         if s.model == "classical":
             if s.shots is not None or s.activation is not None or s.trainable_transform or s.control:
-                raise ValueError("--shots, --activation, --trainable-transform and --control are QT options; "
-                                 "drop them for --model classical")
+                msg = ("--shots, --activation, --trainable-transform and --control are QT options; "
+                       "drop them for --model classical")
+                raise ValueError(msg)
         elif s.budget is not None:
-            raise ValueError("--budget is for --model classical; a QT model's size is set by --blocks")
+            msg = "--budget is for --model classical; a QT model's size is set by --blocks"
+            raise ValueError(msg)
         m = num_params(cnn(s.dataset, s.relu))
         if s.model == "qt" and s.qubits is not None and 2**s.qubits < m:
-            raise ValueError(f"{s.qubits} qubits give 2^{s.qubits} = {2**s.qubits:,} basis states, fewer than the "
-                             f"CNN's {m:,} weights; use at least {n_qubits_for(m)} qubits")
+            msg = (f"{s.qubits} qubits give 2^{s.qubits} = {2**s.qubits:,} basis states, fewer than the "
+                   f"CNN's {m:,} weights; use at least {n_qubits_for(m)} qubits")
+            raise ValueError(msg)
         device = _device(s.device)
         s._check_size(m)
         return device
@@ -176,21 +189,23 @@ class RunSpec:
             n = self.qubits or n_qubits_for(m)
             per_block = get_ansatz(self.ansatz).angles_per_block(n)
             if self.blocks * per_block > m:
-                raise ValueError(f"--blocks {self.blocks:,} gives the QNN {self.blocks * per_block:,} angles, more "
-                                 f"than the {m:,} weights of the CNN it generates; use at most {m // per_block:,} "
-                                 "blocks here (or --model classical)")
+                msg = (f"--blocks {self.blocks:,} gives the QNN {self.blocks * per_block:,} angles, more "
+                       f"than the {m:,} weights of the CNN it generates; use at most {m // per_block:,} "
+                       "blocks here (or --model classical)")
+                raise ValueError(msg)
         images = None if self.n_train is None else self.n_train + (self.n_test or 10000)
         try:
             check_memory(run_bytes(self.dataset, n, self.blocks, self.batch_size, images),
                          f"this run ({self.dataset}" + (f", {n} qubits, {self.blocks:,} blocks)" if n else ")"))
         except MemoryError as e:
-            raise ValueError(f"{e}; use fewer qubits or blocks, a data subset (--n-train), or a larger machine"
-                             ) from None
+            msg = f"{e}; use fewer qubits or blocks, a data subset (--n-train), or a larger machine"
+            raise ValueError(msg) from None
 
 
 def _at_least(value, low, name):
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
-        raise ValueError(f"--{name.replace('_', '-')} must be a whole number >= {low}, got {value}")
+        msg = f"--{name.replace('_', '-')} must be a whole number >= {low}, got {value}"
+        raise ValueError(msg)
 
 
 def _device(name):
@@ -198,10 +213,13 @@ def _device(name):
     try:
         device = get_device(name)
     except RuntimeError as e:
-        raise ValueError(f"--device {name!r} is not a device torch knows ({str(e).splitlines()[0]}); "
-                         "use auto, cpu or cuda") from None
+        msg = (f"--device {name!r} is not a device torch knows ({str(e).splitlines()[0]}); "
+               "use auto, cpu or cuda")
+        raise ValueError(msg) from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: this machine has no CUDA GPU; use --device cpu (or auto)")
+        msg = f"--device {name}: this machine has no CUDA GPU; use --device cpu (or auto)"
+        raise ValueError(msg)
     if device.type not in ("cpu", "cuda"):
-        raise ValueError(f"--device {name}: only cpu and cuda are supported")
+        msg = f"--device {name}: only cpu and cuda are supported"
+        raise ValueError(msg)
     return device

@@ -1,13 +1,18 @@
 """One training loop for QT and classical models: Adam, ReduceLROnPlateau, checkpoints, resume."""
+from __future__ import annotations
+
 import math
 import sys
 import time
 import warnings
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
+from .data import TensorLoader
 from .records import atomic_write
 
 with warnings.catch_warnings():  # without ipywidgets, tqdm.auto falls back to text bars: fine for us
@@ -17,7 +22,7 @@ with warnings.catch_warnings():  # without ipywidgets, tqdm.auto falls back to t
 from .cuda_graph import GraphedStep
 
 
-def get_device(device="auto"):
+def get_device(device: torch.device | str = "auto") -> torch.device:
     """`torch.device` for 'auto' (CUDA if there is one, else CPU), 'cpu', 'cuda', ..."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -35,7 +40,7 @@ def accuracy(logits, y):
 
 
 @torch.no_grad()
-def evaluate(net, loader):
+def evaluate(net: nn.Module, loader: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> tuple[float, float]:
     """(mean loss, accuracy) of `net` over `loader`; a QT model generates its weights once."""
     net.eval()
     if hasattr(net, "export"):  # QT: generate the weights once, not per batch
@@ -63,10 +68,12 @@ def make_optimizer(net, lr=1e-4, weight_decay=1e-5, eps=1e-6, patience=5, factor
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=factor, patience=patience)
     elif schedule == "cosine":
         if not num_epochs:
-            raise ValueError("the cosine schedule needs num_epochs")
+            msg = "the cosine schedule needs num_epochs"
+            raise ValueError(msg)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=num_epochs)
     else:
-        raise ValueError(f"unknown schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}")
+        msg = f"unknown schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}"
+        raise ValueError(msg)
     return opt, sched
 
 
@@ -101,25 +108,29 @@ def load_checkpoint(path, net, opt, sched, identity=None, extend=False):
         state = torch.load(path, map_location="cpu", weights_only=True)
         saved = state.get("identity")
     except Exception as e:
-        raise CheckpointError(f"checkpoint {path} is unreadable ({type(e).__name__}: {str(e)[:120]}); "
-                              "delete it to start over, or point to another file") from None
+        msg = (f"checkpoint {path} is unreadable ({type(e).__name__}: {str(e)[:120]}); "
+               "delete it to start over, or point to another file")
+        raise CheckpointError(msg) from None
     saved = saved or {}
     if extend and identity is not None:
         identity = {**identity, "num_epochs": saved.get("num_epochs")}
     diff = "; ".join(f"{k}: checkpoint {saved.get(k)!r}, this run {identity.get(k)!r}"  # a key one side lacks
                      for k in sorted(set(saved) | set(identity or {})) if saved.get(k) != (identity or {}).get(k))
     if identity is not None and diff:  # counts as None: identities may gain keys without breaking old checkpoints
-        raise CheckpointError(f"checkpoint {path} belongs to another run ({diff}); use another checkpoint file, "
-                              "or delete this one to start over")
+        msg = (f"checkpoint {path} belongs to another run ({diff}); use another checkpoint file, "
+               "or delete this one to start over")
+        raise CheckpointError(msg)
     try:
         missing, unexpected = net.load_state_dict(state["net"], strict=False)
         frozen = {k for k, p in net.named_parameters() if not p.requires_grad}
         if unexpected or set(missing) - frozen:
-            raise KeyError(f"missing {sorted(set(missing) - frozen)[:3]}, unexpected {sorted(unexpected)[:3]}")
+            msg = f"missing {sorted(set(missing) - frozen)[:3]}, unexpected {sorted(unexpected)[:3]}"
+            raise KeyError(msg)
         opt.load_state_dict(state["opt"])
         sched.load_state_dict(state["sched"])
     except (KeyError, RuntimeError, ValueError) as e:
-        raise CheckpointError(f"checkpoint {path} does not fit this model ({str(e)[:160]})") from None
+        msg = f"checkpoint {path} does not fit this model ({str(e)[:160]})"
+        raise CheckpointError(msg) from None
     torch.set_rng_state(state["rng"])
     return state["history"]
 
@@ -135,23 +146,30 @@ def checkpoint_epochs(path):
 def check_fit_args(num_epochs, lr, checkpoint=None, resume=False, overwrite=False):
     """Raise ValueError (CheckpointError for checkpoints) for arguments `fit` cannot use, before any work."""
     if isinstance(num_epochs, bool) or not isinstance(num_epochs, int) or num_epochs < 1:
-        raise ValueError(f"num_epochs must be a whole number >= 1, got {num_epochs!r}")
+        msg = f"num_epochs must be a whole number >= 1, got {num_epochs!r}"
+        raise ValueError(msg)
     if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
-        raise ValueError(f"the learning rate must be a positive number, got {lr!r}")
+        msg = f"the learning rate must be a positive number, got {lr!r}"
+        raise ValueError(msg)
     if resume and not checkpoint:
-        raise CheckpointError("resume needs a checkpoint file to continue from")
+        msg = "resume needs a checkpoint file to continue from"
+        raise CheckpointError(msg)
     if checkpoint and resume and not Path(checkpoint).is_file():
-        raise CheckpointError(f"cannot resume: checkpoint {checkpoint} does not exist (check the path, or start "
-                              "the run without resuming)")
+        msg = (f"cannot resume: checkpoint {checkpoint} does not exist (check the path, or start "
+               "the run without resuming)")
+        raise CheckpointError(msg)
     if checkpoint and not resume and not overwrite and Path(checkpoint).exists():
-        raise CheckpointError(f"checkpoint {checkpoint} already exists; resume it, or overwrite it explicitly "
-                              "(CLI: --resume or --overwrite)")
+        msg = (f"checkpoint {checkpoint} already exists; resume it, or overwrite it explicitly "
+               "(CLI: --resume or --overwrite)")
+        raise CheckpointError(msg)
 
 
-def fit(net, train_iter, test_iter=None, num_epochs=1, lr=1e-4, weight_decay=1e-5, eps=1e-6,
-        patience=5, schedule="plateau", device="auto", checkpoint=None, resume=False, progress=True,
-        on_step=None, identity=None, overwrite=False, log_epochs=True, val_iter=None, extend=False,
-        cuda_graph=False):
+def fit(net: nn.Module, train_iter: TensorLoader, test_iter: Iterable[tuple[torch.Tensor, torch.Tensor]] | None = None,
+        num_epochs: int = 1, lr: float = 1e-4, weight_decay: float = 1e-5, eps: float = 1e-6, patience: int = 5,
+        schedule: str = "plateau", device: torch.device | str = "auto", checkpoint: Path | str | None = None,
+        resume: bool = False, progress: bool = True, on_step: Callable[[int, int, float], object] | None = None,
+        identity: dict[str, Any] | None = None, overwrite: bool = False, log_epochs: bool = True,
+        val_iter: TensorLoader | None = None, extend: bool = False, cuda_graph: bool = False) -> dict[str, list]:
     """Train `net` with cross-entropy; returns the history (a dict of per-epoch lists). Chapter 1 explains it.
 
     `schedule`: 'plateau' (the reference) or 'cosine' (see `make_optimizer`).
@@ -171,7 +189,8 @@ def fit(net, train_iter, test_iter=None, num_epochs=1, lr=1e-4, weight_decay=1e-
                 "weight_decay": weight_decay, "batch_size": getattr(train_iter, "batch_size", None)}
     device = get_device(device)
     if cuda_graph and device.type != "cuda":
-        raise ValueError(f"cuda_graph=True needs a CUDA device, not {device}; leave it off on a CPU")
+        msg = f"cuda_graph=True needs a CUDA device, not {device}; leave it off on a CPU"
+        raise ValueError(msg)
     net.to(device)
     opt, sched = make_optimizer(net, lr, weight_decay, eps, patience, schedule=schedule, num_epochs=num_epochs)
     keys = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds")
@@ -191,8 +210,8 @@ def fit(net, train_iter, test_iter=None, num_epochs=1, lr=1e-4, weight_decay=1e-
         net.train()
         t0, total, correct, n = time.perf_counter(), 0.0, 0, 0
         bar = tqdm(train_iter, desc=f"epoch {epoch + 1}/{num_epochs}", disable=not progress, leave=False)
-        for step, (x, y) in enumerate(bar):
-            x, y = x.to(device), y.to(device)
+        for step, (xb, yb) in enumerate(bar):
+            x, y = xb.to(device), yb.to(device)
             if graphed:  # the whole step replayed; a non-finite loss is seen after its update
                 logits, loss = graphed(x, y)
             else:
@@ -200,9 +219,10 @@ def fit(net, train_iter, test_iter=None, num_epochs=1, lr=1e-4, weight_decay=1e-
                 loss = loss_fn(logits, y)
             value = loss.item()  # one device sync per step, shared by the NaN check and the bookkeeping
             if not math.isfinite(value):
-                raise Diverged(f"the loss became {value} at epoch {epoch + 1}, step {step + 1}: training diverged "
-                               f"and stopped. Try a smaller learning rate (lr={float(opt.param_groups[0]['lr']):g}) "
-                               "or check the inputs.", history)
+                msg = (f"the loss became {value} at epoch {epoch + 1}, step {step + 1}: training diverged "
+                       f"and stopped. Try a smaller learning rate (lr={float(opt.param_groups[0]['lr']):g}) "
+                       "or check the inputs.")
+                raise Diverged(msg, history)
             if not graphed:
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -216,23 +236,24 @@ def fit(net, train_iter, test_iter=None, num_epochs=1, lr=1e-4, weight_decay=1e-
         sched.step(total / n) if schedule == "plateau" else sched.step()
         test_loss, test_acc = evaluate(net, test_iter) if test_iter is not None else (math.nan, math.nan)
         for k, v in zip(keys, (epoch + 1, total / n, correct / n, test_loss, test_acc,
-                               float(opt.param_groups[0]["lr"]), time.perf_counter() - t0)):
+                               float(opt.param_groups[0]["lr"]), time.perf_counter() - t0), strict=True):
             history[k].append(v)
         if val_iter is not None:
-            for k, v in zip(("val_loss", "val_acc"), evaluate(net, val_iter)):
+            for k, v in zip(("val_loss", "val_acc"), evaluate(net, val_iter), strict=True):
                 history[k].append(v)
         bad = [k for k, it in (("test_loss", test_iter), ("val_loss", val_iter))
                if it is not None and not math.isfinite(history[k][-1])]
         if bad or not all(torch.isfinite(p).all() for p in net.parameters() if p.requires_grad):
             done = {k: v[:-1] for k, v in history.items()}  # the epoch that diverged is not a result
             what = f"the {' and '.join(k.replace('_', ' ') for k in bad)}" if bad else "the weights"
-            raise Diverged(f"training diverged in epoch {epoch + 1}: {what} became non-finite. Try a smaller "
-                           f"learning rate (lr={opt.param_groups[0]['lr']:g}).", done)
+            msg = (f"training diverged in epoch {epoch + 1}: {what} became non-finite. Try a smaller "
+                   f"learning rate (lr={opt.param_groups[0]['lr']:g}).")
+            raise Diverged(msg, done)
         if log_epochs:
             scores = [f"{name} acc {history[k][-1]:.4f}" for name, k in (("val", "val_acc"), ("test", "test_acc"))
                       if k in history and not math.isnan(history[k][-1])]
             tqdm.write(f"epoch {epoch + 1}/{num_epochs}: train loss {total / n:.4f}, train acc {correct / n:.4f}, "
-                       + ", ".join(scores + [f"{history['seconds'][-1]:.1f} s"]), file=sys.stdout)
+                       + ", ".join([*scores, f"{history['seconds'][-1]:.1f} s"]), file=sys.stdout)
         if checkpoint:
             save_checkpoint(checkpoint, net, opt, sched, history, identity)
     return history

@@ -22,7 +22,7 @@ def random_case(ansatz, n, n_blocks, seed):
     return angles, torch.randn(2**n, generator=g)
 
 
-@pytest.mark.parametrize("n, n_blocks", [(3, 2), (5, 3)])
+@pytest.mark.parametrize(("n", "n_blocks"), [(3, 2), (5, 3)])
 def test_torchquantum_and_pennylane_agree_on_the_reference_circuit(n, n_blocks):
     angles, weights = random_case("u3cu3", n, n_blocks, seed=n)
     p_tq, g_tq = run("torchquantum", "u3cu3", n, n_blocks, angles, weights)
@@ -33,7 +33,7 @@ def test_torchquantum_and_pennylane_agree_on_the_reference_circuit(n, n_blocks):
 
 
 @pytest.mark.parametrize("ansatz", ANSATZE)
-@pytest.mark.parametrize("n, n_blocks", [(2, 1), (4, 3), (6, 2), (7, 5)])
+@pytest.mark.parametrize(("n", "n_blocks"), [(2, 1), (4, 3), (6, 2), (7, 5)])
 def test_native_matches_torchquantum_and_pennylane(ansatz, n, n_blocks):
     angles, weights = random_case(ansatz, n, n_blocks, seed=10 * n + n_blocks)
     p_nat, g_nat = run("native", ansatz, n, n_blocks, angles, weights)

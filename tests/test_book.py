@@ -45,7 +45,7 @@ def toc_pages():
             return ([node["file"]] if "file" in node else []) + [f for v in node.values() for f in files(v)]
         return [f for v in node for f in files(v)] if isinstance(node, list) else []
 
-    return [toc["root"]] + files(toc.get("parts", toc.get("chapters", [])))
+    return [toc["root"], *files(toc.get("parts", toc.get("chapters", [])))]
 
 
 PAGES = toc_pages()
@@ -146,7 +146,7 @@ def browser(tmp_path_factory):
     driver.quit()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def http_status(url):
     try:
         with urllib.request.urlopen(url, timeout=10) as response:
@@ -175,8 +175,10 @@ def test_page(site, browser, page):
     # Renders: a title, a heading, no error page.
     title = browser.title
     heading = browser.execute_script("const h = document.querySelector('main h1'); return h ? h.innerText : '';")
-    assert title and heading, f"{page}: no title or no <h1> (title {title!r})"
-    assert "404" not in title and "Not Found" not in title, f"{page}: error page ({title!r})"
+    assert title, f"{page}: no title or no <h1> (title {title!r})"
+    assert heading, f"{page}: no title or no <h1> (title {title!r})"
+    assert "404" not in title, f"{page}: error page ({title!r})"
+    assert "Not Found" not in title, f"{page}: error page ({title!r})"
 
     # Images: every <img> loaded; notebook pages whose outputs hold figures show at least one.
     assert wait_for(browser, "[...document.images].every(i => i.complete)"), f"{page}: images still loading"

@@ -59,9 +59,13 @@ def test_staging_banner_says_recorded_or_ci(tmp_path):
     for nb in filter(stage_book.complete, recorded.glob("*.ipynb")):
         note = stage_book.banner(nb)
         run = json.loads(nb.with_suffix(".json").read_text())["run"]
-        assert "Recorded run" in note and run["commit"] in note and run["machine"] in note
+        assert "Recorded run" in note
+        assert run["commit"] in note
+        assert run["machine"] in note
     resumed = stage_book.sittings({"wall_s": 180.0, "resumed_runs": 8, "train_s": 6 * 3600.0})
-    assert "3 minutes in its last session" in resumed and "8 runs" in resumed and "6.0 hours" in resumed
+    assert "3 minutes in its last session" in resumed
+    assert "8 runs" in resumed
+    assert "6.0 hours" in resumed
     assert stage_book.sittings({"wall_s": 600.0}) == "wall time 10 minutes"
     assert stage_book.sittings({"wall_s": 22.2, "resumed_runs": 8, "train_s": 1.0}).startswith("wall time 22 s in")
     ci = tmp_path / "01_concept.ipynb"
@@ -69,7 +73,8 @@ def test_staging_banner_says_recorded_or_ci(tmp_path):
     assert "CI-scale check, not results" in stage_book.banner(ci)
     ci.with_suffix(".json").write_text(json.dumps({"concept_n_train": 60000, "concept_n_test": 10000}))
     full = stage_book.banner(ci)  # chapter 1 trains on all of MNIST in CI too
-    assert "CI-scale check" not in full and "60,000 training and 10,000 test images" in full
+    assert "CI-scale check" not in full
+    assert "60,000 training and 10,000 test images" in full
 
 
 import chapter_cells  # noqa: E402
@@ -78,7 +83,8 @@ import chapter_cells  # noqa: E402
 def test_chapter_cells_are_generated_from_pyproject():
     assert chapter_cells.main(["--check"]) == 0, "run `python tools/chapter_cells.py` after changing pyproject.toml"
     url, tag = chapter_cells.release()
-    assert url.startswith("https://github.com/") and tag.startswith("v")
+    assert url.startswith("https://github.com/")
+    assert tag.startswith("v")
     readme = (ROOT / "README.md").read_text()
     assert set(re.findall(r"git\+(https://github\.com/[^\s\"#]+)", readme)) == {f"{url}@{tag}"}
 
@@ -88,19 +94,20 @@ class _Version(tuple):
     minor = property(lambda self: self[1])
 
 
-@pytest.mark.parametrize("version, tq", [((3, 12), True), ((3, 13), False)])
+@pytest.mark.parametrize(("version", "tq"), [((3, 12), True), ((3, 13), False)])
 def test_colab_cell_installs_the_release_and_checks_python(monkeypatch, capsys, version, tq):
     """The cell run as on Colab (no command really runs): clone of the tag, pip with TorchQuantum only on
     Python 3.10 to 3.12, then into the clone's notebooks/ folder."""
     calls, moved = [], []
     monkeypatch.setitem(sys.modules, "google.colab", object())
     monkeypatch.setattr(sys, "version_info", _Version((*version, 0)))
-    monkeypatch.setattr("subprocess.run", lambda cmd, **kw: calls.append(cmd) or subprocess.CompletedProcess(cmd, 0))
-    monkeypatch.setattr("os.path.isdir", lambda path: False)
+    monkeypatch.setattr("subprocess.run", lambda cmd, **_kw: calls.append(cmd) or subprocess.CompletedProcess(cmd, 0))
+    monkeypatch.setattr("pathlib.Path.is_dir", lambda _self: False)
     monkeypatch.setattr("os.chdir", moved.append)
     exec(chapter_cells.cell_source("02_mnist"), {})
     url, tag = chapter_cells.release()
-    assert calls[0][:6] == ["git", "clone", "-q", "--depth", "1", "--branch"] and calls[0][6:8] == [tag, url]
+    assert calls[0][:6] == ["git", "clone", "-q", "--depth", "1", "--branch"]
+    assert calls[0][6:8] == [tag, url]
     assert calls[1][-2:] == [("/content/qt[torchquantum]" if tq else "/content/qt"), "/content/qt/tools"]
     assert any("torchquantum==0.1.8" in c for c in calls) == tq
     assert ("TorchQuantum installs on Python 3.10 to 3.12 only" in capsys.readouterr().out) != tq
@@ -109,8 +116,8 @@ def test_colab_cell_installs_the_release_and_checks_python(monkeypatch, capsys, 
 
 def test_colab_cell_says_in_one_line_what_to_do_when_the_clone_fails(monkeypatch):
     monkeypatch.setitem(sys.modules, "google.colab", object())
-    monkeypatch.setattr("os.path.isdir", lambda path: False)
-    monkeypatch.setattr("subprocess.run", lambda cmd, **kw: subprocess.CompletedProcess(
+    monkeypatch.setattr("pathlib.Path.is_dir", lambda _self: False)
+    monkeypatch.setattr("subprocess.run", lambda cmd, **_kw: subprocess.CompletedProcess(
         cmd, 128, "", "Cloning into '/content/qt'...\nfatal: Remote branch v0.1.0 not found in upstream origin\n"))
     with pytest.raises(SystemExit) as e:
         exec(chapter_cells.cell_source("01_concept"), {})
@@ -123,9 +130,12 @@ def test_a_curve_s_trend_reads_its_last_third():
     from qtbook import late_gain, trend
 
     rising, flat = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6], [0.1, 0.5, 0.6, 0.6, 0.605, 0.6]
-    assert late_gain(rising) == pytest.approx(0.2) and trend(rising) == "still rising"
-    assert late_gain(flat) == pytest.approx(0.0) and trend(flat) == "flat"
-    assert trend([0.6, 0.5]) == "falling" and late_gain([0.7]) == 0  # one epoch: nothing to compare with
+    assert late_gain(rising) == pytest.approx(0.2)
+    assert trend(rising) == "still rising"
+    assert late_gain(flat) == pytest.approx(0.0)
+    assert trend(flat) == "flat"
+    assert trend([0.6, 0.5]) == "falling"
+    assert late_gain([0.7]) == 0  # one epoch: nothing to compare with
 
 
 def test_every_model_and_backend_keeps_one_colour():
@@ -252,4 +262,5 @@ def test_the_published_caveats_are_stated_as_known():
 
     assert RECIPES["improved"].schedule == "cosine"
     appendix = science_page.appendix_markdown(report.load_runs())
-    assert "the cosine schedule, as here" in appendix and "plateau" not in appendix.split("Ten epochs")[1][:400]
+    assert "the cosine schedule, as here" in appendix
+    assert "plateau" not in appendix.split("Ten epochs")[1][:400]

@@ -21,7 +21,8 @@ def test_train_qt_writes_results(pack_dir, capsys):
             "train_seconds", "device"} <= r.keys()
     assert (r["dataset"], r["model"], r["backend"], r["blocks"], r["qubits"]) == ("mnist", "qt", "native", 2, 13)
     assert (r["cnn_params"], r["qt_params"], r["n_train"], r["n_test"]) == (6690, 405, 200, 100)
-    assert 0 <= r["test_accuracy"] <= 1 and len(r["history"]["epoch"]) == 2
+    assert 0 <= r["test_accuracy"] <= 1
+    assert len(r["history"]["epoch"]) == 2
 
 
 def test_train_classical_learns_the_toy_pack(pack_dir, tmp_path):
@@ -29,12 +30,13 @@ def test_train_classical_learns_the_toy_pack(pack_dir, tmp_path):
     main(["train", "--dataset", "mnist", "--model", "classical", "--epochs", "3", "--batch-size", "20",
           "--data-dir", str(pack_dir), "--json", str(out), "--no-progress", "--export", str(tmp_path / "w.pt")])
     r = json.loads(out.read_text())
-    assert r["cnn_params"] == 6690 and r["qt_params"] is None
+    assert r["cnn_params"] == 6690
+    assert r["qt_params"] is None
     assert r["test_accuracy"] > 0.5  # the toy classes are a bright band: easy
     assert (tmp_path / "w.pt").stat().st_size > 6690 * 4
 
 
-@pytest.mark.parametrize("args, message", [
+@pytest.mark.parametrize(("args", "message"), [
     (["--dataset", "svhn"], "mnist, fashion_mnist, cifar10"),
     (["--backend", "qiskit"], "native, torchquantum, pennylane"),
     (["--model", "rnn"], "qt, classical"),
@@ -47,8 +49,11 @@ def test_bad_input_exits_with_the_valid_choices(pack_dir, args, message, capsys)
 
 
 def test_module_entry_point_prints_help():
-    r = subprocess.run([sys.executable, "-m", "qt_helpers", "train", "--help"], capture_output=True, text=True)
-    assert r.returncode == 0 and "--n-train" in r.stdout and "--backend" in r.stdout
+    r = subprocess.run([sys.executable, "-m", "qt_helpers", "train", "--help"], capture_output=True, text=True,
+                       check=False)
+    assert r.returncode == 0
+    assert "--n-train" in r.stdout
+    assert "--backend" in r.stdout
 
 
 def test_recipe_options_are_recorded_with_the_command_that_reproduces_the_run(pack_dir):
@@ -71,7 +76,7 @@ def test_budget_gives_a_narrower_classical_cnn(pack_dir):
     assert 1300 < json.loads(out.read_text())["cnn_params"] <= 1497
 
 
-@pytest.mark.parametrize("args, message", [
+@pytest.mark.parametrize(("args", "message"), [
     (["--budget", "1000"], "--budget is for --model classical"),
     (["--model", "classical", "--budget", "10"], "no mnist CNN of this shape fits in 10 parameters"),
     (["--shots", "0"], "--shots must be a positive number"),
@@ -89,7 +94,8 @@ def test_validation_accuracy_is_recorded_every_epoch(pack_dir):
           "--data-dir", str(pack_dir), "--json", str(out), "--no-progress"])
     r = json.loads(out.read_text())
     assert (r["n_train"], r["n_val"], r["n_test"]) == (180, 20, 100)
-    assert len(r["history"]["val_acc"]) == 2 and r["val_accuracy"] == r["history"]["val_acc"][-1]
+    assert len(r["history"]["val_acc"]) == 2
+    assert r["val_accuracy"] == r["history"]["val_acc"][-1]
     assert 0 <= r["val_accuracy"] <= 1
 
 
@@ -99,7 +105,8 @@ def test_the_test_set_is_read_only_when_asked(pack_dir, when):
     main(["train", "--model", "classical", "--epochs", "2", "--batch-size", "50", "--val-fraction", "0.1",
           "--test", when, "--data-dir", str(pack_dir), "--json", str(out), "--no-progress"])
     r = json.loads(out.read_text())
-    assert r["history"]["test_acc"] == [None, None] and 0 <= r["val_accuracy"] <= 1  # never during training
+    assert r["history"]["test_acc"] == [None, None]  # never during training
+    assert 0 <= r["val_accuracy"] <= 1
     assert (r["test_accuracy"] is None) == (when == "never")
     if when == "end":
         assert 0 <= r["test_accuracy"] <= 1
@@ -133,11 +140,13 @@ def test_qt_train_script_is_declared_and_names_itself(capsys):
     assert scripts["qt-train"] == "qt_helpers.cli:train_main"
     with pytest.raises(SystemExit) as e:
         train_main(["--help"])
-    assert e.value.code == 0 and capsys.readouterr().out.startswith("usage: qt-train [-h]")
-    assert train_main(["--recipe", "best"]) == 2 and "unknown recipe 'best'" in capsys.readouterr().err
+    assert e.value.code == 0
+    assert capsys.readouterr().out.startswith("usage: qt-train [-h]")
+    assert train_main(["--recipe", "best"]) == 2
+    assert "unknown recipe 'best'" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("flags, resolved", [
+@pytest.mark.parametrize(("flags", "resolved"), [
     (["--recipe", "improved", "--schedule", "plateau"],
      {"model": "qt", "activation": "relu", "lr": 3e-3, "schedule": "plateau", "standardize": False}),
     (["--recipe", "improved", "--lr", "1e-3", "--activation", "none"],
@@ -157,7 +166,7 @@ def test_explicit_flags_beat_the_recipe(flags, resolved):
     assert {k: getattr(spec, k) for k in resolved} == resolved
 
 
-@pytest.mark.parametrize("flags, message", [
+@pytest.mark.parametrize(("flags", "message"), [
     (["--recipe", "classical", "--model", "qt"], "--recipe classical trains the classical CNN, not --model qt"),
     (["--recipe", "improved", "--model", "classical"], "--recipe improved trains the QT model, not --model classical"),
     (["--recipe", "classical", "--activation", "relu"], "QT options; drop them for --model classical"),
@@ -165,7 +174,8 @@ def test_explicit_flags_beat_the_recipe(flags, resolved):
 def test_contradicting_a_recipe_s_model_is_one_line_error(pack_dir, flags, message, capsys):
     assert main(["train", "--data-dir", str(pack_dir), "--no-progress", *flags]) == 2
     err = capsys.readouterr().err
-    assert message in err and err.count("\n") == 1
+    assert message in err
+    assert err.count("\n") == 1
 
 
 def test_the_json_records_the_settings_that_ran(pack_dir):
@@ -174,7 +184,8 @@ def test_the_json_records_the_settings_that_ran(pack_dir):
             "--data-dir", str(pack_dir), "--json", str(out), "--no-progress"]
     main(argv)
     r = json.loads(out.read_text())
-    assert r["recipe_name"] == "improved" and r["command"].split()[3:] == argv
+    assert r["recipe_name"] == "improved"
+    assert r["command"].split()[3:] == argv
     assert {k: r["settings"][k] for k in ("activation", "lr", "schedule", "model", "blocks", "epochs")} == {
         "activation": "relu", "lr": 3e-3, "schedule": "plateau", "model": "qt", "blocks": 2, "epochs": 1}
     assert r["history"]["lr"] == [3e-3]  # plateau: unchanged after one epoch (cosine would have reached 0)
@@ -189,7 +200,7 @@ def interrupt_in_epoch(monkeypatch, epoch):
     real = cli.fit
 
     def fit(*a, **kw):
-        def on_step(e, step, loss):
+        def on_step(e, _step, _loss):
             if e == epoch:
                 raise KeyboardInterrupt
         return real(*a, **{**kw, "on_step": on_step})
@@ -205,16 +216,19 @@ def test_ctrl_c_ends_in_one_line_that_continues_the_run(pack_dir, monkeypatch, c
     interrupt_in_epoch(monkeypatch, 1)
     assert main([*base, "--checkpoint", str(ckpt)]) == 130
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.count("\n") == 1
+    assert "Traceback" not in err
     assert err.startswith(f"interrupted: 1 of 3 epochs are saved in {ckpt}; continue with: python -m qt_helpers train")
     again = shlex.split(err.split("continue with: ")[1])
-    assert again[:3] == ["python", "-m", "qt_helpers"] and again[-1] == "--resume"
+    assert again[:3] == ["python", "-m", "qt_helpers"]
+    assert again[-1] == "--resume"
     assert main([*base, "--checkpoint", str(ckpt), "--epochs", "5", "--resume"]) == 2  # unfinished: not extended
     assert "holds 1 of its 3 epochs: finish it first (--epochs 3 --resume)" in capsys.readouterr().err
     monkeypatch.undo()
     assert main(again[3:]) == 0
     r = json.loads(out.read_text())
-    assert r["resumed_after_epoch"] == 1 and r["history"]["epoch"] == [1, 2, 3]
+    assert r["resumed_after_epoch"] == 1
+    assert r["history"]["epoch"] == [1, 2, 3]
 
 
 def test_ctrl_c_without_a_checkpoint_says_nothing_was_saved(pack_dir, monkeypatch, capsys):
@@ -238,7 +252,9 @@ def test_a_finished_run_is_extended_only_when_asked(pack_dir, capsys):
     assert main([*base, "--epochs", "4", "--resume", "--extend", "--overwrite"]) == 0
     assert "extending" in capsys.readouterr().out
     r = json.loads(out.read_text())
-    assert r["extended_from_epochs"] == 2 and r["epochs"] == 4 and r["history"]["epoch"] == [1, 2, 3, 4]
+    assert r["extended_from_epochs"] == 2
+    assert r["epochs"] == 4
+    assert r["history"]["epoch"] == [1, 2, 3, 4]
     # the cosine decay goes on from the lr a 4-epoch run has after epoch 2 (5e-3), to 0 at epoch 4
     assert r["history"]["lr"] == pytest.approx([5e-3, 0.0, 2.5e-3, 0.0], abs=1e-12)
     assert main([*base, "--epochs", "4", "--resume", "--overwrite"]) == 0  # the extended run resumes as itself
@@ -270,7 +286,8 @@ def test_tensorboard_curves_or_one_line_saying_how_to_install(pack_dir, tmp_path
         assert err == "error: --tensorboard needs the tensorboard package: pip install tensorboard\n"
         assert not board.exists()
     else:
-        assert rc == 0 and list(board.glob("events.out.tfevents.*"))
+        assert rc == 0
+        assert list(board.glob("events.out.tfevents.*"))
 
 
 # --- the package's tools outside the checkout --------------------------------------------------------------------
@@ -280,11 +297,15 @@ def test_report_takes_runs_and_says_when_they_are_missing(tmp_path):
 
     runs = Path(__file__).parents[1] / "results" / "runs"
     cmd = [sys.executable, "-m", "qtbook.report"]
-    r = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True)
-    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "pass --runs DIR" in r.stderr
-    r = subprocess.run([*cmd, "--runs", str(runs)], cwd=tmp_path, capture_output=True, text=True)
-    assert r.returncode == 0 and r.stdout.startswith("## ")
+    r = subprocess.run(cmd, cwd=tmp_path, capture_output=True, check=False, text=True)
+    assert r.returncode == 2
+    assert r.stderr.count("\n") == 1
+    assert "pass --runs DIR" in r.stderr
+    r = subprocess.run([*cmd, "--runs", str(runs)], cwd=tmp_path, capture_output=True, check=False, text=True)
+    assert r.returncode == 0
+    assert r.stdout.startswith("## ")
     r = subprocess.run([sys.executable, "-m", "qtbook.results_page", "x.ipynb", "--out", "r.md"],
-                       cwd=tmp_path, capture_output=True, text=True)
-    assert r.returncode == 2 and r.stderr == ("error: book/results.md does not exist; run this in the repository's "
+                       cwd=tmp_path, capture_output=True, check=False, text=True)
+    assert r.returncode == 2
+    assert r.stderr == ("error: book/results.md does not exist; run this in the repository's "
                                               "folder, or pass the paths\n")

@@ -5,22 +5,32 @@ import pytest
 import torch
 
 from qt_helpers.cli import build_parser, main
-from qt_helpers.controls import (CONTROLS, VARIANTS, ClassicalGenerator, LowRankCNN, UniformProbabilities,
-                                 control_model, control_table, param_table, trainable_params)
+from qt_helpers.controls import (
+    CONTROLS,
+    VARIANTS,
+    ClassicalGenerator,
+    LowRankCNN,
+    UniformProbabilities,
+    control_model,
+    control_table,
+    param_table,
+    trainable_params,
+)
 from qt_helpers.models import budget_cnn, num_params
-from qtbook.published import QT_BLOCKS, qt_params
 from qt_helpers.qt import qt_model
 from qtbook import experiments
 from qtbook.experiments import SEEDS, commands, run_commands, run_key
+from qtbook.published import QT_BLOCKS, qt_params
 from test_experiments import write_run, write_tune
 
 
-@pytest.mark.parametrize("dataset, blocks, options", [("mnist", 16, {}), ("fashion_mnist", 4, {}),
+@pytest.mark.parametrize(("dataset", "blocks", "options"), [("mnist", 16, {}), ("fashion_mnist", 4, {}),
                                                       ("cifar10", 19, {"standardize": True})])
 def test_each_variant_counts_its_trainable_parameters_at_qt_s_budget(dataset, blocks, options):
     table = {v: (n, gap) for v, n, gap in control_table(dataset, blocks, **options)}
     qt = trainable_params(qt_model(dataset, blocks, seed=42, **options))
-    assert list(table) == list(VARIANTS) and table["qt"] == (qt, 0.0)
+    assert list(table) == list(VARIANTS)
+    assert table["qt"] == (qt, 0.0)
     assert qt == qt_params(dataset, blocks) + (10 if options else 0)  # 10 scales with standardisation
     for v in ("classical-generator", "low-rank-cnn"):  # equal budget
         assert abs(table[v][1]) <= 0.02, (v, table[v])
@@ -47,24 +57,29 @@ def test_frozen_and_uniform_controls_train_only_the_mapping_model():
         torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=0.1).step()
         assert torch.equal(net.qnn(), before)  # the probabilities never move
     uniform = control_model("mapping-only", "mnist", 2).qnn
-    assert isinstance(uniform, UniformProbabilities) and torch.allclose(uniform(), torch.full((2**13,), 2.0**-13))
+    assert isinstance(uniform, UniformProbabilities)
+    assert torch.allclose(uniform(), torch.full((2**13,), 2.0**-13))
     assert control_model("frozen-circuit", "mnist", 2, seed=1).qnn.angles.requires_grad is False
 
 
 def test_classical_generator_and_low_rank_cnn_train_their_own_parameters():
     gen = control_model("classical-generator", "mnist", 16, seed=3)
-    assert isinstance(gen.qnn, ClassicalGenerator) and gen.qnn().shape == (2**13,)
+    assert isinstance(gen.qnn, ClassicalGenerator)
+    assert gen.qnn().shape == (2**13,)
     assert gen.qnn().sum().item() == pytest.approx(1.0, abs=1e-5)
     _step(gen)
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in gen.qnn.parameters())
     low = control_model("low-rank-cnn", "mnist", 16, seed=3)
-    assert isinstance(low, LowRankCNN) and all(not p.requires_grad for p in low.net.parameters())
+    assert isinstance(low, LowRankCNN)
+    assert all(not p.requires_grad for p in low.net.parameters())
     _step(low)
     assert all(p.grad is not None for p in low.parameters() if p.requires_grad)
     x = torch.randn(3, 1, 28, 28)
     assert torch.allclose(low.export()(x), low(x), atol=1e-5)  # a plain CNN holding the generated weights
     info = param_table(low, budget=1497)
-    assert info["trainable_params"] == 1481 and info["ranks"] == [3, 4, 2, 2] and -0.02 < info["vs_budget"] < 0
+    assert info["trainable_params"] == 1481
+    assert info["ranks"] == [3, 4, 2, 2]
+    assert -0.02 < info["vs_budget"] < 0
     with pytest.raises(ValueError, match="choose one of qt, frozen-circuit"):
         control_model("random", "mnist")
 
@@ -85,7 +100,8 @@ def test_standardised_budget_cnn_has_one_trained_scale_per_tensor():
     assert torch.allclose(w.mean(1), torch.zeros(len(w)), atol=1e-5)
     assert torch.allclose(w.std(1), torch.ones(len(w)), atol=1e-4)
     scales = [k for k, _ in std.named_parameters() if k.endswith(".scale")]
-    assert len(scales) == 8 and abs(num_params(std) - num_params(plain)) <= 0.02 * 1497
+    assert len(scales) == 8
+    assert abs(num_params(std) - num_params(plain)) <= 0.02 * 1497
 
 
 def _tune_records(out, dataset="mnist", blocks=16, best="qt-lr-cosine-lr1e-2", epochs=None, extra=()):
@@ -101,16 +117,17 @@ def test_control_grid_tunes_each_variant_on_validation_then_trains_three_seeds(t
     args = {p.stem: build_parser().parse_args(a) for p, a in cmds}
     trials = {k: a for k, a in args.items() if "-lr" in k}
     assert sorted(trials) == sorted(f"{v}-lr{lr}" for v, lrs in experiments.CONTROL_LRS.items() for lr in lrs)
-    assert set(experiments.CONTROL_LRS) == set(CONTROLS) and all(len(x) <= 3 for x in experiments.CONTROL_LRS.values())
+    assert set(experiments.CONTROL_LRS) == set(CONTROLS)
+    assert all(len(x) <= 3 for x in experiments.CONTROL_LRS.values())
     assert all(a.val_fraction == 0.1 and a.test == "never" and a.epochs == 10 and a.blocks == 16
                and a.schedule == "cosine" and a.activation is None for a in trials.values())  # QT's chosen recipe
     assert {trials[f"{v}-lr1e-2"].control for v in CONTROLS} == set(CONTROLS)
     # QT itself: the protocol grid's chosen runs, the same experiments (copied, not retrained)
-    protocol = dict((p.stem, a) for p, a in commands("protocol", "mnist", tmp_path))
-    qt = {k: a for k, a in dict((p.stem, a) for p, a in cmds).items() if k.startswith("qt-seed")}
+    protocol = {p.stem: a for p, a in commands("protocol", "mnist", tmp_path)}
+    qt = {k: a for k, a in {p.stem: a for p, a in cmds}.items() if k.startswith("qt-seed")}
     assert [run_key(qt[f"qt-seed{s}"]) for s in SEEDS] == [run_key(protocol[f"qt-chosen-seed{s}"]) for s in SEEDS]
     assert not any(k.startswith("frozen-circuit-seed") for k in args)  # its trials have not run
-    for path, argv in cmds:  # the frozen circuit's trials finish; lr 3e-2 is the best on validation
+    for path, _ in cmds:  # the frozen circuit's trials finish; lr 3e-2 is the best on validation
         if path.stem.startswith("frozen-circuit-lr"):
             write_run(tmp_path, "mnist", "control", path.stem, {"val_accuracy": 0.8 if path.stem.endswith("3e-2")
                                                                 else 0.7, "test_accuracy": None, "qt_params": 249})
@@ -129,8 +146,11 @@ def test_a_control_trains_through_the_cli_and_its_record_says_what_it_was(pack_d
         out = pack_dir / f"{variant}.json"
         assert main(["train", "--control", variant, *small, "--json", str(out)]) == 0
         r = json.loads(out.read_text())
-        assert r["control"] == variant and r["budget"] == 78 * 4 + 249 and r["test_accuracy"] is not None
-        assert r["trainable_params"] == r["qt_params"] < r["budget"] * 1.02 and "commit" in r
+        assert r["control"] == variant
+        assert r["budget"] == 78 * 4 + 249
+        assert r["test_accuracy"] is not None
+        assert r["trainable_params"] == r["qt_params"] < r["budget"] * 1.02
+        assert "commit" in r
     assert "low-rank-cnn" in capsys.readouterr().out
     assert main(["train", "--control", "low-rank-cnn", *small, "--blocks", "1"]) == 2  # rank 1 is over 327
     assert "a low-rank CNN of rank 1 has 537 parameters, more than 327" in capsys.readouterr().err
@@ -151,6 +171,10 @@ def test_tiny_control_grid_trains_the_chosen_seed_run_once(pack_dir, tmp_path, m
     assert [p.stem for p, _ in seeds] == [f"mapping-only-seed{s}" for s in SEEDS]
     assert run_commands(seeds[:1], out) == []  # through the grid: checkpoint, subprocess, record
     record = json.loads(seeds[0][0].read_text())
-    assert record["control"] == "mapping-only" and record["test_accuracy"] is not None and record["n_val"] == 20
-    assert record["lr"] == 3e-2 and "commit" in record and not seeds[0][0].with_suffix(".pt").exists()
+    assert record["control"] == "mapping-only"
+    assert record["test_accuracy"] is not None
+    assert record["n_val"] == 20
+    assert record["lr"] == 3e-2
+    assert "commit" in record
+    assert not seeds[0][0].with_suffix(".pt").exists()
     assert run_commands(seeds[:1], out) == []  # finished: skipped

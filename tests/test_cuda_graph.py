@@ -30,8 +30,9 @@ def trained(warm_up, num_steps=3):
 def test_warm_up_is_undone_so_training_matches_the_eager_loop():
     params, state = trained(warm_up=True)
     params_ref, state_ref = trained(warm_up=False)
-    assert len(params) == len(params_ref) and len(state) == len(state_ref) > 0
-    for a, b in zip(params + state, params_ref + state_ref):
+    assert len(params) == len(params_ref)
+    assert len(state) == len(state_ref) > 0
+    for a, b in zip(params + state, params_ref + state_ref, strict=True):
         assert torch.equal(a, b)
 
 
@@ -42,6 +43,6 @@ def test_cuda_graph_on_a_cpu_is_refused_before_training():
     before = [p.detach().clone() for p in net.parameters()]
     with pytest.raises(ValueError, match="needs a CUDA device"):
         fit(net, loader, num_epochs=1, device="cpu", cuda_graph=True, progress=False)
-    assert all(torch.equal(a, b) for a, b in zip(before, net.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(before, net.parameters(), strict=True))
     with pytest.raises(ValueError, match="CUDA GPU"):
         GraphedStep(net, torch.nn.CrossEntropyLoss(), make_optimizer(net)[0])(x, y)

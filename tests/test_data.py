@@ -73,25 +73,40 @@ def offline_cache(tmp_path, monkeypatch):
 # ---------------------------------------------------------------- real packs
 
 
-@pytest.mark.parametrize("name,n_train,n_test", [("mnist", 60000, 10000), ("fashion_mnist", 60000, 10000)])
+@pytest.mark.parametrize(("name", "n_train", "n_test"), [("mnist", 60000, 10000), ("fashion_mnist", 60000, 10000)])
 def test_real_full_grayscale(real_dir, name, n_train, n_test):
     d = D.load_data(name, data_dir=real_dir)
-    assert d.name == name and len(d.classes) == 10
-    assert d.x_train.shape == (n_train, 1, 28, 28) and d.x_test.shape == (n_test, 1, 28, 28)
-    assert d.x_train.dtype == torch.float32 and d.y_train.dtype == torch.int64 and d.y_test.dtype == torch.int64
-    assert abs(d.x_train.mean().item()) < 0.01 and abs(d.x_train.std().item() - 1) < 0.01
-    assert d.y_train.min() == 0 and d.y_train.max() == 9 and d.y_test.min() == 0 and d.y_test.max() == 9
+    assert d.name == name
+    assert len(d.classes) == 10
+    assert d.x_train.shape == (n_train, 1, 28, 28)
+    assert d.x_test.shape == (n_test, 1, 28, 28)
+    assert d.x_train.dtype == torch.float32
+    assert d.y_train.dtype == torch.int64
+    assert d.y_test.dtype == torch.int64
+    assert abs(d.x_train.mean().item()) < 0.01
+    assert abs(d.x_train.std().item() - 1) < 0.01
+    assert d.y_train.min() == 0
+    assert d.y_train.max() == 9
+    assert d.y_test.min() == 0
+    assert d.y_test.max() == 9
 
 
 def test_real_cifar_subset(real_dir):
     d = D.load_data("cifar-10", n_train=2000, n_test=500, data_dir=real_dir)
-    assert d.name == "cifar10" and d.classes[0] == "airplane" and d.classes[-1] == "truck"
-    assert d.x_train.shape == (2000, 3, 32, 32) and d.x_test.shape == (500, 3, 32, 32)
-    assert d.x_train.dtype == torch.float32 and d.y_train.dtype == torch.int64
+    assert d.name == "cifar10"
+    assert d.classes[0] == "airplane"
+    assert d.classes[-1] == "truck"
+    assert d.x_train.shape == (2000, 3, 32, 32)
+    assert d.x_test.shape == (500, 3, 32, 32)
+    assert d.x_train.dtype == torch.float32
+    assert d.y_train.dtype == torch.int64
     mean, std = d.x_train.mean((0, 2, 3)), d.x_train.std((0, 2, 3))
-    assert mean.abs().max() < 0.1 and (std - 1).abs().max() < 0.1
-    assert d.x_train.min() >= -2.1 and d.x_train.max() <= 2.2  # what 0..255 maps to
-    assert 0 <= d.y_test.min() and d.y_test.max() <= 9
+    assert mean.abs().max() < 0.1
+    assert (std - 1).abs().max() < 0.1
+    assert d.x_train.min() >= -2.1
+    assert d.x_train.max() <= 2.2  # what 0..255 maps to
+    assert d.y_test.min() >= 0
+    assert d.y_test.max() <= 9
 
 
 @pytest.mark.parametrize("name", D.DATASETS)
@@ -101,9 +116,12 @@ def test_real_subsets_balanced_and_deterministic(real_dir, name):
     assert torch.bincount(a.y_test, minlength=10).tolist() == [20] * 10
     assert not torch.equal(a.y_train[:50], a.y_train[:50].sort().values)  # shuffled, not grouped by class
     b = D.load_data(name, n_train=1003, n_test=200, data_dir=real_dir, seed=1)
-    assert torch.equal(a.x_train, b.x_train) and torch.equal(a.y_train, b.y_train) and torch.equal(a.x_test, b.x_test)
+    assert torch.equal(a.x_train, b.x_train)
+    assert torch.equal(a.y_train, b.y_train)
+    assert torch.equal(a.x_test, b.x_test)
     c = D.load_data(name, n_train=1003, n_test=200, data_dir=real_dir, seed=2)
-    assert not torch.equal(a.x_train, c.x_train) and not torch.equal(a.x_test, c.x_test)
+    assert not torch.equal(a.x_train, c.x_train)
+    assert not torch.equal(a.x_test, c.x_test)
 
 
 def test_real_too_many_samples(real_dir):
@@ -114,7 +132,7 @@ def test_real_too_many_samples(real_dir):
 # ---------------------------------------------------------------- names
 
 
-@pytest.mark.parametrize("alias,name", [("MNIST", "mnist"), ("FashionMNIST", "fashion_mnist"),
+@pytest.mark.parametrize(("alias", "name"), [("MNIST", "mnist"), ("FashionMNIST", "fashion_mnist"),
                                         ("fashion-mnist", "fashion_mnist"), ("Fashion_MNIST", "fashion_mnist"),
                                         ("CIFAR-10", "cifar10"), ("cifar", "cifar10"), ("cifar10", "cifar10")])
 def test_resolve_name(alias, name):
@@ -122,9 +140,10 @@ def test_resolve_name(alias, name):
 
 
 def test_unknown_name_lists_valid_names():
-    with pytest.raises(ValueError) as e:
+    with pytest.raises(ValueError, match="'svhn'") as e:
         D.load_data("svhn")
-    assert "'svhn'" in str(e.value) and all(n in str(e.value) for n in D.DATASETS)
+    assert "'svhn'" in str(e.value)
+    assert all(n in str(e.value) for n in D.DATASETS)
 
 
 # ---------------------------------------------------------------- synthetic packs
@@ -134,11 +153,14 @@ def test_unknown_name_lists_valid_names():
 def test_decoded_pack_exact(tmp_path, name):
     written = write_pack(tmp_path / f"{name}.npz", name)
     d = D.load_data(name, data_dir=tmp_path)
-    assert d.source == str(tmp_path / f"{name}.npz") and d.classes == list(D.INFO[name].classes)
-    assert d.x_train.shape == (20, *D.INFO[name].shape) and d.x_train.dtype == torch.float32
+    assert d.source == str(tmp_path / f"{name}.npz")
+    assert d.classes == list(D.INFO[name].classes)
+    assert d.x_train.shape == (20, *D.INFO[name].shape)
+    assert d.x_train.dtype == torch.float32
     assert torch.equal(unnorm(d.x_train, name), written["_x_train"].long())  # full set keeps the order
     assert torch.equal(unnorm(d.x_test, name), written["_x_test"].long())
-    assert d.y_train.tolist() == [i % 10 for i in range(20)] and d.y_test.dtype == torch.int64
+    assert d.y_train.tolist() == [i % 10 for i in range(20)]
+    assert d.y_test.dtype == torch.int64
 
 
 @pytest.mark.parametrize("name", ["cifar10", "mnist"])
@@ -148,7 +170,8 @@ def test_jpeg_pack(tmp_path, monkeypatch, name, use_pil):
         monkeypatch.setattr(D, "decode_jpeg", None)
     written = write_pack(tmp_path / f"{name}.npz", name, form="jpeg")
     d = D.load_data(name, data_dir=tmp_path)
-    assert d.x_train.shape == (20, *D.INFO[name].shape) and d.x_test.shape == (10, *D.INFO[name].shape)
+    assert d.x_train.shape == (20, *D.INFO[name].shape)
+    assert d.x_test.shape == (10, *D.INFO[name].shape)
     assert (unnorm(d.x_train, name) - written["_x_train"].long()).abs().max() <= 3  # JPEG is lossy
     assert (unnorm(d.x_test, name) - written["_x_test"].long()).abs().max() <= 3
     assert d.y_test.tolist() == [i % 10 for i in range(10)]
@@ -203,7 +226,7 @@ def test_pack_missing_key(tmp_path):
     assert "fashion_mnist.npz" in str(e.value)
 
 
-@pytest.mark.parametrize("override,match", [
+@pytest.mark.parametrize(("override", "match"), [
     ({"y_train": np.zeros(19, np.uint8)}, "y_train has shape"),
     ({"x_test": np.zeros((10, 32, 32), np.uint8)}, "x_test is uint8"),
     ({"y_test": np.full(10, 10, np.uint8)}, "labels in 0..9"),
@@ -241,9 +264,13 @@ def test_missing_data_offline(tmp_path):
         D.load_data("Fashion-MNIST", data_dir=empty, download=False)
     msg = str(e.value)
     assert isinstance(e.value, FileNotFoundError)
-    assert "'fashion_mnist'" in msg and str(empty / "fashion_mnist.npz") in msg
-    assert str(empty / "FashionMNIST" / "raw") in msg and str(tmp_path / "cache" / "FashionMNIST" / "raw") in msg
-    assert D.DATA_ENV in msg and "data_dir=" in msg and "download" in msg
+    assert "'fashion_mnist'" in msg
+    assert str(empty / "fashion_mnist.npz") in msg
+    assert str(empty / "FashionMNIST" / "raw") in msg
+    assert str(tmp_path / "cache" / "FashionMNIST" / "raw") in msg
+    assert D.DATA_ENV in msg
+    assert "data_dir=" in msg
+    assert "download" in msg
 
 
 # ---------------------------------------------------------------- torchvision on-disk layout
@@ -256,7 +283,7 @@ def write_idx(path, arr):
     path.write_bytes(header + arr.astype(np.uint8).tobytes())
 
 
-@pytest.mark.parametrize("name,folder", [("mnist", "MNIST"), ("fashion_mnist", "FashionMNIST")])
+@pytest.mark.parametrize(("name", "folder"), [("mnist", "MNIST"), ("fashion_mnist", "FashionMNIST")])
 def test_torchvision_mnist_layout(tmp_path, name, folder):
     # torchvision.datasets.MNIST reads the decompressed files <root>/<Class>/raw/{train,t10k}-*-ubyte (no md5 check)
     rng = np.random.default_rng(0)
@@ -266,10 +293,12 @@ def test_torchvision_mnist_layout(tmp_path, name, folder):
         write_idx(tmp_path / folder / "raw" / f"{s}-images-idx3-ubyte", x[s])
         write_idx(tmp_path / folder / "raw" / f"{s}-labels-idx1-ubyte", y[s])
     d = D.load_data(name, data_dir=tmp_path, download=False)
-    assert d.source.startswith("torchvision:") and d.classes == list(D.INFO[name].classes)
+    assert d.source.startswith("torchvision:")
+    assert d.classes == list(D.INFO[name].classes)
     assert torch.equal(unnorm(d.x_train, name)[:, 0], torch.from_numpy(x["train"]))
     assert torch.equal(unnorm(d.x_test, name)[:, 0], torch.from_numpy(x["t10k"]))
-    assert d.y_train.tolist() == y["train"].tolist() and d.y_test.tolist() == y["t10k"].tolist()
+    assert d.y_train.tolist() == y["train"].tolist()
+    assert d.y_test.tolist() == y["t10k"].tolist()
 
 
 def test_torchvision_cifar_layout(tmp_path, monkeypatch):
@@ -318,26 +347,30 @@ def toy(n=23):
 
 def test_loader_covers_every_sample_once():
     loader = D.TensorLoader(*toy(), batch_size=5, shuffle=True, seed=3)
-    assert len(loader) == 5 and [len(yb) for _, yb in loader] == [5, 5, 5, 5, 3]
+    assert len(loader) == 5
+    assert [len(yb) for _, yb in loader] == [5, 5, 5, 5, 3]
     assert epoch_labels(loader).sort().values.tolist() == list(range(23))
 
 
 def test_loader_no_shuffle_keeps_order():
     loader = D.TensorLoader(*toy(), batch_size=10)
-    assert epoch_labels(loader).tolist() == list(range(23)) and epoch_labels(loader).tolist() == list(range(23))
+    assert epoch_labels(loader).tolist() == list(range(23))
+    assert epoch_labels(loader).tolist() == list(range(23))
 
 
 def test_loader_shuffle_differs_per_epoch_reproducible_by_seed():
     a, b, c = (D.TensorLoader(*toy(), batch_size=4, shuffle=True, seed=s) for s in (7, 7, 8))
     a1, a2 = epoch_labels(a), epoch_labels(a)
     assert not torch.equal(a1, a2)
-    assert torch.equal(a1, epoch_labels(b)) and torch.equal(a2, epoch_labels(b))
+    assert torch.equal(a1, epoch_labels(b))
+    assert torch.equal(a2, epoch_labels(b))
     assert not torch.equal(a1, epoch_labels(c))
 
 
 def test_loader_drop_last():
     loader = D.TensorLoader(*toy(), batch_size=5, shuffle=True, drop_last=True)
-    assert len(loader) == 4 and [len(yb) for _, yb in loader] == [5] * 4
+    assert len(loader) == 4
+    assert [len(yb) for _, yb in loader] == [5] * 4
     assert len(set(epoch_labels(loader).tolist())) == 20
 
 
@@ -345,24 +378,31 @@ def test_loader_errors_and_device():
     with pytest.raises(ValueError, match="23 samples but y has 22"):
         D.TensorLoader(toy()[0], toy(22)[1], batch_size=4)
     loader = D.TensorLoader(*toy(), batch_size=4, device="cpu")
-    assert loader.x.device.type == "cpu" and next(iter(loader))[0].shape == (4, 1)
+    assert loader.x.device.type == "cpu"
+    assert next(iter(loader))[0].shape == (4, 1)
 
 
 def test_load_loaders(tmp_path):
     write_pack(tmp_path / "mnist.npz", "mnist", n_train=20, n_test=10)
     train, test, d = D.load_loaders("mnist", batch_size=8, n_train=10, data_dir=tmp_path)
-    assert len(train) == 2 and len(test) == 2 and d.x_train.shape == (10, 1, 28, 28)
+    assert len(train) == 2
+    assert len(test) == 2
+    assert d.x_train.shape == (10, 1, 28, 28)
     xb, yb = next(iter(train))
-    assert xb.shape == (8, 1, 28, 28) and yb.dtype == torch.int64
+    assert xb.shape == (8, 1, 28, 28)
+    assert yb.dtype == torch.int64
     assert torch.equal(torch.cat([yb for _, yb in test]), d.y_test)  # test loader keeps order
 
 
 def test_validation_split_is_balanced_disjoint_and_the_same_for_every_seed(pack_dir):
     a = D.load_data("mnist", data_dir=pack_dir, seed=1, val_fraction=0.1)
     b = D.load_data("mnist", n_train=90, data_dir=pack_dir, seed=2, val_fraction=0.1)
-    assert len(a.y_val) == 20 and len(a.y_train) == 180 and len(b.y_train) == 90
+    assert len(a.y_val) == 20
+    assert len(a.y_train) == 180
+    assert len(b.y_train) == 90
     assert torch.bincount(a.y_val, minlength=10).tolist() == [2] * 10  # class-balanced
-    assert torch.equal(a.x_val, b.x_val) and torch.equal(a.y_val, b.y_val)  # fixed, whatever the run's seed
+    assert torch.equal(a.x_val, b.x_val)
+    assert torch.equal(a.y_val, b.y_val)  # fixed, whatever the run's seed
     val = {tuple(x.flatten().tolist()) for x in a.x_val}
     assert not val & {tuple(x.flatten().tolist()) for x in a.x_train}  # never trained on
     assert not val & {tuple(x.flatten().tolist()) for x in b.x_train}
@@ -377,5 +417,7 @@ def test_the_dataset_table_names_the_reference_cnn_and_its_size(name):
 
     fact = D.info(name)
     net = models.cnn(name)
-    assert type(net).__name__ == fact.cnn and models.num_params(net) == fact.cnn_params
-    assert len(fact.classes) == 10 and len(fact.stats[0]) == fact.shape[0]
+    assert type(net).__name__ == fact.cnn
+    assert models.num_params(net) == fact.cnn_params
+    assert len(fact.classes) == 10
+    assert len(fact.stats[0]) == fact.shape[0]

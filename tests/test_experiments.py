@@ -6,37 +6,46 @@ from pathlib import Path
 import pytest
 import torch
 
+from qt_helpers.cli import build_parser, spec_from_argv
 from qtbook import report
-from qt_helpers.cli import build_parser
-from qt_helpers.cli import spec_from_argv
 from qtbook.experiments import GRIDS, SEEDS, commands, finished, run_commands, run_key, shots
 from qtbook.experiments import main as grids_main
 
 
-@pytest.mark.parametrize("grid, n_runs", [("blocks", 19), ("ablation", 8), ("seeds", 12), ("shots", 15), ("long", 6)])
+@pytest.mark.parametrize(("grid", "n_runs"), [("blocks", 19), ("ablation", 8), ("seeds", 12), ("shots", 15),
+                                               ("long", 6)])
 def test_every_run_is_one_valid_train_command(grid, n_runs, tmp_path):
     cmds = commands(grid, "mnist", tmp_path)
-    assert len(cmds) == n_runs and len({p for p, _ in cmds}) == n_runs
+    assert len(cmds) == n_runs
+    assert len({p for p, _ in cmds}) == n_runs
     for path, argv in cmds:
         args = build_parser().parse_args(argv)
-        assert args.command == "train" and args.json == str(path) and args.n_train is None  # full data
+        assert args.command == "train"
+        assert args.json == str(path)
+        assert args.n_train is None  # full data
         assert path.parent == tmp_path / "mnist" / grid
 
 
 def test_grids_hold_the_issue_s_comparisons(tmp_path):
     blocks = {p.stem: spec_from_argv(a) for p, a in commands("blocks", "mnist", tmp_path)}
     assert [blocks[f"cnn-budget-L{L}"].budget for L in (1, 16)] == [327, 1497]  # 78 L + 249
-    assert blocks["qt-L16"].blocks == 16 and blocks["cnn"].model == "classical" and blocks["cnn"].budget is None
-    assert blocks["qt-lr-cosine-L4"].activation != "relu" and blocks["qt-L4"].activation == "relu"
+    assert blocks["qt-L16"].blocks == 16
+    assert blocks["cnn"].model == "classical"
+    assert blocks["cnn"].budget is None
+    assert blocks["qt-lr-cosine-L4"].activation != "relu"
+    assert blocks["qt-L4"].activation == "relu"
     seeds = [spec_from_argv(a).seed for _, a in commands("seeds", "mnist", tmp_path)]
-    assert sorted(set(seeds)) == list(SEEDS) and len(SEEDS) >= 3
+    assert sorted(set(seeds)) == list(SEEDS)
+    assert len(SEEDS) >= 3
     s = [(p.stem, spec_from_argv(a)) for p, a in commands("shots", "mnist", tmp_path)]
     assert [a.shots for _, a in s] == [None, 2**13, 2**15, 2**17, 2**19] * 3  # 2^n ... 2^(n+6), three seeds
     assert [(name, a.seed) for name, a in s[::5]] == [("exact", 42), ("exact-seed43", 43), ("exact-seed44", 44)]
     assert shots("cifar10")[::3] == (2**19, 2**25)
     cifar = {p.stem: spec_from_argv(a) for p, a in commands("seeds", "cifar10", tmp_path)}
-    assert cifar["qt-improved-seed42"].blocks == 95 and cifar["cnn-budget-seed42"].budget == 27951
-    assert cifar["qt-lr-cosine-seed43"].standardize and cifar["qt-improved-seed44"].standardize  # CIFAR-10 only
+    assert cifar["qt-improved-seed42"].blocks == 95
+    assert cifar["cnn-budget-seed42"].budget == 27951
+    assert cifar["qt-lr-cosine-seed43"].standardize
+    assert cifar["qt-improved-seed44"].standardize  # CIFAR-10 only
     assert not any(spec_from_argv(a).standardize for _, a in commands("seeds", "mnist", tmp_path))
 
 
@@ -52,7 +61,8 @@ def test_run_key_is_the_experiment_not_the_spelling(tmp_path):
     blocks = dict(commands("blocks", "cifar10", tmp_path / "a"))
     seeds = dict(commands("seeds", "cifar10", tmp_path / "b"))
     cnn, seed42 = blocks[tmp_path / "a/cifar10/blocks/cnn.json"], seeds[tmp_path / "b/cifar10/seeds/cnn-seed42.json"]
-    assert "--seed" not in cnn and run_key(cnn) == run_key(seed42)  # 42 is the default seed
+    assert "--seed" not in cnn
+    assert run_key(cnn) == run_key(seed42)  # 42 is the default seed
     assert run_key(cnn) != run_key(seeds[tmp_path / "b/cifar10/seeds/cnn-seed43.json"])
 
 
@@ -69,7 +79,8 @@ def test_grid_runs_once_resumes_and_copies_identical_runs(pack_dir, tmp_path, ca
     ablation = [c for c in commands("ablation", "mnist", out, extra=small) if c[0].stem == "improved"]
     assert run_commands(shots + ablation, out) == []
     copy = json.loads(ablation[0][0].read_text())
-    assert copy["same_run_as"] == "mnist/shots/exact.json" and copy["test_accuracy"] == json.loads(
+    assert copy["same_run_as"] == "mnist/shots/exact.json"
+    assert copy["test_accuracy"] == json.loads(
         shots[0][0].read_text())["test_accuracy"]
     assert set(finished(out).values()) == {p for p, _ in shots}  # copies are not runs
     assert "2 runs to do" in capsys.readouterr().out
@@ -90,7 +101,7 @@ def _record(acc, params, seed=42, qt=True):
 
 def write_run(root, dataset, grid, run, record, epochs=None, extra=(), blocks=None):
     """Write `record` as the finished run `run` of `grid` would record it: its command, dataset, epochs, history."""
-    argv = dict((p.stem, a) for p, a in commands(grid, dataset, root, epochs, extra=list(extra), blocks=blocks))[run]
+    argv = {p.stem: a for p, a in commands(grid, dataset, root, epochs, extra=list(extra), blocks=blocks)}[run]
     args = spec_from_argv(argv)
     qt = record.get("qt_params") is not None
     epochs = args.epochs
@@ -120,14 +131,16 @@ def write_tune(root, dataset="mnist", best=("qt-lr-cosine-lr3e-3", "cnn-budget-s
 
 
 def test_seeds_summary_is_mean_and_sample_std(tmp_path, cells):
-    for seed, acc in zip(SEEDS, (0.94, 0.95, 0.96)):
+    for seed, acc in zip(SEEDS, (0.94, 0.95, 0.96), strict=True):
         for run, r in ((f"qt-improved-seed{seed}", _record(acc, 1497, seed)),
                        (f"cnn-budget-seed{seed}", _record(acc + 0.02, 1438, seed, qt=False))):
             write_run(tmp_path, "mnist", "seeds", run, r)
     runs = report.load_runs(tmp_path)
     s = report.seeds_summary(runs, "mnist")
-    assert s["QT improved"]["mean"] == pytest.approx(0.95) and s["QT improved"]["std"] == pytest.approx(0.01)
-    assert s["classical CNN, QT's budget"]["params"] == 1438 and "classical CNN" not in s
+    assert s["QT improved"]["mean"] == pytest.approx(0.95)
+    assert s["QT improved"]["std"] == pytest.approx(0.01)
+    assert s["classical CNN, QT's budget"]["params"] == 1438
+    assert "classical CNN" not in s
     assert "95.00 ± 1.00 %" in report.seeds_table(runs, "mnist")
     assert report.goals(runs) == [
         ("mnist ≥ 95 % at ≤ 1,497 parameters", "QT improved, 10 epochs, 3 seeds", pytest.approx(0.95), True,
@@ -146,12 +159,12 @@ def test_seeds_summary_is_mean_and_sample_std(tmp_path, cells):
 
 
 def test_missing_results_folder_says_what_to_run(tmp_path):
-    with pytest.raises(FileNotFoundError, match="python -m qtbook.experiments"):
+    with pytest.raises(FileNotFoundError, match=r"python -m qtbook\.experiments"):
         report.load_runs(tmp_path / "nothing")
 
 
 def test_classical_only_dataset_reports_its_budget_gap(tmp_path):
-    for seed, acc in zip(SEEDS, (0.60, 0.61, 0.62)):
+    for seed, acc in zip(SEEDS, (0.60, 0.61, 0.62), strict=True):
         for run, r in ((f"cnn-seed{seed}", _record(acc, 285226, seed, qt=False)),
                        (f"cnn-budget-seed{seed}", _record(acc - 0.05, 27649, seed, qt=False))):
             write_run(tmp_path, "cifar10", "seeds", run, r, epochs=10)
@@ -197,7 +210,8 @@ def test_tune_gives_qt_and_the_budget_cnn_equal_trials_and_protocol_trains_the_c
     args = {p.stem: spec_from_argv(a) for p, a in cmds}
     qt = [a for a in args.values() if a.model == "qt"]
     cnn = [a for a in args.values() if a.model == "classical"]
-    assert len(qt) == len(cnn) == 6 and {a.lr for a in qt} == {1e-3, 3e-3, 1e-2}
+    assert len(qt) == len(cnn) == 6
+    assert {a.lr for a in qt} == {1e-3, 3e-3, 1e-2}
     assert all(a.budget == 1497 and a.schedule == "cosine" for a in cnn)
     assert sum(bool(a.standardize) for a in cnn) == 3
     assert all(a.val_fraction == 0.1 and a.test == "never" and a.epochs == 10 for a in args.values())
@@ -223,7 +237,7 @@ def test_a_cut_off_grid_run_resumes_from_its_checkpoint(pack_dir, tmp_path, monk
     ckpt = path.with_suffix(".pt")
 
     def cut_after_one_epoch(*a, **kw):  # the session ends during epoch 2
-        def stop(epoch, step, loss):
+        def stop(epoch, _step, _loss):
             if epoch == 1:
                 raise KeyboardInterrupt
         return fit(*a, **kw, on_step=stop)
@@ -231,21 +245,25 @@ def test_a_cut_off_grid_run_resumes_from_its_checkpoint(pack_dir, tmp_path, monk
     fit = trainer.fit
     monkeypatch.setattr(trainer, "fit", cut_after_one_epoch)
     path.parent.mkdir(parents=True)
-    assert cli.main(argv + ["--checkpoint", str(ckpt)]) == 130  # Ctrl-C's exit code, after one line
-    assert ckpt.exists() and not path.exists()
+    assert cli.main([*argv, "--checkpoint", str(ckpt)]) == 130  # Ctrl-C's exit code, after one line
+    assert ckpt.exists()
+    assert not path.exists()
     assert "test" not in torch.load(ckpt, weights_only=True)["identity"]  # the default, as before --test existed
     assert run_commands([(path, argv)], out) == []  # resumes epoch 2 in a worker process
     log = path.with_suffix(".log").read_text()
-    assert "epoch 1/2" not in log and "epoch 2/2" in log
+    assert "epoch 1/2" not in log
+    assert "epoch 2/2" in log
     record = json.loads(path.read_text())
-    assert len(record["history"]["epoch"]) == 2 and record["resumed_after_epoch"] == 1 and not ckpt.exists()
+    assert len(record["history"]["epoch"]) == 2
+    assert record["resumed_after_epoch"] == 1
+    assert not ckpt.exists()
     assert report.run_seconds(record) == sum(record["history"]["seconds"])  # both sittings, not the last alone
 
 
 def test_where_the_protocol_grid_ran_its_choice_is_judged_and_test_picked_recipes_are_not(tmp_path, cells):
     write_tune(tmp_path)
     for grid, qt, accs in (("seeds", "qt-improved", (0.94, 0.95, 0.96)), ("protocol", "qt-chosen", (0.97,) * 3)):
-        for seed, acc in zip(SEEDS, accs):
+        for seed, acc in zip(SEEDS, accs, strict=True):
             for run, r in ((f"{qt}-seed{seed}", _record(acc, 1497, seed)),
                            (f"cnn-budget-seed{seed}", _record(0.96, 1438, seed, qt=False))):
                 write_run(tmp_path, "mnist", grid, run, r)
@@ -255,7 +273,8 @@ def test_where_the_protocol_grid_ran_its_choice_is_judged_and_test_picked_recipe
         ("QT chosen on validation, 10 epochs, 3 seeds", True, "met"),
         ("QT improved, 10 epochs, 3 seeds", None, "not judged: recipe picked on the test set")]
     [(dataset, comparison, gap, ahead, n, met)] = report.against_budget(runs)
-    assert (dataset, ahead, n, met) == ("mnist", 3, 3, True) and gap == pytest.approx(0.01)
+    assert (dataset, ahead, n, met) == ("mnist", 3, 3, True)
+    assert gap == pytest.approx(0.01)
     assert "both chosen on validation" in comparison
     assert any(row[:2] == ("mnist", comparison) for row in cells(report.against_budget_table(runs)))
 
@@ -264,7 +283,7 @@ def test_shots_are_averaged_over_seeds_and_a_dip_is_put_beside_the_spread(tmp_pa
     accs = {None: (0.90, 0.92, 0.94), 2**13: (0.50, 0.52, 0.54), 2**15: (0.80, 0.80, 0.80),
             2**17: (0.86, 0.88, 0.90), 2**19: (0.85, 0.87, 0.89)}
     for S, values in accs.items():
-        for seed, acc in zip(SEEDS, values):
+        for seed, acc in zip(SEEDS, values, strict=True):
             name = ("exact" if S is None else f"shots-{S}") + ("" if seed == 42 else f"-seed{seed}")
             write_run(tmp_path, "mnist", "shots", name, {**_record(acc, 1497, seed), "qubits": 13})
     runs = report.load_runs(tmp_path)
@@ -281,7 +300,7 @@ def test_shots_are_averaged_over_seeds_and_a_dip_is_put_beside_the_spread(tmp_pa
 def test_the_report_leaves_out_and_names_records_that_do_not_fit_where_they_sit(tmp_path, capsys):
     """A FashionMNIST record copied into mnist/seeds, a 1-epoch run among 10-epoch ones, a diverged run: never
     mixed into a table (the MNIST QT mean stays that of its own three seeds), each named."""
-    for seed, acc in zip(SEEDS, (0.95, 0.96, 0.97)):
+    for seed, acc in zip(SEEDS, (0.95, 0.96, 0.97), strict=True):
         write_run(tmp_path, "mnist", "seeds", f"qt-improved-seed{seed}", _record(acc, 1497, seed))
     before = report.seeds_summary(report.load_runs(tmp_path), "mnist")["QT improved"]["mean"]
     foreign = write_run(tmp_path, "fashion_mnist", "seeds", "qt-improved-seed43", _record(0.80, 1497, 43))
@@ -305,21 +324,23 @@ def test_the_report_leaves_out_and_names_records_that_do_not_fit_where_they_sit(
 def test_the_protocol_plan_comes_only_from_fitting_tune_trials(tmp_path):
     small = ["--n-train", "256", "--n-test", "256"]
     write_tune(tmp_path, epochs=1, extra=small)  # a 1-epoch, 256-image tune grid
-    with pytest.raises(ValueError) as e:  # a full-scale plan from it: refused, saying why
+    with pytest.raises(ValueError, match="does not fit: made by another command") as e:  # a full-scale plan: refused
         commands("protocol", "mnist", tmp_path)
     assert "does not fit: made by another command: epochs 1 (this grid: 10), n_test 256 (this grid: None), " \
-           "n_train 256 (this grid: None)" in str(e.value) and "rerun the tune grid at this scale" in str(e.value)
+           "n_train 256 (this grid: None)" in str(e.value)
+    assert "rerun the tune grid at this scale" in str(e.value)
     assert len(commands("protocol", "mnist", tmp_path, epochs=1, extra=small)) == 6  # at its own scale
 
     write_tune(tmp_path / "nan", values={"qt-improved-lr1e-2": float("nan")})
-    with pytest.raises(ValueError, match="qt-improved-lr1e-2.json does not fit: val_accuracy is nan"):
+    with pytest.raises(ValueError, match=r"qt-improved-lr1e-2\.json does not fit: val_accuracy is nan"):
         commands("protocol", "mnist", tmp_path / "nan")
 
     write_tune(tmp_path / "div", values={"qt-improved-lr1e-2": 0.99})  # the best trial, but it diverged
     path = tmp_path / "div" / "mnist" / "tune" / "qt-improved-lr1e-2.json"
     path.write_text(json.dumps({**json.loads(path.read_text()), "diverged": True, "val_accuracy": None}))
     qt = {p.stem: spec_from_argv(a) for p, a in commands("protocol", "mnist", tmp_path / "div")}
-    assert qt["qt-chosen-seed42"].lr == 3e-3 and qt["qt-chosen-seed42"].activation is None  # the best that ran
+    assert qt["qt-chosen-seed42"].lr == 3e-3
+    assert qt["qt-chosen-seed42"].activation is None  # the best that ran
 
 
 def test_a_stuck_grid_heals_and_a_resume_that_cannot_work_says_why(pack_dir, tmp_path, capsys):
@@ -327,13 +348,13 @@ def test_a_stuck_grid_heals_and_a_resume_that_cannot_work_says_why(pack_dir, tmp
     checkpoint of other arguments fails with its reason on the console, not only in the log."""
     out = tmp_path / "runs"
     small = ["--blocks", "2", "--data-dir", str(pack_dir)]
-    [(path, argv)] = commands("seeds", "mnist", out, epochs=1, extra=small, runs=["cnn-seed42"])
+    [(path, _)] = commands("seeds", "mnist", out, epochs=1, extra=small, runs=["cnn-seed42"])
     ckpt = path.with_suffix(".pt")
     path.parent.mkdir(parents=True)
     path.write_text('{"dataset": "mnist", "model": "classical", "hist')  # the disk filled up while writing it
     [(_, two)] = commands("seeds", "mnist", out, epochs=2, extra=small, runs=["cnn-seed42"])
     no_json = two[:two.index("--json")] + two[two.index("--json") + 2:]
-    assert main_train(no_json + ["--checkpoint", str(ckpt), "--epochs", "1"]) == 0  # an earlier run's checkpoint
+    assert main_train([*no_json, "--checkpoint", str(ckpt), "--epochs", "1"]) == 0  # an earlier run's checkpoint
     capsys.readouterr()
     assert run_commands([(path, two)], out) == [path]  # 2 epochs from a checkpoint made for 1
     printed = capsys.readouterr().out
@@ -363,22 +384,28 @@ def test_a_grid_runs_through_the_executor(executor, tmp_path, capsys):
     assert grids_main(args) == 0
     printed = capsys.readouterr().out
     paths = [tmp_path / "mnist" / "seeds" / f"cnn-seed{s}.json" for s in (42, 43)]
-    assert "2 runs to do" in printed and all(f"done: {p}" in printed for p in paths)
+    assert "2 runs to do" in printed
+    assert all(f"done: {p}" in printed for p in paths)
     for path in paths:
         record = json.loads(path.read_text())
         argv = shlex.split(record["command"])[3:]
         assert record["command"].startswith("python -m qt_helpers train ")  # the command that reproduces it
         assert spec_from_argv(record["command"].split()[3:]).key() == record["key"]
-        assert record_problems(record, own_expect(argv)) == [] and record["n_train"] == 256
+        assert record_problems(record, own_expect(argv)) == []
+        assert record["n_train"] == 256
         log = path.with_suffix(".log").read_text()
-        assert log.startswith("=== ") and "epoch 1/1: train loss" in log and f"wrote {path}" in log
+        assert log.startswith("=== ")
+        assert "epoch 1/1: train loss" in log
+        assert f"wrote {path}" in log
     jobs = sorted((tmp_path / ".submitit").glob("*_0_log.out"))
     if executor == "submitit-local":
-        assert len(jobs) == 2 and all("Job completed successfully" in j.read_text() for j in jobs)
+        assert len(jobs) == 2
+        assert all("Job completed successfully" in j.read_text() for j in jobs)
         assert all(f"as job {j.name.split('_')[0]} (submitit's log: {j})" in printed for j in jobs)
     else:
         assert jobs == []
-    assert grids_main(args) == 0 and "0 runs to do" in capsys.readouterr().out  # done: nothing runs again
+    assert grids_main(args) == 0
+    assert "0 runs to do" in capsys.readouterr().out  # done: nothing runs again
 
 
 def test_slurm_jobs_ask_for_the_partition_time_cpus_and_memory(tmp_path, monkeypatch, capsys):
@@ -389,13 +416,14 @@ def test_slurm_jobs_ask_for_the_partition_time_cpus_and_memory(tmp_path, monkeyp
     from qtbook.executor import make_executor
 
     args = ["seeds", "--runs", "cnn-seed42", "--out", str(tmp_path), "--executor", "slurm"]
-    monkeypatch.setattr(shutil, "which", lambda name: None)
-    assert grids_main(args + ["--slurm-partition", "gpu"]) == 2
+    monkeypatch.setattr(shutil, "which", lambda _name: None)
+    assert grids_main([*args, "--slurm-partition", "gpu"]) == 2
     assert "needs a SLURM cluster (no sbatch on this machine)" in capsys.readouterr().err
     assert grids_main(["seeds", "--slurm-partition", "gpu", "--dry-run"]) == 2
     assert "--slurm-partition sets SLURM jobs; add --executor slurm" in capsys.readouterr().err
     monkeypatch.setattr(shutil, "which", lambda name: f"/usr/bin/{name}")  # a login node
-    assert grids_main(args) == 2 and "needs --slurm-partition" in capsys.readouterr().err
+    assert grids_main(args) == 2
+    assert "needs --slurm-partition" in capsys.readouterr().err
     ex = make_executor("slurm", 8, tmp_path / ".submitit", threads=4, partition="gpu", time_min=120, mem_gb=8)
     script = ex.executor._executor._make_submission_file_text("python -m submitit.core._submit", "uid")
     for line in ("#SBATCH --partition=gpu", "#SBATCH --time=120", "#SBATCH --cpus-per-task=4", "#SBATCH --mem=8GB",
@@ -417,7 +445,7 @@ def test_a_preempted_submitit_job_is_requeued_and_resumes_from_its_checkpoint(pa
     [(path, argv)] = commands("seeds", "mnist", out, epochs=30, extra=small, runs=["qt-improved-seed42"])
     ckpt, log = path.with_suffix(".pt"), path.with_suffix(".log")
     ex = make_executor("submitit-local", 1, tmp_path / ".submitit")
-    future = ex.submit(train_job, argv + ["--checkpoint", str(ckpt), "--overwrite"], log, 1)
+    future = ex.submit(train_job, [*argv, "--checkpoint", str(ckpt), "--overwrite"], log, 1)
     for _ in range(1200):  # until two epochs are saved
         if log.exists() and "epoch 2/30" in log.read_text():
             break
@@ -426,8 +454,11 @@ def test_a_preempted_submitit_job_is_requeued_and_resumes_from_its_checkpoint(pa
     os.kill(pid, signal.SIGUSR2)  # what SLURM sends (through submitit's --signal) before preempting a job
     assert future.result() == 0
     text = log.read_text()
-    assert text.count("=== ") == 2 and " --resume" in text.split("=== ")[2]  # the requeued job's command
+    assert text.count("=== ") == 2
+    assert " --resume" in text.split("=== ")[2]  # the requeued job's command
     submitit_log = text + (future.job.stdout() or "") + (future.job.stderr() or "")
-    assert "this job is preempted" in submitit_log and "Requeued job" in submitit_log
+    assert "this job is preempted" in submitit_log
+    assert "Requeued job" in submitit_log
     record = json.loads(path.read_text())
-    assert record["resumed_after_epoch"] >= 2 and record["history"]["epoch"] == list(range(1, 31))
+    assert record["resumed_after_epoch"] >= 2
+    assert record["history"]["epoch"] == list(range(1, 31))

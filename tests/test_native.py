@@ -19,7 +19,7 @@ def probs_and_grad(probs_fn, angles, weights):
 
 
 @pytest.mark.parametrize("ansatz", ANSATZE)
-@pytest.mark.parametrize("n, n_blocks, window", [(2, 3, 2), (3, 2, 2), (5, 3, 3), (6, 2, 4), (7, 3, 5), (8, 2, 8),
+@pytest.mark.parametrize(("n", "n_blocks", "window"), [(2, 3, 2), (3, 2, 2), (5, 3, 3), (6, 2, 4), (7, 3, 5), (8, 2, 8),
                                                  (9, 2, 4), (10, 2, 6)])
 def test_fused_matches_gatewise(ansatz, n, n_blocks, window):
     angles = random_angles(ansatz, n_blocks, n, seed=n)
@@ -27,7 +27,8 @@ def test_fused_matches_gatewise(ansatz, n, n_blocks, window):
     ref = probs_and_grad(lambda a: torch.view_as_real(native.simulate_gatewise(a, n, ansatz)).square().sum(-1),
                          angles, weights)
     for adjoint in (True, False):
-        got = probs_and_grad(lambda a: native.probabilities(a, n, ansatz, window, adjoint), angles, weights)
+        got = probs_and_grad(lambda a, adjoint=adjoint: native.probabilities(a, n, ansatz, window, adjoint),
+                             angles, weights)
         torch.testing.assert_close(got[0], ref[0], atol=1e-12, rtol=0)
         torch.testing.assert_close(got[1], ref[1], atol=1e-10, rtol=0)
 
@@ -36,8 +37,10 @@ def test_fused_matches_gatewise(ansatz, n, n_blocks, window):
 def test_probabilities_sum_to_one_in_float32(ansatz):
     a = get_ansatz(ansatz)
     p = native.probabilities(a.init(20, 10), 10, ansatz)
-    assert p.dtype == torch.float32 and p.shape == (1024,)
-    assert abs(p.sum().item() - 1) < 1e-5 and p.min() >= 0
+    assert p.dtype == torch.float32
+    assert p.shape == (1024,)
+    assert abs(p.sum().item() - 1) < 1e-5
+    assert p.min() >= 0
 
 
 def test_real_circuit_runs_in_real_arithmetic():
@@ -57,7 +60,7 @@ def test_float32_adjoint_stays_accurate_for_deep_circuits():
     assert (g32.double() - g64).abs().max() < 1e-4
 
 
-@pytest.mark.parametrize("n, window, expected", [(5, 3, [(0, 3), (2, 3)]), (4, 8, [(0, 4)]),
+@pytest.mark.parametrize(("n", "window", "expected"), [(5, 3, [(0, 3), (2, 3)]), (4, 8, [(0, 4)]),
                                                  (13, 4, [(0, 4), (3, 4), (6, 4), (9, 4)]),
                                                  (19, 6, [(0, 6), (5, 6), (10, 6), (13, 6)])])
 def test_window_plan_covers_all_wires(n, window, expected):
@@ -92,7 +95,8 @@ def test_adjoint_memory_stays_at_state_vector_scale():
         kept = []
         for n in (14, 16):  # both use 5 windows of 4 wires per block
             angles = get_ansatz("u3cu3").init(n_blocks, n).requires_grad_(True)
-            kept.append(saved_bytes(lambda: native.probabilities(angles, n, "u3cu3", adjoint=adjoint)))
+            kept.append(saved_bytes(
+                lambda angles=angles, n=n: native.probabilities(angles, n, "u3cu3", adjoint=adjoint)))
         return kept[1] - kept[0]
 
     state_growth = (2**16 - 2**14) * 8  # one complex64 state vector

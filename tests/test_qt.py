@@ -6,7 +6,7 @@ from qt_helpers import MappingModel, QTModel, cnn, num_params, qt_model
 from qt_helpers.qt import Preset, bitstrings, estimate, sample_counts
 
 
-@pytest.mark.parametrize("dataset, relu, expected", [("mnist", False, 6690), ("fashion_mnist", True, 6690),
+@pytest.mark.parametrize(("dataset", "relu", "expected"), [("mnist", False, 6690), ("fashion_mnist", True, 6690),
                                                      ("cifar10", False, 285226), ("cifar10", True, 285226)])
 def test_cnn_sizes_match_the_reference(dataset, relu, expected):
     net = cnn(dataset, relu=relu)
@@ -15,7 +15,7 @@ def test_cnn_sizes_match_the_reference(dataset, relu, expected):
     assert net(torch.zeros(2, 3 if dataset == "cifar10" else 1, size, size)).shape == (2, 10)
 
 
-@pytest.mark.parametrize("dataset, blocks, qubits, total", [("mnist", 16, 13, 1497), ("mnist", 1, 13, 327),
+@pytest.mark.parametrize(("dataset", "blocks", "qubits", "total"), [("mnist", 16, 13, 1497), ("mnist", 1, 13, 327),
                                                             ("fashion_mnist", 7, 13, 795),
                                                             ("cifar10", 38, 19, 21453), ("cifar10", 95, 19, 27951)])
 def test_reference_parameter_counts(dataset, blocks, qubits, total):
@@ -44,7 +44,8 @@ def test_forward_gives_logits_and_gradients_reach_every_parameter():
 def test_generated_weights_are_mean_free_and_shaped_like_the_cnn():
     net = qt_model("mnist", 3, seed=1)
     w = net.generate()
-    assert w.shape == (6690,) and abs(w.mean().item()) < 1e-6
+    assert w.shape == (6690,)
+    assert abs(w.mean().item()) < 1e-6
     shapes = {k: p.shape for k, p in cnn("mnist").named_parameters()}
     assert {k: v.shape for k, v in net.weights().items()} == shapes
 
@@ -53,7 +54,8 @@ def test_export_is_a_plain_cnn_with_identical_logits(tmp_path):
     net = qt_model("mnist", 2, seed=3).eval()
     x = torch.randn(8, 1, 28, 28)
     plain = net.export()
-    assert type(plain).__name__ == "MnistCNN" and all(p.requires_grad for p in plain.parameters())
+    assert type(plain).__name__ == "MnistCNN"
+    assert all(p.requires_grad for p in plain.parameters())
     torch.save(plain.state_dict(), tmp_path / "cnn.pt")
     fresh = cnn("mnist")
     fresh.load_state_dict(torch.load(tmp_path / "cnn.pt", weights_only=True))
@@ -73,7 +75,8 @@ def test_affine_mapping_collapses_exactly():
 
 def test_bitstrings_are_plus_minus_one_with_wire_zero_first():
     b = bitstrings(3)
-    assert b.tolist()[1] == [-1, -1, 1] and b.tolist()[4] == [1, -1, -1]
+    assert b.tolist()[1] == [-1, -1, 1]
+    assert b.tolist()[4] == [1, -1, -1]
     assert bitstrings(13, 6690).shape == (6690, 13)
 
 
@@ -103,7 +106,7 @@ def test_transform_matches_the_reference_formula():
     assert isinstance(net.preset, Preset)
 
 
-@pytest.mark.parametrize("dataset, budget", [("mnist", 1497), ("mnist", 327), ("cifar10", 27951)])
+@pytest.mark.parametrize(("dataset", "budget"), [("mnist", 1497), ("mnist", 327), ("cifar10", 27951)])
 def test_budget_cnn_fits_the_budget_closely(dataset, budget):
     from qt_helpers.models import budget_cnn
 
@@ -114,7 +117,7 @@ def test_budget_cnn_fits_the_budget_closely(dataset, budget):
 def test_seed_fixes_every_trained_parameter():
     a, b = qt_model("mnist", 2, seed=5), qt_model("mnist", 2, seed=5)
     trained = lambda net: [p for p in net.parameters() if p.requires_grad]  # noqa: E731
-    assert all(torch.equal(p, q) for p, q in zip(trained(a), trained(b)))
+    assert all(torch.equal(p, q) for p, q in zip(trained(a), trained(b), strict=True))
     c = qt_model("mnist", 2, seed=6)
     assert not torch.equal(a.mapping.layers[0].weight, c.mapping.layers[0].weight)
 
@@ -135,7 +138,9 @@ def test_shot_counts_are_one_multinomial_draw():
     p = torch.rand(32) ** 4
     p /= p.sum()
     draws = torch.stack([sample_counts(p, 1000) for _ in range(3000)])
-    assert (draws.sum(1) == 1000).all() and (draws == draws.round()).all() and (draws >= 0).all()
+    assert (draws.sum(1) == 1000).all()
+    assert (draws == draws.round()).all()
+    assert (draws >= 0).all()
     mean, var = draws.mean(0), draws.var(0)
     expected_var = 1000 * p * (1 - p)
     assert ((mean - 1000 * p).abs() <= 5 * (expected_var / 3000).sqrt() + 1e-9).all()
@@ -149,7 +154,8 @@ def test_shot_estimate_is_counts_over_shots_with_the_exact_gradient():
     w = torch.tensor([1.0, -2.0, 3.0, 0.5])
     torch.manual_seed(1)
     est = estimate(p, 100)
-    assert torch.allclose(est * 100, est.detach().mul(100).round()) and est.sum().item() == pytest.approx(1)
+    assert torch.allclose(est * 100, est.detach().mul(100).round())
+    assert est.sum().item() == pytest.approx(1)
     (est * w).sum().backward()
     assert torch.equal(p.grad, w)
     assert (estimate(p, 10**8) - p).abs().max() < 1e-3
@@ -160,7 +166,8 @@ def test_qt_model_with_shots_draws_fresh_weights_each_generation():
     torch.manual_seed(0)
     a, b = net.generate(), net.generate()
     torch.manual_seed(0)
-    assert not torch.equal(a, b) and torch.equal(a, net.generate())
+    assert not torch.equal(a, b)
+    assert torch.equal(a, net.generate())
     exact = qt_model("mnist", 2, seed=0).generate()
     big = qt_model("mnist", 2, seed=0, shots=2**40).generate()
     assert (big - exact).abs().max() < 1e-3 < (a - exact).abs().max()
@@ -169,7 +176,9 @@ def test_qt_model_with_shots_draws_fresh_weights_each_generation():
 def test_init_option_sets_the_qnn_angles():
     small = qt_model("mnist", 2, seed=0, init="small").qnn.angles
     uniform = qt_model("mnist", 2, seed=0, init="uniform").qnn.angles
-    assert small.abs().max() < 0.1 and uniform.abs().max() > 2 and uniform.abs().max() <= torch.pi
+    assert small.abs().max() < 0.1
+    assert uniform.abs().max() > 2
+    assert uniform.abs().max() <= torch.pi
     assert torch.equal(uniform, qt_model("mnist", 2, seed=0).qnn.angles)  # U3 + CU3's original init
     with pytest.raises(ValueError, match="choose one of uniform, small"):
         qt_model("mnist", 2, init="zeros")

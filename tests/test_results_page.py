@@ -7,7 +7,6 @@ import pytest
 from qtbook.published import PUBLISHED
 from qtbook.results_page import chapter, render, write_page
 
-
 RUN = {"profile": "cpu", "machine": "CPU (x86_64, 2 cores, 1 thread(s)), no GPU", "commit": "abc1234",
        "started": "2026-11-27T22:00:00+00:00", "wall_s": 600.0}
 
@@ -30,8 +29,10 @@ def test_numbers_from_json(tmp_path):
     numbers = {"qt_reference_acc": 0.875, "classical_acc": 0.9512, "n_train": 10000, "n_test": 2000}
     a = chapter(executed(tmp_path / "02_mnist.ipynb", numbers))
     assert a["numbers"] == numbers
-    assert a["params"]["dataset"] == "mnist" and a["params"]["profile"] == "small" and a["params"]["blocks"] == 16
-    with pytest.raises(FileNotFoundError, match="02_again.json is missing: run the notebook with"):
+    assert a["params"]["dataset"] == "mnist"
+    assert a["params"]["profile"] == "small"
+    assert a["params"]["blocks"] == 16
+    with pytest.raises(FileNotFoundError, match=r"02_again\.json is missing: run the notebook with"):
         chapter(executed(tmp_path / "02_again.ipynb", numbers, with_json=False))
 
 
@@ -49,16 +50,24 @@ def test_table_puts_ours_beside_published(tmp_path, cells):
     runs = page.split("## The runs")[1]
     assert any("10 min" in row for row in cells(runs))
     assert "6.0 h of training in several sessions (the last 10 min)" in runs
-    assert "60,000/10,000 images" in page and "10 epochs" in page and "1 seed" in page and "no GPU" in page
+    assert "60,000/10,000 images" in page
+    assert "10 epochs" in page
+    assert "1 seed" in page
+    assert "no GPU" in page
     assert "best" not in page.split("## The runs")[0]
     row = next(row for row in cells(page) if row[0] == "QT reference, L = 16")
-    assert f"{100 * PUBLISHED['mnist']['qt_acc'][-1]:.2f} %" in row and "87.50 %" in row
+    assert f"{100 * PUBLISHED['mnist']['qt_acc'][-1]:.2f} %" in row
+    assert "87.50 %" in row
     row = next(row for row in cells(page) if row[0] == "classical CNN" and "95.12 %" in row)
     assert f"{100 * PUBLISHED['mnist']['classical_acc']:.2f} %" in row
     assert any(row[0] == "QT reference, L = 19" and "25.00 %" in row for row in cells(page))
-    assert any(row[:2] == ("classical CNN, QT's budget", "1,400") for row in cells(page)) and "QT improved" in page
-    assert "improved_train" not in page.split("## The runs")[0] and "99.00 %" not in page.split("## The runs")[0]
-    assert "## MNIST" in page and "## CIFAR-10" in page and "## FashionMNIST" not in page  # no chapter ran it
+    assert any(row[:2] == ("classical CNN, QT's budget", "1,400") for row in cells(page))
+    assert "QT improved" in page
+    assert "improved_train" not in page.split("## The runs")[0]
+    assert "99.00 %" not in page.split("## The runs")[0]
+    assert "## MNIST" in page
+    assert "## CIFAR-10" in page
+    assert "## FashionMNIST" not in page
 
 
 def test_write_page_replaces_the_marker(tmp_path):
@@ -67,7 +76,9 @@ def test_write_page_replaces_the_marker(tmp_path):
     out = write_page(template, tmp_path / "out.md", [executed(tmp_path / "02_mnist.ipynb",
                                                               {"qt_reference_acc": 0.5, "run": RUN})])
     text = out.read_text()
-    assert text.startswith("# Results\n\nprose\n") and "old" not in text and "50.00 %" in text
+    assert text.startswith("# Results\n\nprose\n")
+    assert "old" not in text
+    assert "50.00 %" in text
 
 
 def test_science_chapter_gives_the_headline_table(tmp_path, cells):
@@ -86,20 +97,23 @@ def test_science_chapter_gives_the_headline_table(tmp_path, cells):
     assert ("**FashionMNIST**, chosen on the test set, 20 epochs, 3 seeds", "–", "84.00 ± 0.20 %", "–", "–") in rows
     assert ("**MNIST**, chosen on validation, 10 epochs, 3 seeds", "–", "–", "97.00 ± 0.10 % (1,497)", "–") in rows
     header = next(row for row in rows if row[0] == "runs")
-    assert "budget" not in header and "QT chosen" in header  # no column for a model without runs
+    assert "budget" not in header
+    assert "QT chosen" in header
 
 
 def test_ci_scale_numbers_never_stand_beside_published_ones(tmp_path):
     small = executed(tmp_path / "02_mnist.ipynb", {"qt_reference_acc": 0.1234, "classical_acc": 0.5})
     page = render([small])
-    assert "12.34 %" not in page.split(":::")[0] and "## MNIST" not in page  # only in its dropdown of numbers
+    assert "12.34 %" not in page.split(":::")[0]
+    assert "## MNIST" not in page
     assert "CI-scale check, not a result" in page
 
 
 def test_science_chapter_s_cifar10_qt_runs_are_on_the_page(tmp_path, cells):
     numbers = {"cifar10_blocks_L19_qt": 0.5459, "cifar10_blocks_L19_cnn": 0.5444, "cifar10_blocks_L38_qt": None}
     page = render([executed(tmp_path / "07_science.ipynb", numbers)])
-    assert "## CIFAR-10 QT in the science chapter" in page and ("19", "54.59 %", "54.44 %") in cells(page)
+    assert "## CIFAR-10 QT in the science chapter" in page
+    assert ("19", "54.59 %", "54.44 %") in cells(page)
 
 
 def test_the_page_opens_with_the_verdict_from_the_records(tmp_path):
@@ -109,12 +123,16 @@ def test_the_page_opens_with_the_verdict_from_the_records(tmp_path):
 
     runs = report.load_runs()
     text = with_verdict("# Results\n\n<!-- VERDICT: here -->\n\nrest\n", tmp_path, runs)
-    assert text.startswith("# Results\n\n```{figure} verdict.png") and text.endswith("rest\n")
+    assert text.startswith("# Results\n\n```{figure} verdict.png")
+    assert text.endswith("rest\n")
     assert (tmp_path / "verdict.png").stat().st_size > 10_000
-    for d, c in verdict.comparisons(runs).items():
+    for c in verdict.comparisons(runs).values():
         qt, budget = c["qt"], c["budget"]
-        assert f"{100 * qt['mean']:.2f}" in text and f"{qt['params']:,}" in text and f"{budget['params']:,}" in text
+        assert f"{100 * qt['mean']:.2f}" in text
+        assert f"{qt['params']:,}" in text
+        assert f"{budget['params']:,}" in text
         assert f"{abs(100 * (qt['mean'] - budget['mean'])):.2f} points" in text
     if "protocol" in report.grid_names(runs, "mnist"):
         assert verdict.comparisons(runs)["mnist"]["qt_model"] == "QT chosen on validation"
-    assert "JPEG" in text and "± 0.00" not in text
+    assert "JPEG" in text
+    assert "± 0.00" not in text

@@ -30,7 +30,8 @@ def test_the_models_the_package_exports_are_defined_in_chapter_1():
                  "class MappingModel", "class QTModel", "def features", "def generate", "def weights",
                  "def forward", "def export", "def param_table"):
         assert name in code, f"chapter 1 no longer defines {name}"
-    assert qt_helpers.QTModel is qt.QTModel and qt_helpers.MappingModel is qt.MappingModel
+    assert qt_helpers.QTModel is qt.QTModel
+    assert qt_helpers.MappingModel is qt.MappingModel
     for method in ("features", "generate", "weights", "forward", "export", "param_table"):  # added by add_to_class
         assert getattr(qt.QTModel, method).__module__ == "qt_helpers.qt", method
     assert native.simulate_gatewise.__module__ == "qt_helpers.native"
@@ -50,7 +51,7 @@ def test_a_changed_cell_is_caught_and_rewritten(tmp_path):
     wanted = save_code.plan(tmp_path)[module]
     assert wanted == f"import os\n{save_code.begin('ch')}\ndef f():\n    return 1\n{save_code.end('ch')}\nx = 1\n"
     module.write_text(f"{save_code.begin('other')}\n{save_code.end('other')}\n")
-    with pytest.raises(ValueError, match="no region for notebooks/ch.ipynb"):
+    with pytest.raises(ValueError, match=r"no region for notebooks/ch\.ipynb"):
         save_code.plan(tmp_path)
 
 

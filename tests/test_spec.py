@@ -13,7 +13,8 @@ from qt_helpers.spec import RunSpec
 def test_the_cli_options_are_the_spec_and_the_outputs_one_to_one():
     dests = {a.dest for a in build_train_parser()._actions} - {"help", "debug"}
     spec = {f.name for f in dataclasses.fields(RunSpec)}
-    assert dests == spec | OUTPUTS and not spec & OUTPUTS
+    assert dests == spec | OUTPUTS
+    assert not spec & OUTPUTS
     assert {f.name for f in dataclasses.fields(Outputs)} - {"progress"} == OUTPUTS - {"no_progress"}
 
 
@@ -26,7 +27,8 @@ def test_the_cli_options_are_the_spec_and_the_outputs_one_to_one():
 ])
 def test_argv_round_trips_and_the_key_follows_the_settings(spec):
     again = spec_from_argv(spec.argv())
-    assert again == spec.resolved() and again.key() == spec.key()
+    assert again == spec.resolved()
+    assert again.key() == spec.key()
     assert dataclasses.replace(spec, seed=spec.seed + 1).key() != spec.key()
     assert dataclasses.replace(spec, recipe=None).key() == spec.key()  # the recipe is a label: its settings count
 
@@ -42,7 +44,7 @@ def test_a_recipe_resolves_into_the_fields_and_explicit_settings_win():
         RunSpec.create("improved", epoch=3)
 
 
-@pytest.mark.parametrize("settings, message", [
+@pytest.mark.parametrize(("settings", "message"), [
     ({"dataset": "svhn"}, "unknown dataset 'svhn'"),
     ({"blocks": 0}, "--blocks must be a whole number >= 1"),
     ({"n_train": 70000}, "more than mnist's 60,000 images"),
@@ -60,7 +62,9 @@ def test_run_trains_the_spec_and_records_it(pack_dir, tmp_path):
     spec = RunSpec.create("tuned", blocks=2, n_train=200, n_test=100, epochs=1)
     record = run(spec, Outputs(json=str(tmp_path / "r.json"), data_dir=str(pack_dir), progress=False))
     saved = json.loads((tmp_path / "r.json").read_text())
-    assert saved["key"] == spec.key() == record["key"] and saved["settings"] == spec.settings()
-    assert saved["recipe_name"] == "tuned" and 0 <= saved["test_accuracy"] <= 1
+    assert saved["key"] == spec.key() == record["key"]
+    assert saved["settings"] == spec.settings()
+    assert saved["recipe_name"] == "tuned"
+    assert 0 <= saved["test_accuracy"] <= 1
     assert {"commit", "device_name", "torch", "python", "date", "qt_helpers"} <= saved.keys()
     assert spec_from_argv(saved["command"].split()[3:]).key() == spec.key()  # the command reproduces it

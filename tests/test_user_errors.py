@@ -6,6 +6,7 @@ stdout (so no data was loaded and nothing trained), and write no file.
 """
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -70,14 +71,15 @@ def run_main(argv, capsys, entry=main):
     return rc, out.out, out.err
 
 
-def one_line_error(rc, out, err):
+def one_line_error(rc, _out, err):  # run_main's (rc, out, err) as they come
     assert rc == 2, (rc, err)
-    assert err.startswith("error: ") and err.count("\n") == 1, err  # one line, no traceback
+    assert err.startswith("error: "), err
+    assert err.count("\n") == 1, err  # one line, no traceback
     assert "Traceback" not in err
     return err
 
 
-@pytest.mark.parametrize("args, message", BAD_TRAIN, ids=[" ".join(a) for a, _ in BAD_TRAIN])
+@pytest.mark.parametrize(("args", "message"), BAD_TRAIN, ids=[" ".join(a) for a, _ in BAD_TRAIN])
 def test_bad_train_arguments_fail_in_one_line_before_any_work(args, message, pack_dir, tmp_path, capsys):
     tmp = tmp_path / "user"
     tmp.mkdir()
@@ -87,11 +89,12 @@ def test_bad_train_arguments_fail_in_one_line_before_any_work(args, message, pac
     rc, out, err = run_main(["train", "--data-dir", str(pack_dir), "--no-progress", "--blocks", "2", *args], capsys)
     assert message.replace("{tmp}", str(tmp)) in one_line_error(rc, out, err)
     assert out == ""  # nothing was loaded or trained
-    assert (tmp / "kept.json").read_text() == "{}" and (tmp / "kept.pt").read_bytes() == b"a user's file"
+    assert (tmp / "kept.json").read_text() == "{}"
+    assert (tmp / "kept.pt").read_bytes() == b"a user's file"
     assert sorted(p.name for p in tmp.iterdir()) == ["kept.json", "kept.pt"]
 
 
-@pytest.mark.parametrize("fault, message", [
+@pytest.mark.parametrize(("fault", "message"), [
     ("garbage", "corrupt, truncated or not an .npz pack"),
     ("labels", "y_train must hold integer labels in 0..9"),
 ])
@@ -104,20 +107,27 @@ def test_broken_data_packs_are_named_in_one_line(fault, message, tmp_path, capsy
         np.savez(tmp_path / "mnist.npz", x_train=x, y_train=y, x_test=x, y_test=y % 10,
                  classes=np.array([str(i) for i in range(10)]))
     rc, out, err = run_main(["train", "--data-dir", str(tmp_path), "--no-progress"], capsys)
-    assert message in one_line_error(rc, out, err) and str(tmp_path / "mnist.npz") in err
+    assert message in one_line_error(rc, out, err)
+    assert str(tmp_path / "mnist.npz") in err
 
 
 def test_the_real_command_shows_no_traceback_unless_asked(tmp_path):
     env = {**os.environ, "QT_DATA_DIR": str(tmp_path), "QT_CACHE_DIR": str(tmp_path), "TORCH_HOME": str(tmp_path)}
     cmd = [sys.executable, "-m", "qt_helpers"]
-    missing = subprocess.run(cmd + ["train", "--dataset", "cifar10", "--data-dir", str(tmp_path)],
-                             capture_output=True, text=True, env=env)
-    assert missing.returncode == 2 and missing.stderr.startswith("error: ") and "Traceback" not in missing.stderr
-    assert "cifar10" in missing.stderr and missing.stderr.count("\n") == 1
-    epochs = subprocess.run(cmd + ["train", "--epochs", "0"], capture_output=True, text=True, env=env)
+    missing = subprocess.run([*cmd, "train", "--dataset", "cifar10", "--data-dir", str(tmp_path)],
+                             capture_output=True, check=False, text=True, env=env)
+    assert missing.returncode == 2
+    assert missing.stderr.startswith("error: ")
+    assert "Traceback" not in missing.stderr
+    assert "cifar10" in missing.stderr
+    assert missing.stderr.count("\n") == 1
+    epochs = subprocess.run([*cmd, "train", "--epochs", "0"], capture_output=True, check=False, text=True, env=env)
     assert (epochs.returncode, epochs.stderr) == (2, "error: --epochs must be a whole number >= 1, got 0\n")
-    debug = subprocess.run(cmd + ["--debug", "train", "--epochs", "0"], capture_output=True, text=True, env=env)
-    assert debug.returncode == 1 and "Traceback" in debug.stderr and "ValueError: --epochs" in debug.stderr
+    debug = subprocess.run([*cmd, "--debug", "train", "--epochs", "0"], capture_output=True, text=True, env=env,
+                           check=False)
+    assert debug.returncode == 1
+    assert "Traceback" in debug.stderr
+    assert "ValueError: --epochs" in debug.stderr
 
 
 # ------------------------------------------------------------------------------------------------- checkpoints
@@ -173,11 +183,12 @@ def test_broken_records_are_named_and_redone(pack_dir, tmp_path, capsys):
     assert finished(out) == {}
     assert run_commands(cmds, out) == []
     printed = capsys.readouterr().out
-    assert f"not a finished run, will be redone: {path}" in printed and "1 runs to do" in printed
+    assert f"not a finished run, will be redone: {path}" in printed
+    assert "1 runs to do" in printed
     assert json.loads(path.read_text())["history"]["epoch"] == [1]
     assert list(finished(out).values()) == [path]
     other = commands("shots", "mnist", out, extra=[*small[:2], "--epochs", "2", *small[4:]])[:1]
-    with pytest.raises(ValueError) as e:  # a finished run of another scale: never replaced without --force
+    with pytest.raises(ValueError, match="holds a finished run of another command") as e:  # kept without --force
         run_commands(other, out, force=False)
     assert f"{path} holds a finished run of another command (epochs 1 (this grid: 2)); pass --force" in str(e.value)
     assert json.loads(path.read_text())["epochs"] == 1  # kept
@@ -187,7 +198,7 @@ def test_broken_records_are_named_and_redone(pack_dir, tmp_path, capsys):
     assert path.with_suffix(".log").read_text().count("=== ") == 2  # the log is appended to, not truncated
 
 
-@pytest.mark.parametrize("args, message", [
+@pytest.mark.parametrize(("args", "message"), [
     (["seeds", "--epochs", "0"], "--epochs must be a whole number >= 1, got 0"),
     (["seeds", "--jobs", "0"], "--jobs must be a whole number >= 1"),
     (["seeds", "--n-train", "512"], "subset runs, which must not mix with the full-scale results"),
@@ -216,7 +227,8 @@ def test_a_killed_grid_takes_its_runs_with_it(tmp_path):
     parent = subprocess.Popen([sys.executable, "-c", script])
 
     def children():
-        ps = subprocess.run(["ps", "-o", "pid=", "--ppid", str(parent.pid)], capture_output=True, text=True)
+        ps = subprocess.run(["ps", "-o", "pid=", "--ppid", str(parent.pid)], capture_output=True, text=True,
+                            check=False)
         return [int(pid) for pid in ps.stdout.split()]
 
     for _ in range(600):  # until the run has started in its worker
@@ -249,13 +261,14 @@ def test_run_logs_are_appended(tmp_path, capfd):
     for _ in range(2):
         assert train_job(["train", "--epochs", "0"], log, threads=1) == 2
     log = log.read_text()
-    assert log.count("=== ") == 2 and log.count("error: --epochs must be") == 2
+    assert log.count("=== ") == 2
+    assert log.count("error: --epochs must be") == 2
     assert "python -m qt_helpers train --epochs 0" in log
     assert capfd.readouterr().err == ""  # the run's output went to its log, nowhere else
 
 
 # ----------------------------------------------------------------------------------------------- notebooks
-@pytest.mark.parametrize("params, message", [
+@pytest.mark.parametrize(("params", "message"), [
     ({"blocks": "abc"}, "parameter blocks: expected a whole number >= 1 (or None), got 'abc'"),
     ({"blocks": 0}, "parameter blocks"),
     ({"seed": -1}, "parameter seed: expected a whole number >= 0"),
@@ -263,7 +276,7 @@ def test_run_logs_are_appended(tmp_path, capfd):
 ])
 def test_notebook_parameters_are_checked_by_name(params, message):
     values = {"blocks": 16, "seed": 42, "backend": "native", **params}
-    with pytest.raises(ValueError) as e:
+    with pytest.raises(ValueError, match=re.escape(message)) as e:
         check_params(values, counts=("blocks",), nonnegative=("seed",),
                      choices={"backend": ("native", "torchquantum", "pennylane")})
     assert message in str(e.value)
@@ -276,7 +289,7 @@ SMALL = ["--n-train", "100", "--n-test", "100", "--epochs", "1", "--blocks", "2"
 def cli(pack_dir, *args, **kw):
     """`python -m qt_helpers train ...` in a subprocess (the real command)."""
     return subprocess.run([sys.executable, "-m", "qt_helpers", "train", "--data-dir", str(pack_dir), *args],
-                          capture_output=True, text=True, **kw)
+                          capture_output=True, check=False, text=True, **kw)
 
 
 def test_a_failed_write_leaves_the_old_file_whole(pack_dir, tmp_path):
@@ -293,7 +306,9 @@ def test_a_failed_write_leaves_the_old_file_whole(pack_dir, tmp_path):
 
     r = cli(pack_dir, *SMALL, "--export", str(tmp_path / "w.pt"), "--json", str(tmp_path / "r.json"), "--overwrite",
             preexec_fn=small_files)
-    assert r.returncode == 2 and r.stderr.startswith("error: ") and "File too large" in r.stderr, r.stderr
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.startswith("error: "), r.stderr
+    assert "File too large" in r.stderr, r.stderr
     assert {n: (tmp_path / n).read_bytes() for n in old} == old  # nothing lost
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mnist.npz", "r.json", "w.pt"]  # no temporary file left
 
@@ -303,22 +318,28 @@ def test_a_diverged_run_ends_with_an_error_and_a_record_marked_diverged(n_train,
     out = tmp_path / "r.json"
     r = cli(pack_dir, "--model", "classical", "--lr", "1e30", "--n-train", n_train, "--n-test", "100",
             "--batch-size", "100", "--epochs", "1", "--no-progress", "--json", str(out))
-    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "training diverged" in r.stderr, r.stderr
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.count("\n") == 1, r.stderr
+    assert "training diverged" in r.stderr, r.stderr
     assert f"The record {out} is marked diverged" in r.stderr
     record = json.loads(out.read_text())
-    assert record["diverged"] is True and record["test_accuracy"] is None and record["val_accuracy"] is None
+    assert record["diverged"] is True
+    assert record["test_accuracy"] is None
+    assert record["val_accuracy"] is None
     assert record["history"]["epoch"] == []  # the epoch that diverged is no result
 
 
 def test_a_refused_huge_run_allocates_nothing(tmp_path):
     """`--qubits 30` (a 2^30 state) is refused with the number before any data or state: the process stays at
     the size of Python and torch."""
-    with open(tmp_path / "err", "w") as err:
+    with (tmp_path / "err").open("w") as err:
         p = subprocess.Popen([sys.executable, "-m", "qt_helpers", "train", "--qubits", "30"], stdout=err,
                              stderr=err)
         _, status, usage = os.wait4(p.pid, 0)
     text = (tmp_path / "err").read_text()
-    assert os.waitstatus_to_exitcode(status) == 2 and text.count("\n") == 1 and "GiB of memory" in text, text
+    assert os.waitstatus_to_exitcode(status) == 2, text
+    assert text.count("\n") == 1, text
+    assert "GiB of memory" in text, text
     assert usage.ru_maxrss < 2 * 2**20, usage.ru_maxrss  # KiB: under 2 GiB, not the 8 GiB state
 
 
@@ -328,7 +349,8 @@ def test_a_grid_never_starts_more_runs_than_memory_holds(monkeypatch, tmp_path, 
     monkeypatch.setattr(limits, "machine_memory", lambda: (16 * 2**30, 24 * 2**30))  # this project's machine
     rc, out, err = run_main(["blocks", "--jobs", "64", "--out", str(tmp_path)], capsys, grids_main)
     assert "19 runs at once (about 0.9 GiB each) needs about 17.7 GiB of memory; this machine has 16.0 GiB" \
-        in one_line_error(rc, out, err) and "use fewer --jobs" in err
+        in one_line_error(rc, out, err)
+    assert "use fewer --jobs" in err
     assert not list(tmp_path.glob("*/*"))  # nothing ran
 
 
@@ -352,13 +374,17 @@ def test_sigterm_stops_the_grid_and_its_run_and_says_how_to_resume(pack_dir, tmp
             break
         time.sleep(0.1)
     grid.send_signal(signal.SIGTERM)  # the grid process alone, as `kill` does
-    stdout, stderr = grid.communicate(timeout=60)
+    _, stderr = grid.communicate(timeout=60)
     assert grid.returncode == 130, stderr
-    assert stderr.count("\n") == 1 and stderr.startswith("interrupted: ") and "Traceback" not in stderr, stderr
+    assert stderr.count("\n") == 1, stderr
+    assert stderr.startswith("interrupted: "), stderr
+    assert "Traceback" not in stderr, stderr
     assert "resume with: python -m qtbook.experiments seeds --runs qt-improved-seed42" in stderr
-    assert log.with_suffix(".pt").exists() and not log.with_suffix(".json").exists()  # epochs kept, no record
+    assert log.with_suffix(".pt").exists()
+    assert not log.with_suffix(".json").exists()  # epochs kept, no record
     text = log.read_text()
-    assert "interrupted: " in text and "continue with: python -m qt_helpers train" in text  # the run said so
+    assert "interrupted: " in text
+    assert "continue with: python -m qt_helpers train" in text  # the run said so
     worker = int(text.split("(pid ", 1)[1].split(")", 1)[0])  # the process the run trained in
     for _ in range(50):
         try:
@@ -390,6 +416,6 @@ def test_the_results_page_refuses_numbers_that_are_not_accuracies(tmp_path):
     nb = {"cells": [], "metadata": {"papermill": {"parameters": {"profile": "small"}}}}
     (tmp_path / "02_mnist.ipynb").write_text(json.dumps(nb))
     (tmp_path / "02_mnist.json").write_text(json.dumps({"qt_improved_acc": float("nan"), "run": {"profile": "cpu"}}))
-    with pytest.raises(ValueError) as e:
+    with pytest.raises(ValueError, match=r"02_mnist\.json does not fit 02_mnist\.ipynb") as e:
         chapter(tmp_path / "02_mnist.ipynb")
     assert "02_mnist.json does not fit 02_mnist.ipynb: qt_improved_acc is nan" in str(e.value)

@@ -29,10 +29,12 @@ def test_structure(name):
     triggers = workflow.get("on", workflow.get(True))
     assert triggers, f"{name}: no `on` triggers"
     jobs = workflow.get("jobs")
-    assert isinstance(jobs, dict) and jobs, f"{name}: no jobs"
+    assert isinstance(jobs, dict), f"{name}: no jobs"
+    assert jobs, f"{name}: no jobs"
     for job_id, job in jobs.items():
         assert "runs-on" in job, f"{name}: job {job_id} has no runs-on"
-        assert isinstance(job.get("steps"), list) and job["steps"], f"{name}: job {job_id} has no steps"
+        assert isinstance(job.get("steps"), list), f"{name}: job {job_id} has no steps"
+        assert job["steps"], f"{name}: job {job_id} has no steps"
         for step in job["steps"]:
             assert ("uses" in step) != ("run" in step), f"{name}: {job_id} step needs exactly one of uses/run: {step}"
             if "uses" in step:
@@ -50,16 +52,19 @@ def test_notebooks_workflow_runs_paper_scale_on_gpu():
     (job,) = workflow["jobs"].values()
     assert job["runs-on"] == ["self-hosted", "gpu"]
     runs = " ".join(step.get("run", "") for step in job["steps"])
-    assert "qtbook.run_notebooks" in runs and "--profile paper" in runs
+    assert "qtbook.run_notebooks" in runs
+    assert "--profile paper" in runs
     assert "actions/upload-artifact" in uses(workflow)
 
 
 def test_book_workflow_builds_and_deploys_pages():
     workflow = load("book.yml")
     runs = " ".join(step.get("run", "") for step in steps(workflow))
-    assert "make book" in runs and "tests/test_book.py" in runs
+    assert "make book" in runs
+    assert "tests/test_book.py" in runs
     assert {"actions/upload-pages-artifact", "actions/deploy-pages"} <= set(uses(workflow))
-    assert workflow["permissions"].get("pages") == "write" and workflow["permissions"].get("id-token") == "write"
+    assert workflow["permissions"].get("pages") == "write"
+    assert workflow["permissions"].get("id-token") == "write"
     deploy = next(job for job in workflow["jobs"].values()
                   if any("deploy-pages" in s.get("uses", "") for s in job["steps"]))
     assert deploy["environment"]["name"] == "github-pages"

@@ -42,17 +42,19 @@ CELL = Template("""\
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 if "google.colab" in sys.modules:
     URL, TAG, EXTRAS = "$url", "$tag", "$extras"
 
     def run(cmd, advice):  # a failed step ends the cell with one line: what failed, and what to do
-        done = subprocess.run(cmd, capture_output=True, text=True)
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if done.returncode:
             why = ([line for line in done.stderr.splitlines() if line.strip()] or ["no message"])[-1].strip()
-            raise SystemExit(f"{cmd[0] if cmd[0] == 'git' else 'pip'} failed ({why}): {advice}")
+            msg = f"{cmd[0] if cmd[0] == 'git' else 'pip'} failed ({why}): {advice}"
+            raise SystemExit(msg)
 
-$tq_check    if not os.path.isdir("/content/qt"):
+$tq_check    if not Path("/content/qt").is_dir():
         run(["git", "clone", "-q", "--depth", "1", "--branch", TAG, URL, "/content/qt"],
             f"check that {URL} has the tag {TAG} (a fork sets both in pyproject.toml), then run this cell again")
     target = f"/content/qt[{EXTRAS}]" if EXTRAS else "/content/qt"
@@ -96,7 +98,8 @@ def colab_cell(cells):
     """The index of a notebook's Colab cell: its first code cell, tagged remove-cell."""
     i = next(i for i, c in enumerate(cells) if c["cell_type"] == "code")
     if "remove-cell" not in cells[i]["metadata"].get("tags", []):
-        raise ValueError("the first code cell is not the Colab cell (tagged remove-cell)")
+        msg = "the first code cell is not the Colab cell (tagged remove-cell)"
+        raise ValueError(msg)
     return i
 
 
@@ -111,7 +114,8 @@ def main(argv=None):
         cells = nb["cells"]
         wanted = {colab_cell(cells): cell_source(chapter), len(cells) - 1: ENVIRONMENT}
         if "environment()" not in "".join(cells[-1]["source"]):
-            raise SystemExit(f"{path.name}: the last cell is not the environment cell")
+            msg = f"{path.name}: the last cell is not the environment cell"
+            raise SystemExit(msg)
         differ = [i for i, text in wanted.items() if "".join(cells[i]["source"]) != text]
         if not differ:
             continue

@@ -31,6 +31,7 @@ TorchQuantum stack (about 24 MB of wheels) with MNIST, and the CIFAR-10 pack (56
 Without `pennylane` or `torchquantum` installed, their rows are skipped and say so.
 """
 import argparse
+import itertools
 import json
 import os
 import statistics
@@ -44,11 +45,10 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from qt_helpers.records import atomic_write, device_name, provenance  # noqa: E402
 from qtbook import bench  # noqa: E402
-from qt_helpers.records import atomic_write  # noqa: E402
 from qtbook.executor import make_executor, train_job  # noqa: E402
 from qtbook.experiments import commands, done, finished, run_key  # noqa: E402
-from qt_helpers.records import device_name, provenance  # noqa: E402
 
 RUNS_DIR = ROOT / "build/gpu/runs"  # stage 4's records while they run (bundled into --out); --runs-dir
 CIFAR_QUEUE = tuple(("cifar10", grid, pattern) for grid, pattern in (
@@ -95,7 +95,7 @@ def step_table(path, configs, backends, warmup, repeats, deadline):
                 try:
                     rows = bench.run([config], [backend], [device], warmup, 3 if slow else repeats,
                                      skipped=record["skipped"])
-                except Exception as e:  # noqa: BLE001 - one broken row must not cost the lease's other rows
+                except Exception as e:  # one broken row must not cost the lease's other rows
                     record["errors"].append(f"{config} {backend} {device}: {type(e).__name__}: {str(e)[:300]}")
                     rows = []
                     if device == "cuda":
@@ -115,7 +115,7 @@ def step_table(path, configs, backends, warmup, repeats, deadline):
 
 def rel_diff(grads_a, grads_b):
     """The largest relative difference ||a - b|| / ||b|| over the parameter tensors' gradients."""
-    return max(((a - b).norm() / b.norm().clamp_min(1e-30)).item() for a, b in zip(grads_a, grads_b))
+    return max(((a - b).norm() / b.norm().clamp_min(1e-30)).item() for a, b in zip(grads_a, grads_b, strict=True))
 
 
 def same_numbers(loss_a, grads_a, loss_b, grads_b, tol=1e-4):
@@ -139,7 +139,7 @@ def cuda_graph_step(config, device, repeats):
     net, x, y, opt = bench.build(config, "native", device)
     start = {k: v.clone() for k, v in net.state_dict().items()}
     loss_a, grads_a = eager_grads(net, x, y)
-    loss_b, grads_b = eager_grads(net, x, y)  # eager against itself: the GPU's own round-off
+    _, grads_b = eager_grads(net, x, y)  # eager against itself: the GPU's own round-off
     step = GraphedStep(net, torch.nn.CrossEntropyLoss(), opt)
     step.capture(x, y)  # its warm-up is undone: the first replay starts from `start`
     assert all(torch.equal(v, start[k]) for k, v in net.state_dict().items())
@@ -181,13 +181,14 @@ def compiled(path, variants, configs, repeats, quick):
             try:
                 if variant == "cuda-graph":
                     if device.type != "cuda":
-                        raise RuntimeError("CUDA graphs need a CUDA GPU")
+                        msg = "CUDA graphs need a CUDA GPU"
+                        raise RuntimeError(msg)
                     seconds, same, row["check"] = cuda_graph_step(config, device, repeats)
                 else:
                     seconds, same, row["compile_s"] = compiled_step(config, device, repeats, quick)
                 row.update(ms=seconds * 1e3, same_numbers=same, speedup=eager_s / seconds,
                            kept=same and seconds < eager_s)
-            except Exception as e:  # noqa: BLE001 - a variant that cannot handle the step is a finding
+            except Exception as e:  # a variant that cannot handle the step is a finding
                 row.update(error=f"{type(e).__name__}: {str(e)[:300]}", kept=False)
             record["rows"].append(row)
             write(path, record)
@@ -202,10 +203,11 @@ class TimeUp(Exception):
 def extrapolate(t0, starts, num_epochs):
     """(seconds of each finished epoch, the whole run's seconds extrapolated) of a run started at `t0` whose
     epoch e's first step ended at `starts[e]`: the first epoch plus the median later epoch for each other."""
-    edges = [t0] + starts[1:]  # an epoch ends when the next one's first step ends (its test included)
-    epochs = [b - a for a, b in zip(edges, edges[1:])]
+    edges = [t0, *starts[1:]]  # an epoch ends when the next one's first step ends (its test included)
+    epochs = [b - a for a, b in itertools.pairwise(edges)]
     if not epochs:
-        raise RuntimeError("not one MNIST epoch finished in the stage's time; give it more (--mnist-cap-s)")
+        msg = "not one MNIST epoch finished in the stage's time; give it more (--mnist-cap-s)"
+        raise RuntimeError(msg)
     return epochs, epochs[0] + (num_epochs - 1) * statistics.median(epochs[1:] or epochs)
 
 
@@ -231,7 +233,7 @@ def mnist_run(path, quick, data_dir, stop_at):
     test_iter = TensorLoader(xt, yt, 1000, device=device)
     starts = []  # when each epoch's first step ended
 
-    def on_step(epoch, step, loss):
+    def on_step(epoch, _step, _loss):
         if len(starts) == epoch:
             starts.append(time.perf_counter())
         if time.time() > stop_at:
@@ -451,7 +453,7 @@ def main(argv=None):
         t0 = time.perf_counter()
         try:
             stage(path)
-        except Exception as e:  # noqa: BLE001 - the next stages still get their turn
+        except Exception as e:  # the next stages still get their turn
             print(f"{name}: FAILED: {type(e).__name__}: {str(e)[:300]}", flush=True)
         print(f"{name}: {time.perf_counter() - t0:.0f} s", flush=True)
     return 0

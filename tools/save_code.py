@@ -51,10 +51,11 @@ def region(codes):
 def replace_region(text, chapter, body, module="module"):
     """`text` (a module's source) with `chapter`'s region holding `body`; ValueError if its markers are missing."""
     head, sep, rest = text.partition(begin(chapter) + "\n")
-    middle, sep2, tail = rest.partition(end(chapter) + "\n")
+    _, sep2, tail = rest.partition(end(chapter) + "\n")
     if not sep or not sep2:
-        raise ValueError(f"{module}: no region for notebooks/{chapter}.ipynb: add the two lines\n"
-                         f"{begin(chapter)}\n{end(chapter)}\nwhere its #@save cells belong")
+        msg = (f"{module}: no region for notebooks/{chapter}.ipynb: add the two lines\n"
+               f"{begin(chapter)}\n{end(chapter)}\nwhere its #@save cells belong")
+        raise ValueError(msg)
     return f"{head}{begin(chapter)}\n{body}\n{end(chapter)}\n{tail}"
 
 
@@ -68,7 +69,8 @@ def plan(root=ROOT):
         for module, codes in by_module.items():
             path = root / module
             if not path.is_file():
-                raise ValueError(f"{notebook.name}: `#@save {module}`: no such file")
+                msg = f"{notebook.name}: `#@save {module}`: no such file"
+                raise ValueError(msg)
             text = wanted.get(path, path.read_text(encoding="utf-8"))
             wanted[path] = replace_region(text, notebook.stem, region(codes), module)
     return wanted

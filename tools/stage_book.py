@@ -23,8 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from chapter_cells import release  # noqa: E402
 from qtbook.results_page import with_verdict, write_page  # noqa: E402
-from qtbook.science_page import appendix_markdown  # noqa: E402
 from qtbook.run_notebooks import DEPENDS, compact_streams  # noqa: E402
+from qtbook.science_page import appendix_markdown  # noqa: E402
 
 
 def toc_files(node):
@@ -112,7 +112,7 @@ def stage_notebook(source, dest, note=None):
     for cell in nb["cells"]:
         tags = cell.get("metadata", {}).get("tags", [])
         if "injected-parameters" in tags and "remove-cell" not in tags:
-            cell["metadata"]["tags"] = tags + ["remove-cell"]
+            cell["metadata"]["tags"] = [*tags, "remove-cell"]
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 

@@ -9,7 +9,7 @@ the browser console. Keep the first copy of each inline script.
 """
 
 
-def dedupe_inline_scripts(app, pagename, templatename, context, doctree):
+def dedupe_inline_scripts(_app, _pagename, _templatename, context, _doctree):  # Sphinx's html-page-context
     seen, scripts = set(), []
     for script in context.get("script_files", []):
         if not getattr(script, "filename", script):  # inline: no file, only a body
@@ -26,7 +26,7 @@ WRAP_OUTPUTS = ("<style>div.cell_output pre { white-space: pre-wrap; overflow-wr
                 "div.cell.docutils div.cell_input pre { font-size: 12px !important; }</style>")
 
 
-def wrap_outputs(app, pagename, templatename, context, doctree):
+def wrap_outputs(_app, _pagename, _templatename, context, _doctree):  # Sphinx's html-page-context
     context["metatags"] = context.get("metatags", "") + WRAP_OUTPUTS
 
 

@@ -8,8 +8,22 @@ through one executor (`executor`: a local pool or submitit), their tables and pl
 `pip install -e tools` (make setup does).
 """
 from .bench import time_steps
-from .notebook import (GLUED, check_params, environment, glue, late_gain, markdown_table, percent, pick,
-                       resolve_profile, runs_table, save_glued, train_models, train_run, trend)
+from .notebook import (
+    GLUED,
+    check_params,
+    environment,
+    glue,
+    late_gain,
+    markdown_table,
+    percent,
+    pick,
+    resolve_profile,
+    runs_table,
+    save_glued,
+    train_models,
+    train_run,
+    trend,
+)
 from .published import PUBLISHED, published_qt
 
 __all__ = ["GLUED", "PUBLISHED", "check_params", "environment", "glue", "late_gain", "markdown_table", "percent",

@@ -20,12 +20,12 @@ import time
 import torch
 
 from qt_helpers import native
-from .notebook import markdown_table
 from qt_helpers.qnn import QNN
 from qt_helpers.qt import qt_model
-from qt_helpers.records import write_json
-from qt_helpers.records import device_name, provenance
+from qt_helpers.records import device_name, provenance, write_json
 from qt_helpers.train import make_optimizer
+
+from .notebook import markdown_table
 
 CONFIGS = {  # name: (dataset, blocks, batch size)
     "tiny": ("mnist", 2, 32),

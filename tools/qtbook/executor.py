@@ -23,8 +23,12 @@ from pathlib import Path
 
 KINDS = ("local", "submitit-local", "slurm")
 PROG = ("python", "-m", "qt_helpers")  # the recorded command of every run: what reproduces it on its own
-_STOPPED = False  # in a local pool's worker: SIGTERM came (the pool's processes are being stopped)
-_RUNNING = False  # in a worker: a run is in progress (SIGTERM stops it like Ctrl-C, with its checkpoint kept)
+
+
+class _Worker:
+    """This process's state as a worker, shared by `TrainJob` and the SIGTERM handler."""
+    stopped = False  # in a local pool's worker: SIGTERM came (the pool's processes are being stopped)
+    running = False  # in a worker: a run is in progress (SIGTERM stops it like Ctrl-C, with its checkpoint kept)
 
 
 @contextlib.contextmanager
@@ -35,7 +39,7 @@ def _output_to(log):
         with contextlib.suppress(Exception):
             stream.flush()
     saved = [os.dup(1), os.dup(2)]
-    with open(log, "a", buffering=1) as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
+    with Path(log).open("a", buffering=1) as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
         os.dup2(f.fileno(), 1)
         os.dup2(f.fileno(), 2)
         try:
@@ -54,7 +58,6 @@ class TrainJob:
     2 user error, 130 interrupted, 1 otherwise)."""
 
     def __call__(self, argv, log, threads=1):
-        global _RUNNING
         os.environ["OMP_NUM_THREADS"] = str(threads)  # for anything this run starts; torch is told below
         import torch
 
@@ -63,12 +66,12 @@ class TrainJob:
         torch.set_num_threads(threads)
         log = Path(log)
         log.parent.mkdir(parents=True, exist_ok=True)
-        with open(log, "a") as f:
+        with log.open("a") as f:
             f.write(f"=== {datetime.now(timezone.utc).isoformat(timespec='seconds')} (pid {os.getpid()}): "
                     f"{shlex.join([*PROG, *argv])}\n")
         old_int = signal.signal(signal.SIGINT, signal.default_int_handler)
         with _output_to(log):
-            _RUNNING = True
+            _Worker.running = True
             try:
                 rc = main(list(argv), prog=PROG)
             except SystemExit as e:  # argparse's (0 for --help, 2 for a mistake); others (submitit's requeue) go on
@@ -78,13 +81,13 @@ class TrainJob:
             except KeyboardInterrupt:  # before cli.main could say so
                 print("interrupted", file=sys.stderr)
                 rc = 130
-            except Exception:  # noqa: BLE001 - a bug in one run: its traceback in its log, the grid goes on
+            except Exception:  # a bug in one run: its traceback in its log, the grid goes on
                 traceback.print_exc()
                 rc = 1
             finally:
-                _RUNNING = False
+                _Worker.running = False
                 signal.signal(signal.SIGINT, old_int)
-        if _STOPPED:  # a local pool's worker stopped by SIGTERM: gone at once, so the pool starts no other run
+        if _Worker.stopped:  # a local pool's worker stopped by SIGTERM: gone at once, so the pool starts no other run
             os._exit(rc)
         return rc
 
@@ -118,12 +121,11 @@ def _worker_init():
     tqdm.set_lock(threading.RLock())  # one run per process: no multiprocessing lock, none left behind at SIGTERM
 
 
-def _on_sigterm(signum, frame):
-    global _STOPPED
-    if _RUNNING and not _STOPPED:
-        _STOPPED = True
+def _on_sigterm(signum, _frame):
+    if _Worker.running and not _Worker.stopped:
+        _Worker.stopped = True
         raise KeyboardInterrupt  # cli.main writes the run's "interrupted: ... continue with" line, then it exits
-    if not _RUNNING:
+    if not _Worker.running:
         os._exit(128 + signum)
 
 
@@ -212,21 +214,25 @@ def _importable_here():
 def check_executor(kind, partition=None):
     """Why `kind` cannot run here, as one line (ValueError), before any work."""
     if kind not in KINDS:
-        raise ValueError(f"unknown executor {kind!r}; choose one of {', '.join(KINDS)}")
+        msg = f"unknown executor {kind!r}; choose one of {', '.join(KINDS)}"
+        raise ValueError(msg)
     if kind == "local":
         return
     try:
         import submitit  # noqa: F401
     except ImportError:
-        raise ValueError(f"--executor {kind} needs submitit: pip install submitit") from None
+        msg = f"--executor {kind} needs submitit: pip install submitit"
+        raise ValueError(msg) from None
     if kind == "slurm":
         import shutil
 
         if shutil.which("sbatch") is None:
-            raise ValueError("--executor slurm needs a SLURM cluster (no sbatch on this machine); run the grid "
-                             "on a login node, or use --executor local")
+            msg = ("--executor slurm needs a SLURM cluster (no sbatch on this machine); run the grid "
+                   "on a login node, or use --executor local")
+            raise ValueError(msg)
         if not partition:
-            raise ValueError("--executor slurm needs --slurm-partition (see `sinfo` for your cluster's)")
+            msg = "--executor slurm needs --slurm-partition (see `sinfo` for your cluster's)"
+            raise ValueError(msg)
 
 
 def make_executor(kind, jobs, folder=None, threads=1, partition=None, time_min=None, mem_gb=None, name="qt-train"):

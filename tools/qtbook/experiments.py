@@ -31,10 +31,9 @@ import signal
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from fnmatch import fnmatch
 from pathlib import Path
-
-from dataclasses import replace
 
 import filelock
 
@@ -90,10 +89,10 @@ def ablation_rows(dataset):
             ("lr-3e-3", ["--lr", "3e-3"]),
             ("lr-3e-3-cosine", ["--lr", "3e-3", "--schedule", "cosine"]),
             ("improved", improved),  # + ReLU mapping model
-            ("improved-trainable-transform", improved + ["--trainable-transform"]),
-            ("improved-standardize", improved + ["--standardize"]),
-            ("improved-small-init", improved + ["--init", "small"]),
-            ("improved-batch-512", improved + ["--batch-size", "512"])]
+            ("improved-trainable-transform", [*improved, "--trainable-transform"]),
+            ("improved-standardize", [*improved, "--standardize"]),
+            ("improved-small-init", [*improved, "--init", "small"]),
+            ("improved-batch-512", [*improved, "--batch-size", "512"])]
 
 
 def shots(dataset):
@@ -139,9 +138,10 @@ def chosen(out, dataset, blocks, epochs=None, extra=()):
             ran.add(model)  # a trial that ran and diverged: never chosen
             continue
         if problems:
-            raise ValueError(f"the protocol grid chooses from the tune grid's runs, and {path} does not fit: "
-                             f"{'; '.join(problems)}; rerun the tune grid at this scale (same --epochs, --n-train, "
-                             "--n-test), or move that file away")
+            msg = (f"the protocol grid chooses from the tune grid's runs, and {path} does not fit: "
+                   f"{'; '.join(problems)}; rerun the tune grid at this scale (same --epochs, --n-train, "
+                   "--n-test), or move that file away")
+            raise ValueError(msg)
         ran.add(model)
         if model not in best or record["val_accuracy"] > best[model][1]:
             best[model] = (trial, record["val_accuracy"], spec)
@@ -165,13 +165,14 @@ def control_rows(out, dataset, blocks, epochs=None, extra=()):
     have all run (and QT's, the protocol's), chosen by the last epoch's validation accuracy."""
     best = chosen(out, dataset, blocks, epochs, extra)
     if "qt" not in best:
-        raise ValueError(f"the control grid varies QT's chosen setting, and QT's {dataset} tune trials have not "
-                         "all run; run the tune grid first")
+        msg = (f"the control grid varies QT's chosen setting, and QT's {dataset} tune trials have not "
+               "all run; run the tune grid first")
+        raise ValueError(msg)
     qt = best["qt"][2]
     trials = [(f"{v}-lr{lr}", replace(qt, control=v, lr=float(lr), **TRIAL)) for v, lrs in CONTROL_LRS.items()
               for lr in lrs]
     runs = trials + [(f"qt-seed{s}", replace(qt, seed=s, **TESTED)) for s in SEEDS]
-    for v in CONTROL_LRS:
+    for v, lrs in CONTROL_LRS.items():
         scores = {}
         for run, spec in trials:
             try:
@@ -180,7 +181,7 @@ def control_rows(out, dataset, blocks, epochs=None, extra=()):
                     scores[run] = (record["val_accuracy"], spec)
             except (OSError, ValueError):
                 continue
-        if len(scores) == len(CONTROL_LRS[v]):
+        if len(scores) == len(lrs):
             spec = max(scores.values(), key=lambda t: t[0])[1]
             runs += [(f"{v}-seed{s}", replace(spec, seed=s, **TESTED)) for s in SEEDS]
     return runs
@@ -232,7 +233,8 @@ def grid(name, dataset, blocks=None, out="results/runs", epochs=None, extra=()):
             exact = recipe("improved", blocks=blocks, seed=seed)
             runs += [(f"exact{tag}", exact)] + [(f"shots-{s}{tag}", replace(exact, shots=s)) for s in shots(dataset)]
         return runs
-    raise ValueError(f"unknown grid {name!r}; choose one of {', '.join(GRIDS)}")
+    msg = f"unknown grid {name!r}; choose one of {', '.join(GRIDS)}"
+    raise ValueError(msg)
 
 
 def specs(name, dataset, out="results/runs", epochs=None, blocks=None, extra=(), runs=None):
@@ -241,7 +243,8 @@ def specs(name, dataset, out="results/runs", epochs=None, blocks=None, extra=(),
     trained once: `run_commands` copies the record to the other names."""
     dataset = resolve_name(dataset)
     if name not in GRIDS:
-        raise ValueError(f"unknown grid {name!r}; choose one of {', '.join(GRIDS)}")
+        msg = f"unknown grid {name!r}; choose one of {', '.join(GRIDS)}"
+        raise ValueError(msg)
     epochs = epochs or default_epochs(name, dataset)
     folder = Path(out) / dataset / name
     return [(folder / f"{run}.json", spec_from_argv([*spec.argv(), "--epochs", str(epochs), *extra]))
@@ -337,7 +340,7 @@ def read_record(path):
 
 def diverged(path, argv):
     """True when `path` is this command's record of a run that diverged (a rerun would diverge again)."""
-    record, key, problems = inspect(path)
+    record, key, _ = inspect(path)
     return record is not None and key == run_key(argv) and bool(record.get("diverged"))
 
 
@@ -360,7 +363,7 @@ def replaced(path, argv):
     """Why running `argv` would replace a finished run of another command at `path` (None if it would not)."""
     if not Path(path).exists():
         return None
-    record, key, problems = inspect(path)
+    _, key, problems = inspect(path)
     if problems or key == run_key(argv):
         return None
     return (f"{path} holds a finished run of another command ({key_diff(key, run_key(argv))}); pass --force to "
@@ -424,8 +427,9 @@ def grid_lock(out):
     try:
         lock.acquire(timeout=0)
     except filelock.Timeout:
-        raise ValueError(f"another grid is running in {out} (it holds {lock.lock_file}); wait for it to end, or "
-                         "write elsewhere with --out") from None
+        msg = (f"another grid is running in {out} (it holds {lock.lock_file}); wait for it to end, or "
+               "write elsewhere with --out")
+        raise ValueError(msg) from None
     return lock
 
 
@@ -449,7 +453,7 @@ def _result(future):
     exit 1 with its reason."""
     try:
         return future.result(), ""
-    except Exception as e:  # noqa: BLE001 - one lost run must not cost the grid's others
+    except Exception as e:  # one lost run must not cost the grid's others
         return 1, f"{type(e).__name__}: {str(e).strip()}"[:200]
 
 
@@ -469,7 +473,8 @@ def _run_commands(cmds, out, jobs, force, threads, kind, folder, slurm):
             check_memory(need * at_once, f"{at_once} run{'s' * (at_once > 1)} at once (about {need / 2**30:.1f} "
                                          "GiB each)")
         except MemoryError as e:
-            raise ValueError(f"{e}; use fewer --jobs") from None
+            msg = f"{e}; use fewer --jobs"
+            raise ValueError(msg) from None
     threads = threads or (SLURM_THREADS if kind == "slurm" else max(1, (os.cpu_count() or 1) // jobs))
     where = "" if kind == "local" else f" through {kind}"
     print(f"{len(todo)} runs to do, {jobs} at a time with {threads} thread(s) each{where}", flush=True)
@@ -512,7 +517,7 @@ def _run_commands(cmds, out, jobs, force, threads, kind, folder, slurm):
             for other, _ in copies:
                 copy_run(path, other)
 
-    def stop(signum, frame):
+    def stop(signum, _frame):
         raise Interrupted(signal.Signals(signum).name)
 
     main_thread = threading.current_thread() is threading.main_thread()
@@ -578,25 +583,30 @@ def check_args(args):
     for flag in ("epochs", "blocks", "jobs", "threads", "n_train", "n_test", "slurm_time", "slurm_mem_gb"):
         value = getattr(args, flag)
         if value is not None and value < 1:
-            raise ValueError(f"--{flag.replace('_', '-')} must be a whole number >= 1, got {value}")
+            msg = f"--{flag.replace('_', '-')} must be a whole number >= 1, got {value}"
+            raise ValueError(msg)
     for name in args.grids:
         if name not in GRIDS:
-            raise ValueError(f"unknown grid {name!r}; choose one of {', '.join(GRIDS)}")
+            msg = f"unknown grid {name!r}; choose one of {', '.join(GRIDS)}"
+            raise ValueError(msg)
     for d in args.dataset:
         resolve_name(d)
     given = [f"--{k.replace('_', '-')}" for k in ("slurm_partition", "slurm_time", "slurm_mem_gb")
              if getattr(args, k) is not None]
     if given and args.executor != "slurm":
-        raise ValueError(f"{' and '.join(given)} set{'s' * (len(given) == 1)} SLURM jobs; add --executor slurm, "
-                         "or leave them out")
+        msg = (f"{' and '.join(given)} set{'s' * (len(given) == 1)} SLURM jobs; add --executor slurm, "
+               "or leave them out")
+        raise ValueError(msg)
     if args.executor_folder is not None and args.executor == "local":
-        raise ValueError("--executor-folder holds submitit's files; add --executor submitit-local or slurm")
+        msg = "--executor-folder holds submitit's files; add --executor submitit-local or slurm"
+        raise ValueError(msg)
     if not args.dry_run:
         check_executor(args.executor, args.slurm_partition)
     out = Path(args.out).resolve()
     if (args.n_train or args.n_test) and (out == RESULTS or RESULTS in out.parents):
-        raise ValueError(f"--n-train/--n-test make subset runs, which must not mix with the full-scale results in "
-                         f"{args.out}; write them elsewhere, e.g. --out build/subset-runs")
+        msg = (f"--n-train/--n-test make subset runs, which must not mix with the full-scale results in "
+               f"{args.out}; write them elsewhere, e.g. --out build/subset-runs")
+        raise ValueError(msg)
 
 
 def slurm_options(args):
@@ -622,8 +632,9 @@ def main(argv=None):
             cmds = [c for name in grids for d in args.dataset
                     for c in commands(name, d, args.out, args.epochs, args.data_dir, args.blocks, extra, args.runs)]
             if not cmds:
-                raise ValueError(f"no run of {', '.join(grids)} matches {' '.join(args.runs)}; "
-                                 "see the run names with --dry-run")
+                msg = (f"no run of {', '.join(grids)} matches {' '.join(args.runs)}; "
+                       "see the run names with --dry-run")
+                raise ValueError(msg)
         except ValueError as e:
             if args.debug:
                 raise
@@ -632,8 +643,8 @@ def main(argv=None):
             print(f"error: {str(e).strip()}", file=sys.stderr)
             return 2
         if args.dry_run:
-            for _, argv in cmds:
-                print("python -m qt_helpers", shlex.join(argv))
+            for _, run_argv in cmds:
+                print("python -m qt_helpers", shlex.join(run_argv))
             continue
         try:
             if run_commands(cmds, args.out, args.jobs, args.force, args.threads, args.executor, args.executor_folder,

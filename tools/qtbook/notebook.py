@@ -21,7 +21,8 @@ PROFILES = {  # what each chapter profile means; chapters set their sizes with `
 def resolve_profile(profile="auto", device="auto"):
     """'small' on a CPU, 'paper' on a GPU, for `profile='auto'`; otherwise `profile` itself (see PROFILES)."""
     if profile != "auto" and profile not in PROFILES:
-        raise ValueError(f"parameter profile: unknown profile {profile!r}; choose one of auto, {', '.join(PROFILES)}")
+        msg = f"parameter profile: unknown profile {profile!r}; choose one of auto, {', '.join(PROFILES)}"
+        raise ValueError(msg)
     if profile != "auto":
         return profile
     return "paper" if get_device(device).type == "cuda" else "small"
@@ -46,23 +47,30 @@ def check_params(params, counts=(), nonnegative=(), choices=None):
     for name in counts:
         v = params[name]
         if v is not None and not (whole(v) and v >= 1):
-            raise ValueError(f"parameter {name}: expected a whole number >= 1 (or None), got {v!r}")
+            msg = f"parameter {name}: expected a whole number >= 1 (or None), got {v!r}"
+            raise ValueError(msg)
     for name in nonnegative:
         v = params[name]
         if not (whole(v) and v >= 0):
-            raise ValueError(f"parameter {name}: expected a whole number >= 0, got {v!r}")
+            msg = f"parameter {name}: expected a whole number >= 0, got {v!r}"
+            raise ValueError(msg)
     for name, valid in (choices or {}).items():
         if params[name] not in valid:
-            raise ValueError(f"parameter {name}: {params[name]!r} is not one of {', '.join(map(str, valid))}")
+            msg = f"parameter {name}: {params[name]!r} is not one of {', '.join(map(str, valid))}"
+            raise ValueError(msg)
     device = params.get("device")
     if device is not None and device != "auto":
         try:
             kind = get_device(device).type
         except (RuntimeError, TypeError) as e:
-            raise ValueError(f"parameter device: {device!r} is not a device torch knows ({e}); use 'auto', "
-                             "'cpu' or 'cuda'") from None
+            msg = (
+                f"parameter device: {device!r} is not a device torch knows ({e}); use 'auto', "
+                             "'cpu' or 'cuda'"
+            )
+            raise ValueError(msg) from None
         if kind == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"parameter device: {device!r}, but this machine has no CUDA GPU; use 'auto' or 'cpu'")
+            msg = f"parameter device: {device!r}, but this machine has no CUDA GPU; use 'auto' or 'cpu'"
+            raise ValueError(msg)
 
 
 def glue(name, value, display=False):
@@ -139,9 +147,8 @@ def train_models(dataset, blocks, train_iter, test_iter, qt_epochs, classical_ep
             net = budget_cnn(dataset, num_params(RECIPES["reference"].build(dataset, blocks)))
         else:
             net = r.build(dataset, blocks, backend=backend, seed=seed) if r.model == "qt" else r.build(dataset)
-        label = f"{label} (L={blocks})" if r.model == "qt" else label
-        runs.append(train_run(label, net, train_iter, test_iter, epochs, r.lr, device, checkpoint_dir,
-                              schedule=r.schedule))
+        runs.append(train_run(f"{label} (L={blocks})" if r.model == "qt" else label, net, train_iter, test_iter,
+                              epochs, r.lr, device, checkpoint_dir, schedule=r.schedule))
     return runs
 
 

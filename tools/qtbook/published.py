@@ -27,5 +27,5 @@ def qt_params(dataset, blocks):
 
 def published_qt(dataset, blocks):
     """The published QT accuracy (a fraction) at `blocks`, or None where none was published."""
-    table = dict(zip(QT_BLOCKS[dataset], PUBLISHED[dataset]["qt_acc"]))
+    table = dict(zip(QT_BLOCKS[dataset], PUBLISHED[dataset]["qt_acc"], strict=True))
     return table.get(blocks)

@@ -3,6 +3,7 @@
     python -m qtbook.report --runs results/runs     # print every table as Markdown
 """
 import argparse
+import itertools
 import json
 import re
 import shlex
@@ -14,10 +15,20 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.ticker import LogLocator, NullFormatter, StrMethodFormatter
 
-from .experiments import (BLOCKS_RECIPES, HEADLINE_BLOCKS, SEEDS, SEEDS_RECIPES, ablation_rows, blocks_run,
-                          default_epochs, placement_problems, shots)
-from .notebook import markdown_table, percent
 from qt_helpers.plot import model_color
+
+from .experiments import (
+    BLOCKS_RECIPES,
+    HEADLINE_BLOCKS,
+    SEEDS,
+    SEEDS_RECIPES,
+    ablation_rows,
+    blocks_run,
+    default_epochs,
+    placement_problems,
+    shots,
+)
+from .notebook import markdown_table, percent
 from .published import QT_BLOCKS, published_qt, qt_params
 
 RUNS_DIR = Path(__file__).resolve().parents[2] / "results" / "runs"
@@ -44,7 +55,8 @@ def load_runs(root=None):
     Records that do not fit where they sit are left out, with a line each on stderr."""
     root = Path(root or RUNS_DIR)
     if not root.is_dir():
-        raise FileNotFoundError(f"no results in {root}: run `python -m qtbook.experiments ...` first")
+        msg = f"no results in {root}: run `python -m qtbook.experiments ...` first"
+        raise FileNotFoundError(msg)
     rows, left_out = [], []
     for path in sorted(root.glob("*/*/*.json")):
         problems = placement_problems(path, root)
@@ -69,7 +81,7 @@ def load_runs(root=None):
                                                 counts[s]))
         for i in g.index[g["scale"] != main]:
             fits[i] = False
-            left_out.append(f"{runs.at[i, 'path']}: {scale_text(runs.at[i, 'scale'])}, while the {grid} grid's "
+            left_out.append(f"{runs.loc[i, 'path']}: {scale_text(runs.loc[i, 'scale'])}, while the {grid} grid's "
                             f"other runs are {scale_text(main)}")
     if left_out:
         print(f"left out of the tables, as they do not fit where they sit ({len(left_out)}):\n  "
@@ -106,7 +118,7 @@ def grid_names(runs, dataset):
 def scale(r):
     """(epochs, training images asked for, test images asked for) of a run; None means the full set."""
     words = shlex.split(r["command"])
-    args = dict(zip(words, words[1:]))
+    args = dict(itertools.pairwise(words))
     return r["epochs"], _int(args.get("--n-train")), _int(args.get("--n-test"))
 
 
@@ -267,7 +279,7 @@ def plot_controls(runs, datasets=("mnist", "fashion_mnist"), axes=None):
     if axes is None:
         _, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 3.2), squeeze=False)
         axes = axes[0]
-    for ax, dataset in zip(axes, datasets):
+    for ax, dataset in zip(axes, datasets, strict=True):
         summary = control_summary(runs, dataset)
         for i, (label, s) in enumerate(summary.items()):
             color = model_color(label)
@@ -319,7 +331,7 @@ def plot_blocks(runs, dataset, ax=None):
     """Test accuracy vs trained parameters: QT, the classical CNN at the same budgets, published QT, full CNN."""
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 4))
-    for recipe, marker in zip(BLOCKS_RECIPES, "o^"):
+    for recipe, marker in zip(BLOCKS_RECIPES, "o^", strict=True):
         rows = blocks_rows(runs, dataset, recipe)
         done = [r for r in rows if r[2] is not None]
         if done:
@@ -389,8 +401,8 @@ def plot_shots(runs, dataset, ax=None):
     rows = shots_rows(runs, dataset)
     sampled = [(s, [100 * a for a in accs]) for s, accs in rows if s is not None]
     means = [statistics.mean(a) for _, a in sampled]
-    ax.errorbar([s for s, _ in sampled], means, yerr=[[m - min(a) for m, (_, a) in zip(means, sampled)],
-                                                      [max(a) - m for m, (_, a) in zip(means, sampled)]],
+    ax.errorbar([s for s, _ in sampled], means, yerr=[[m - min(a) for m, (_, a) in zip(means, sampled, strict=True)],
+                                                      [max(a) - m for m, (_, a) in zip(means, sampled, strict=True)]],
                 fmt="o-", capsize=3, color=model_color("QT improved"), label="probabilities from S shots")
     for s, accs in rows:
         if s is None:
@@ -444,8 +456,8 @@ def findings(runs, dataset):
             best = max(qts, key=lambda m: qts[m]["mean"])
             q = qts[best]
             gap = 100 * (q["mean"] - budget["mean"])
-            paired = {seed: a for seed, a in zip(budget["seeds"], budget["accs"])}
-            diffs = [100 * (a - paired[seed]) for seed, a in zip(q["seeds"], q["accs"]) if seed in paired]
+            paired = dict(zip(budget["seeds"], budget["accs"], strict=True))
+            diffs = [100 * (a - paired[seed]) for seed, a in zip(q["seeds"], q["accs"], strict=True) if seed in paired]
             reach = percent(q["mean"], q["std"]) if len(q["accs"]) > 1 else percent(q["mean"]) + " (one seed)"
             out.append(f"**{title}**: the best QT recipe ({best}, {q['params']:,} parameters) reaches "
                        f"{reach}; the budget CNN ({budget['params']:,}) "
@@ -483,7 +495,7 @@ def findings(runs, dataset):
         line = (f"**Shots** ({seeds} seed{'s' if seeds > 1 else ''}): with S = {s:,} shots QT reaches "
                 f"{percent(mean[s])}, {100 * (mean[None] - mean[s]):.2f} points below exact probabilities; with "
                 f"S = {low:,} it reaches {percent(mean[low])}.")
-        dips = [(a, b) for (a, _), (b, _) in zip(sampled, sampled[1:]) if mean[b] < mean[a]]
+        dips = [(a, b) for (a, _), (b, _) in itertools.pairwise(sampled) if mean[b] < mean[a]]
         if seeds > 1 and not dips:
             line += " The means rise with S at every step."
         if dips:  # a larger S worse on average: say by how much, beside the seeds' spread there
@@ -557,8 +569,8 @@ def against_budget(runs):
         for model, q in summary.items():
             if not model.startswith("QT ") or budget is None:
                 continue
-            paired = dict(zip(budget["seeds"], budget["accs"]))
-            diffs = [a - paired[seed] for seed, a in zip(q["seeds"], q["accs"]) if seed in paired]
+            paired = dict(zip(budget["seeds"], budget["accs"], strict=True))
+            diffs = [a - paired[seed] for seed, a in zip(q["seeds"], q["accs"], strict=True) if seed in paired]
             how = ("both chosen on validation, 6 trials each" if validated
                    else "one setting each, not tuned on this dataset")
             out.append((dataset, f"{model} against the budget CNN ({how})", q["mean"] - budget["mean"],

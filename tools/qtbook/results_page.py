@@ -8,11 +8,13 @@ and the parameters papermill injected. Accuracies are fractions, glued and publi
 """
 import argparse
 import ast
+import contextlib
 import json
 from pathlib import Path
 
-from . import report, verdict
 from qt_helpers.records import atomic_write
+
+from . import report, verdict
 from .notebook import markdown_table, percent
 from .published import PUBLISHED, QT_BLOCKS, published_qt, qt_params
 
@@ -30,20 +32,24 @@ def chapter(path):
         if cell["cell_type"] == "code" and "parameters" in cell.get("metadata", {}).get("tags", []):
             for node in ast.parse("".join(cell["source"])).body:
                 if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
-                    try:
+                    with contextlib.suppress(ValueError):  # not a literal: left out
                         params[node.targets[0].id] = ast.literal_eval(node.value)
-                    except ValueError:
-                        pass
     params.update(nb["metadata"].get("papermill", {}).get("parameters", {}))
     results = path.with_suffix(".json")
     if not results.exists():
-        raise FileNotFoundError(f"{results} is missing: run the notebook with "
-                                "`python -m qtbook.run_notebooks`, which writes the numbers it glued there")
+        msg = (
+            f"{results} is missing: run the notebook with "
+                                "`python -m qtbook.run_notebooks`, which writes the numbers it glued there"
+        )
+        raise FileNotFoundError(msg)
     numbers = json.loads(results.read_text(encoding="utf-8"))
     problems = numbers_problems(numbers)
     if problems:
-        raise ValueError(f"{results} does not fit {path.name}: {'; '.join(problems)}; rerun the notebook with "
-                         "`python -m qtbook.run_notebooks --force`")
+        msg = (
+            f"{results} does not fit {path.name}: {'; '.join(problems)}; rerun the notebook with "
+                         "`python -m qtbook.run_notebooks --force`"
+        )
+        raise ValueError(msg)
     return {"name": path.stem, "params": params, "numbers": numbers}
 
 
@@ -111,7 +117,7 @@ def dataset_table(dataset, chapters):
              for label, n, published, key in rows]
     extra = sorted({k[:-4] for ch in chapters for k in ch["numbers"]
                     if k.endswith("_acc") and not k.endswith(("_best_acc", "_train_acc", "_val_acc"))
-                    and "_Lmax_" not in k and (k.startswith("classical_budget") or k.startswith("qt_improved"))})
+                    and "_Lmax_" not in k and k.startswith(("classical_budget", "qt_improved"))})
     for key in extra:
         params = {ch["numbers"].get(f"{key}_params") for ch in chapters} - {None}
         label = key.replace("classical_budget", "classical CNN, QT's budget").replace("qt_improved", "QT improved")

@@ -28,7 +28,7 @@ DEPENDS = {"07_science": NOTEBOOKS.parent / "results" / "runs"}  # data a chapte
 
 def up_to_date(source, out):
     """True when both outputs of `source` exist and are newer than it and than the data it reads."""
-    inputs = [source] + sorted(DEPENDS[source.stem].glob("**/*.json") if source.stem in DEPENDS else [])
+    inputs = [source, *sorted(DEPENDS[source.stem].glob("**/*.json") if source.stem in DEPENDS else [])]
     newest = max(p.stat().st_mtime for p in inputs)
     outs = [out / f"{source.stem}.ipynb", out / f"{source.stem}.json"]
     return all(p.exists() and p.stat().st_mtime >= newest for p in outs)
@@ -48,7 +48,8 @@ def compact_streams(nb):
     last state, a cleared one dropped. Only how outputs show changes, never what they are."""
     for cell in nb["cells"]:
         outputs = []
-        for out in cell.get("outputs", []):
+        for output in cell.get("outputs", []):
+            out = output
             if out["output_type"] == "stream":
                 out = {**out, "text": "".join(out["text"]) if isinstance(out["text"], list) else out["text"]}
                 if outputs and outputs[-1]["output_type"] == "stream" and outputs[-1]["name"] == out["name"]:
@@ -66,7 +67,7 @@ def compact_streams(nb):
 def commit():
     """The repository's commit, with '+changes' when the code in the working tree differs from it."""
     def git(*args):
-        return subprocess.run(["git", "-C", str(NOTEBOOKS.parent), *args], capture_output=True,
+        return subprocess.run(["git", "-C", str(NOTEBOOKS.parent), *args], capture_output=True, check=False,
                               text=True).stdout.strip()
 
     head = git("rev-parse", "--short", "HEAD") or "unknown"  # changes to recorded results do not count

@@ -7,9 +7,10 @@ import argparse
 import json
 from pathlib import Path
 
+from qt_helpers.records import atomic_write
+
 from . import experiments, report
 from .notebook import markdown_table
-from qt_helpers.records import atomic_write
 
 RESULTS = Path(__file__).resolve().parents[2] / "results"
 CHAPTERS_50 = {"mnist": "02_mnist", "fashion_mnist": "03_fashion_mnist"}  # the chapters' 50-epoch recorded runs
@@ -21,7 +22,8 @@ def load(runs_dir, datasets, grids, run_grids=False, jobs=1):
     for name, values, valid in (("datasets", datasets, ("mnist", "fashion_mnist", "cifar10")),
                                 ("grids", grids, experiments.GRIDS)):
         if not set(values) <= set(valid):
-            raise ValueError(f"parameter {name}: {sorted(set(values) - set(valid))} not among {', '.join(valid)}")
+            msg = f"parameter {name}: {sorted(set(values) - set(valid))} not among {', '.join(valid)}"
+            raise ValueError(msg)
     if run_grids:
         cmds = [c for g in grids for d in datasets for c in experiments.commands(g, d, runs_dir)]
         experiments.run_commands(cmds, runs_dir, jobs)
@@ -43,7 +45,7 @@ def seeds_numbers(runs, dataset, grid="seeds"):
     return out
 
 
-def unfinished(runs, bench=RESULTS / "bench"):
+def unfinished(bench=RESULTS / "bench"):
     """{name: record} of the CIFAR-10 runs a GPU's time limit stopped (`gpu/cifar10-unfinished.json`), or {}."""
     path = Path(bench) / "gpu" / "cifar10-unfinished.json"
     return json.loads(path.read_text())["runs"] if path.exists() else {}
@@ -76,7 +78,7 @@ def cifar10_costs(runs, bench=RESULTS / "bench"):
     L19 = report.records(runs, "cifar10", "blocks").get("qt-L19")
     if L19:
         numbers["cifar10_L19_cpu_hours"] = L19["train_seconds"] / 3600
-    for name, u in unfinished(runs, bench).items():  # where each stood when the GPU's time ended
+    for name, u in unfinished(bench).items():  # where each stood when the GPU's time ended
         key = name.split("/")[-1].replace("-", "_")
         numbers[f"cifar10_unfinished_{key}_acc"] = u["history"]["test_acc"][-1]
         numbers[f"cifar10_unfinished_{key}_epochs"] = len(u["history"]["epoch"])
@@ -129,7 +131,7 @@ def plot_panels(runs, datasets, grid, plot):
 
     shown = [d for d in datasets if grid in report.grid_names(runs, d)]
     fig, axes = plt.subplots(1, len(shown), figsize=(13, 3.8), squeeze=False)
-    for ax, d in zip(axes[0], shown):
+    for ax, d in zip(axes[0], shown, strict=True):
         plot(runs, d, ax)
     fig.tight_layout()
     return fig
@@ -143,8 +145,8 @@ def seeds_overview(runs, grid="seeds"):
     rows = []
     for model in report.SEEDS_MODELS:
         cells = []
-        for d in found:
-            s = found[d].get(model)
+        for summary in found.values():
+            s = summary.get(model)
             if s is None:
                 cells.append("–")
             elif len(s["accs"]) < len(experiments.SEEDS):
@@ -278,7 +280,7 @@ def appendix_markdown(runs=None, bench=RESULTS / "bench"):
                 "one seed (the cosine schedule, as here); the last column is what the longer training changed.", "",
                 table, ""]
     costs, _ = cifar10_costs(runs, bench)
-    stopped = {n: u for n, u in unfinished(runs, bench).items()
+    stopped = {n: u for n, u in unfinished(bench).items()
                if n.split("/")[-1] not in report.records(runs, "cifar10", n.split("/")[1])}
     if costs or stopped:
         out += ["## CIFAR-10's cost", "", costs, ""]

@@ -11,8 +11,9 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 from matplotlib.ticker import LogLocator, NullFormatter, StrMethodFormatter
 
-from . import report
 from qt_helpers.plot import model_color
+
+from . import report
 
 TITLES = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "cifar10": "CIFAR-10"}
 BUDGET = "classical CNN, QT's budget"
@@ -105,7 +106,7 @@ def plot_verdict(runs=None):
     runs = report.load_runs() if runs is None else runs
     found = comparisons(runs)
     fig, axes = plt.subplots(1, max(len(found), 1), figsize=(11, 3.4), squeeze=False)
-    for ax, (d, c) in zip(axes[0], found.items()):
+    for ax, (d, c) in zip(axes[0], found.items(), strict=False):  # one empty panel when nothing is found
         for key, label, marker in (("qt", c["qt_model"], "o"), ("budget", BUDGET, "s"), ("full", "classical CNN", "*")):
             s = c[key]
             if s is None:
@@ -129,14 +130,14 @@ def plot_verdict(runs=None):
         ax.grid(alpha=0.3)
     handles = {}
     for ax in axes[0]:
-        for h, label in zip(*ax.get_legend_handles_labels()):
+        for h, label in zip(*ax.get_legend_handles_labels(), strict=True):
             handles.setdefault(label, h)
     fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0.1, 1, 1))
     return fig
 
 
-def verdict_markdown(figure="verdict.png", out_dir=Path("."), runs=None):
+def verdict_markdown(figure="verdict.png", out_dir=Path(), runs=None):
     """The verdict as a page opens with it: the figure (saved as `out_dir / figure`) and the paragraph."""
     runs = report.load_runs() if runs is None else runs
     fig = plot_verdict(runs)
