@@ -4,7 +4,7 @@
     spec.check()                  # every mistake as one ValueError, before any data is loaded
     spec.key()                    # 'a3f0c1d2e4b5': equal for two specs that train the same run
     spec.argv()                   # the same run as `python -m qt_helpers train` flags
-    record = qt_helpers.run(spec)                                    # train it (qt_helpers.run)
+    record = qt_helpers.run.run(spec)                                # train it (qt_helpers.run)
 
 A spec holds every setting that changes a run's result, resolved: a recipe's model, mapping-model options,
 learning rate and schedule are written into its fields (`recipe` keeps the name, as a label), and `resolved()`
