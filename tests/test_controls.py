@@ -116,9 +116,10 @@ def test_control_grid_tunes_each_variant_on_validation_then_trains_three_seeds(t
     cmds = commands("control", "mnist", tmp_path)
     args = {p.stem: build_parser().parse_args(a) for p, a in cmds}
     trials = {k: a for k, a in args.items() if "-lr" in k}
-    assert sorted(trials) == sorted(f"{v}-lr{lr}" for v, lrs in experiments.CONTROL_LRS.items() for lr in lrs)
-    assert set(experiments.CONTROL_LRS) == set(CONTROLS)
-    assert all(len(x) <= 3 for x in experiments.CONTROL_LRS.values())
+    # QT chose lr 1e-2, the budget CNN 3e-3: each control tries its centre's and half a decade either side
+    lrs = {v: ("1e-3", "3e-3", "1e-2") if v == "low-rank-cnn" else ("3e-3", "1e-2", "3e-2") for v in CONTROLS}
+    assert sorted(trials) == sorted(f"{v}-lr{lr}" for v, x in lrs.items() for lr in x)
+    assert set(experiments.CONTROL_CENTRE) == set(CONTROLS)
     assert all(a.val_fraction == 0.1 and a.test == "never" and a.epochs == 10 and a.blocks == 16
                and a.schedule == "cosine" and a.activation is None for a in trials.values())  # QT's chosen recipe
     assert {trials[f"{v}-lr1e-2"].control for v in CONTROLS} == set(CONTROLS)
@@ -127,16 +128,35 @@ def test_control_grid_tunes_each_variant_on_validation_then_trains_three_seeds(t
     qt = {k: a for k, a in {p.stem: a for p, a in cmds}.items() if k.startswith("qt-seed")}
     assert [run_key(qt[f"qt-seed{s}"]) for s in SEEDS] == [run_key(protocol[f"qt-chosen-seed{s}"]) for s in SEEDS]
     assert not any(k.startswith("frozen-circuit-seed") for k in args)  # its trials have not run
-    for path, _ in cmds:  # the frozen circuit's trials finish; lr 3e-2 is the best on validation
-        if path.stem.startswith("frozen-circuit-lr"):
-            write_run(tmp_path, "mnist", "control", path.stem, {"val_accuracy": 0.8 if path.stem.endswith("3e-2")
-                                                                else 0.7, "test_accuracy": None, "qt_params": 249})
-    seeds = {p.stem: build_parser().parse_args(a) for p, a in commands("control", "mnist", tmp_path)
-             if "-seed" in p.stem and p.stem.startswith("frozen")}
+
+    def finish(run, val):
+        write_run(tmp_path, "mnist", "control", run, {"val_accuracy": val, "test_accuracy": None, "qt_params": 249})
+
+    def frozen(kind):
+        return {p.stem: build_parser().parse_args(a) for p, a in commands("control", "mnist", tmp_path)
+                if p.stem.startswith(f"frozen-circuit-{kind}")}
+
+    for lr in lrs["frozen-circuit"]:  # its trials finish; the largest lr, 3e-2, is the best
+        finish(f"frozen-circuit-lr{lr}", 0.8 if lr == "3e-2" else 0.7)
+    assert sorted(frozen("lr")) == ["frozen-circuit-lr1e-1", "frozen-circuit-lr1e-2", "frozen-circuit-lr3e-2",
+                                    "frozen-circuit-lr3e-3"]  # so one trial above it, before any seed
+    assert frozen("lr")["frozen-circuit-lr1e-1"].lr == 0.1
+    assert not frozen("seed")
+    finish("frozen-circuit-lr1e-1", float("nan"))  # a trial whose record does not fit: still to run
+    assert not frozen("seed")
+    finish("frozen-circuit-lr1e-1", 0.75)  # worse than 3e-2: the best is inside the trials, the seeds follow
+    seeds = frozen("seed")
     assert sorted(seeds) == [f"frozen-circuit-seed{s}" for s in SEEDS]
     assert all((a.lr, a.control, a.test, a.val_fraction) == (3e-2, "frozen-circuit", "end", 0.1)
                for a in seeds.values())
     assert [a.seed for a in seeds.values()] == list(SEEDS)
+    for lr in lrs["mapping-only"]:  # every trial diverged: the next step is below them
+        finish(f"mapping-only-lr{lr}", None)
+        record = json.loads((tmp_path / "mnist" / "control" / f"mapping-only-lr{lr}.json").read_text())
+        (tmp_path / "mnist" / "control" / f"mapping-only-lr{lr}.json").write_text(json.dumps({**record,
+                                                                                              "diverged": True}))
+    runs = [p.stem for p, _ in commands("control", "mnist", tmp_path) if p.stem.startswith("mapping-only")]
+    assert runs == ["mapping-only-lr1e-3", *(f"mapping-only-lr{lr}" for lr in lrs["mapping-only"])]
 
 
 def test_a_control_trains_through_the_cli_and_its_record_says_what_it_was(pack_dir, capsys):
@@ -162,7 +182,8 @@ def test_tiny_control_grid_trains_the_chosen_seed_run_once(pack_dir, tmp_path, m
     out = tmp_path / "runs"
     small = ["--data-dir", str(pack_dir), "--batch-size", "100"]
     _tune_records(out, blocks=2, epochs=1, extra=small)
-    monkeypatch.setattr(experiments, "CONTROL_LRS", {"mapping-only": ("3e-2",)})
+    monkeypatch.setattr(experiments, "CONTROL_CENTRE", {"mapping-only": "qt"})
+    monkeypatch.setattr(experiments, "CONTROL_SPAN", 0)  # one trial: QT's chosen lr
     [(trial, _)] = commands("control", "mnist", out, epochs=1, blocks=2, extra=small, runs=["mapping-only-*"])
     # the trial as it would be recorded (its training is the seed runs' below)
     write_run(out, "mnist", "control", trial.stem, {"val_accuracy": 0.5, "test_accuracy": None, "qt_params": 249},
@@ -174,7 +195,20 @@ def test_tiny_control_grid_trains_the_chosen_seed_run_once(pack_dir, tmp_path, m
     assert record["control"] == "mapping-only"
     assert record["test_accuracy"] is not None
     assert record["n_val"] == 20
-    assert record["lr"] == 3e-2
+    assert record["lr"] == 1e-2  # QT's chosen
     assert "commit" in record
     assert not seeds[0][0].with_suffix(".pt").exists()
     assert run_commands(seeds[:1], out) == []  # finished: skipped
+
+
+def test_force_redoes_a_control_run_once_not_in_both_phases(tmp_path, monkeypatch):
+    _tune_records(tmp_path)
+    calls = []
+    monkeypatch.setattr(experiments, "run_commands", lambda cmds, *_, **__: calls.append([p.stem for p, _ in cmds]))
+    assert experiments.main(["control", "--dataset", "mnist", "--out", str(tmp_path), "--runs", "mapping-only-lr*",
+                             "--force"]) == 0
+    assert calls == [[f"mapping-only-lr{lr}" for lr in ("3e-3", "1e-2", "3e-2")]]
+    calls.clear()
+    grid = ["control", "--dataset", "mnist", "--out", str(tmp_path), "--runs", "mapping-only-lr*"]
+    assert experiments.main(grid) == 0
+    assert len(calls) == 2  # without --force both phases plan; finished runs are skipped inside run_commands

@@ -223,8 +223,13 @@ def test_tune_gives_qt_and_the_budget_cnn_equal_trials_and_protocol_trains_the_c
     q, c = protocol["qt-chosen-seed43"], protocol["cnn-budget-seed44"]
     assert (q.lr, q.activation, q.seed, q.test, q.val_fraction) == (3e-3, None, 43, "end", 0.1)
     assert (c.lr, c.standardize, c.budget, c.seed, c.test) == (1e-3, True, 1497, 44, "end")
+    assert "Chosen: QT `qt-lr-cosine-lr3e-3`" in report.tune_table(report.load_runs(tmp_path), "mnist")
     next(p for p, _ in cmds if p.stem == "qt-improved-lr1e-2").unlink()  # a QT trial missing: the CNN's alone
     assert sorted(p.stem for p, _ in commands("protocol", "mnist", tmp_path)) == [f"cnn-budget-seed{s}" for s in SEEDS]
+    table = report.tune_table(report.load_runs(tmp_path), "mnist")  # and the report chooses as the grid does
+    assert table.endswith("Chosen: the budget CNN `cnn-budget-standardize-lr1e-3` (90.00 % on validation); "
+                          "QT not chosen yet (5 of 6 trials run).")
+    assert "**qt-" not in table
 
 
 def test_a_cut_off_grid_run_resumes_from_its_checkpoint(pack_dir, tmp_path, monkeypatch):

@@ -197,3 +197,6 @@ def test_science_chapter_shows_the_recorded_runs():
     ahead = all(max(v["diffs"]) < 0 for d in ("mnist", "fashion_mnist")
                 for k, v in report.control_summary(runs, d).items() if k != "QT chosen")
     assert g["control_verdict"].startswith("QT is ahead" if ahead else "A control")
+    inside = all(min(v["tried"]) < v["lr"] < max(v["tried"]) for d in ("mnist", "fashion_mnist")
+                 for k, v in report.control_summary(runs, d).items() if k != "QT chosen")
+    assert g["control_tuning"].startswith("every control's learning rate is inside" if inside else "the ")

@@ -25,6 +25,7 @@ checkpoints (`--resume`).
 import argparse
 import functools
 import json
+import math
 import os
 import shlex
 import signal
@@ -153,38 +154,74 @@ def chosen(out, dataset, blocks, epochs=None, extra=()):
 
 
 # The control grid (qt_helpers.controls): each control of QT's chosen setting tries 3 learning rates on the validation
-# split (the test set unread), the chosen one's ± half a decade (QT's 1e-2, at the top of its tune range, so one
-# above; the low-rank CNN around the budget CNN's 3e-3), then trains the best with the three seeds and reads the
-# test set once. QT itself is the protocol grid's qt-chosen runs (the same commands: copied, not retrained).
-CONTROL_LRS = {"frozen-circuit": ("3e-3", "1e-2", "3e-2"), "classical-generator": ("3e-3", "1e-2", "3e-2"),
-               "mapping-only": ("3e-3", "1e-2", "3e-2"), "low-rank-cnn": ("1e-3", "3e-3", "1e-2")}
+# split (the test set unread): QT's chosen one and half a decade either side (the low-rank CNN: around the budget
+# CNN's), then trains the best with the three seeds and reads the test set once. A control whose best trial is the
+# largest (smallest) it tried gets one more trial half a decade above (below), on `CONTROL_LADDER`, until its best
+# is inside what it tried: the controls are tuned at least as well as QT, whose own choice may sit at its range's
+# edge. QT itself is the protocol grid's qt-chosen runs (the same commands: copied, not retrained).
+CONTROL_CENTRE = {"frozen-circuit": "qt", "classical-generator": "qt", "mapping-only": "qt",
+                  "low-rank-cnn": "cnn-budget"}
+CONTROL_LADDER = ("1e-5", "3e-5", "1e-4", "3e-4", "1e-3", "3e-3", "1e-2", "3e-2", "1e-1", "3e-1")
+CONTROL_SPAN = 1  # ladder steps either side of the centre
+
+
+def control_lrs(variant, best):
+    """The learning rates a control tries first: its centre model's chosen one (`best`, from `chosen`) and
+    `CONTROL_SPAN` steps of `CONTROL_LADDER` either side; () while that model has not been chosen."""
+    if CONTROL_CENTRE[variant] not in best:
+        return ()
+    lr = best[CONTROL_CENTRE[variant]][2].lr
+    i = min(range(len(CONTROL_LADDER)), key=lambda j: abs(math.log(float(CONTROL_LADDER[j]) / lr)))
+    return CONTROL_LADDER[max(i - CONTROL_SPAN, 0):i + CONTROL_SPAN + 1]
+
+
+def val_score(path):
+    """The last epoch's validation accuracy of the finished trial at `path`; -inf if it diverged; None while it
+    has not run (or its record does not fit)."""
+    try:
+        record = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    if record.get("diverged"):
+        return float("-inf")
+    return None if record_problems(record) else record["val_accuracy"]
+
+
+def control_trials(out, dataset, variant, best):
+    """([(run, spec)] of a control's trials so far, the chosen trial's spec or None): its `control_lrs`, then one
+    step further along `CONTROL_LADDER` while its best finished trial is at the edge of the (two or more)
+    tried (a diverged trial counts as the worst: when all diverge, the steps go down)."""
+    lrs, qt = list(control_lrs(variant, best)), best["qt"][2]
+    while lrs:
+        trials = [(f"{variant}-lr{lr}", replace(qt, control=variant, lr=float(lr), **TRIAL)) for lr in lrs]
+        scores = [val_score(Path(out) / dataset / "control" / f"{run}.json") for run, _ in trials]
+        if None in scores:
+            return trials, None
+        best = scores.index(max(scores))
+        edge = {0: -1, len(lrs) - 1: 1}.get(best, 0) if len(lrs) > 1 else 0
+        step = CONTROL_LADDER.index(lrs[best]) + edge
+        if not edge or not 0 <= step < len(CONTROL_LADDER):
+            return trials, trials[best][1] if scores[best] > float("-inf") else None  # all diverged: no choice
+        lrs.insert(0 if edge < 0 else len(lrs), CONTROL_LADDER[step])
+    return [], None
 
 
 def control_rows(out, dataset, blocks, epochs=None, extra=()):
-    """[(run, spec)] of the control grid: every variant's trials, then the seed runs of each variant whose trials
-    have all run (and QT's, the protocol's), chosen by the last epoch's validation accuracy."""
+    """[(run, spec)] of the control grid: every variant's trials (`control_trials`), then the seed runs of each
+    variant whose trials have all run (and QT's, the protocol's), chosen by the last epoch's validation accuracy."""
     best = chosen(out, dataset, blocks, epochs, extra)
     if "qt" not in best:
         msg = (f"the control grid varies QT's chosen setting, and QT's {dataset} tune trials have not "
                "all run; run the tune grid first")
         raise ValueError(msg)
     qt = best["qt"][2]
-    trials = [(f"{v}-lr{lr}", replace(qt, control=v, lr=float(lr), **TRIAL)) for v, lrs in CONTROL_LRS.items()
-              for lr in lrs]
-    runs = trials + [(f"qt-seed{s}", replace(qt, seed=s, **TESTED)) for s in SEEDS]
-    for v, lrs in CONTROL_LRS.items():
-        scores = {}
-        for run, spec in trials:
-            try:
-                record = json.loads((Path(out) / dataset / "control" / f"{run}.json").read_text())
-                if run.startswith(v + "-lr") and not record_problems(record):
-                    scores[run] = (record["val_accuracy"], spec)
-            except (OSError, ValueError):
-                continue
-        if len(scores) == len(lrs):
-            spec = max(scores.values(), key=lambda t: t[0])[1]
-            runs += [(f"{v}-seed{s}", replace(spec, seed=s, **TESTED)) for s in SEEDS]
-    return runs
+    trials, seeds = [], [(f"qt-seed{s}", replace(qt, seed=s, **TESTED)) for s in SEEDS]
+    for variant in CONTROL_CENTRE:
+        tried, spec = control_trials(out, dataset, variant, best)
+        trials += tried
+        if spec is not None:
+            seeds += [(f"{variant}-seed{s}", replace(spec, seed=s, **TESTED)) for s in SEEDS]
+    return trials + seeds
 
 
 def grid(name, dataset, blocks=None, out="results/runs", epochs=None, extra=()):
@@ -624,6 +661,7 @@ def main(argv=None):
     # grid's seed runs read its trials', so it runs in both phases
     later = ("protocol",) if args.dry_run else ("protocol", "control")
     phases = [[g for g in args.grids if g != "protocol"], [g for g in args.grids if g in later]]
+    forced = set()  # with --force, a run is redone once: not again in the second phase
     for i, grids in enumerate(p for p in phases if p):
         try:
             check_args(args)
@@ -646,9 +684,11 @@ def main(argv=None):
             for _, run_argv in cmds:
                 print("python -m qt_helpers", shlex.join(run_argv))
             continue
+        cmds = [c for c in cmds if c[0] not in forced]
+        forced.update(path for path, _ in cmds if args.force)
         try:
-            if run_commands(cmds, args.out, args.jobs, args.force, args.threads, args.executor, args.executor_folder,
-                            **slurm_options(args)):
+            if cmds and run_commands(cmds, args.out, args.jobs, args.force, args.threads, args.executor,
+                                     args.executor_folder, **slurm_options(args)):
                 return 1  # a failed tune run leaves the protocol nothing to choose from
         except ValueError as e:
             if args.debug:

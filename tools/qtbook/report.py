@@ -3,6 +3,7 @@
     python -m qtbook.report --runs results/runs     # print every table as Markdown
 """
 import argparse
+import collections
 import itertools
 import json
 import re
@@ -27,10 +28,12 @@ from .experiments import (
     default_epochs,
     placement_problems,
     shots,
+    tune_rows,
 )
 from .notebook import markdown_table, percent
 from .published import QT_BLOCKS, published_qt, qt_params
 
+TITLES = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "cifar10": "CIFAR-10"}  # as the book names them
 RUNS_DIR = Path(__file__).resolve().parents[2] / "results" / "runs"
 ABLATION_LABELS = {
     "reference": "reference recipe (affine mapping, lr 1e-4, plateau)",
@@ -161,19 +164,31 @@ SEEDS_MODELS = {**{f"QT {r}": (f"qt-{r}", "qt" if r == "improved" else "qt_" + r
                 "classical CNN": ("cnn", "cnn"), "classical CNN, QT's budget": ("cnn-budget", "budget")}
 
 
+def tune_trials(runs, dataset):
+    """{model ('qt' or 'classical'): (trials run, trials in the tune grid)} of `dataset`."""
+    planned = collections.Counter("qt" if m == "qt" else "classical"
+                                  for m, _, _ in tune_rows(dataset, HEADLINE_BLOCKS[dataset]))
+    ran = select(runs, dataset, "tune").groupby("model").size()
+    return {m: (int(ran.get(m, 0)), n) for m, n in planned.items()}
+
+
 def tune_choices(runs, dataset):
     """{model ('qt' or 'classical'): (trial, validation accuracy, lr, largest lr tried?)}: each model's best trial
-    of the tune grid by its last epoch's validation accuracy (the test set unread; a tie goes to the first)."""
+    of the tune grid by its last epoch's validation accuracy (the test set unread; a tie goes to the first), once
+    all its trials have run (as the protocol grid chooses)."""
     tune = select(runs, dataset, "tune")
     best = tune.loc[tune.groupby("model", sort=False)["val_accuracy"].idxmax()]
     largest = tune.groupby("model")["lr"].max()
+    complete = {m for m, (ran, planned) in tune_trials(runs, dataset).items() if ran >= planned}
     return {b.model: (b.run, float(b.val_accuracy), float(b.lr), bool(b.lr == largest[b.model]))
-            for b in best.itertuples()}
+            for b in best.itertuples() if b.model in complete}
 
 
 def tune_table(runs, dataset):
     """Markdown: every trial of the tune grid with its validation accuracy (the test set unread), **bold** for
-    each model's choice (`tune_choices`), then a sentence naming the choices."""
+    each model's choice (`tune_choices`), then a sentence naming the choices (or how many trials are still to
+    run)."""
+    name = {"qt": "QT", "classical": "the budget CNN"}
     picks = sorted(tune_choices(runs, dataset).items(), key=lambda p: p[0] != "qt")  # QT first
     best = {t for _, (t, _, _, _) in picks}
     tune = select(runs, dataset, "tune").sort_values(["model", "run"], key=lambda c: c != "qt" if c.name == "model"
@@ -182,10 +197,14 @@ def tune_table(runs, dataset):
                           "trial": [f"**{t}**" if t in best else t for t in tune["run"]],
                           "trained parameters": tune["params"].map("{:,}".format), "epochs": tune["epochs"],
                           "validation accuracy": tune["val_accuracy"].map(percent)})
-    chosen = " and ".join(f"{'QT' if m == 'qt' else 'the budget CNN'} `{t}` ({percent(acc)} on validation"
+    chosen = " and ".join(f"{name[m]} `{t}` ({percent(acc)} on validation"
                           + (", at the largest learning rate tried: a wider grid might do better)" if edge else ")")
                           for m, (t, acc, _, edge) in picks)
-    return markdown_table(table, left=2) + f"\n\nChosen: {chosen}."
+    waiting = "; ".join(f"{name[m]} not chosen yet ({ran} of {planned} trials run)"
+                        for m, (ran, planned) in sorted(tune_trials(runs, dataset).items(), key=lambda p: p[0] != "qt")
+                        if m not in dict(picks))
+    return markdown_table(table, left=2) + "\n\n" + "; ".join(
+        x for x in (f"Chosen: {chosen}" if chosen else "", waiting) if x) + "."
 
 
 def seed_rows(runs, dataset, grid, family):
@@ -251,31 +270,38 @@ CONTROL_LABELS = {"qt": "QT chosen", "classical-generator": "classical generator
 
 
 def control_summary(runs, dataset):
-    """{label: `seed_summary` + 'diffs'} of the control grid (chapter 7): each variant's test accuracy over the
-    seeds, and its paired difference to QT seed by seed (in points)."""
+    """{label: `seed_summary` + 'diffs', 'tried'} of the control grid (chapter 7): each variant's test accuracy over
+    the seeds, its paired difference to QT seed by seed (in points), and the learning rates it tried on validation
+    (QT's: its tune grid's)."""
+    grid = select(runs, dataset, "control")
     qt = dict(zip(*(seed_rows(runs, dataset, "control", "qt")[c] for c in ("seed", "test_accuracy")), strict=True))
     out = {}
     for variant, label in CONTROL_LABELS.items():
         done = seed_rows(runs, dataset, "control", variant)
         if len(done):
+            tried = (select(runs, dataset, "tune").query("model == 'qt'") if variant == "qt"
+                     else grid[grid["run"].str.startswith(f"{variant}-lr")])["lr"]
             out[label] = seed_summary(done)
             out[label]["diffs"] = [100 * (a - qt[seed]) for seed, a in zip(done["seed"], done["test_accuracy"],
                                                                           strict=True) if seed in qt]
+            out[label]["tried"] = sorted(set(tried))
     return out
 
 
 def control_table(runs, dataset):
-    """Markdown: the control grid's variants, trainable parameters, test accuracy over seeds, and the paired
-    difference to QT per seed (points)."""
-    rows = [(label, f"{s['params']:,}", f"{s['lr']:g}", accuracy_cell(s), per_seed(s["accs"]),
-             "–" if label == "QT chosen" else per_seed(s["diffs"], "{:+.2f}", 1))
+    """Markdown: the control grid's variants, trainable parameters, learning rate (of those tried), test accuracy
+    over seeds, and the paired difference to QT per seed (points)."""
+    rows = [(label, f"{s['params']:,}", f"{s['lr']:g} (of {', '.join(f'{x:g}' for x in s['tried'])})",
+             accuracy_cell(s), per_seed(s["accs"]), "–" if label == "QT chosen" else per_seed(s["diffs"], "{:+.2f}", 1))
             for label, s in control_summary(runs, dataset).items()]
-    return markdown_table(("variant", "trained parameters", "lr (chosen on validation)", "test accuracy",
-                           "per seed (%)", "minus QT, per seed (points)"), rows)
+    return markdown_table(("variant", "trained parameters", "lr chosen on validation (of those tried)",
+                           "test accuracy", "per seed (%)", "minus QT, per seed (points)"), rows)
 
 
-def plot_controls(runs, datasets=("mnist", "fashion_mnist"), axes=None):
-    """Test accuracy of each control variant, one panel per dataset: every seed a point, the mean a bar."""
+def plot_controls(runs, datasets=None, axes=None):
+    """Test accuracy of each control variant, one panel per dataset (default: each with control runs): every seed
+    a point, the mean a bar."""
+    datasets = datasets or [d for d in HEADLINE_BLOCKS if control_summary(runs, d)]
     if axes is None:
         _, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 3.2), squeeze=False)
         axes = axes[0]

@@ -17,10 +17,10 @@ from qt_helpers.records import atomic_write
 from . import report, verdict
 from .notebook import markdown_table, percent
 from .published import PUBLISHED, QT_BLOCKS, published_qt, qt_params
+from .report import TITLES
 
 MARKER = "<!-- RESULTS"
 VERDICT = "<!-- VERDICT"
-TITLES = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "cifar10": "CIFAR-10"}
 
 
 def chapter(path):

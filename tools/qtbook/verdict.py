@@ -14,8 +14,8 @@ from matplotlib.ticker import LogLocator, NullFormatter, StrMethodFormatter
 from qt_helpers.plot import model_color
 
 from . import report
+from .report import TITLES
 
-TITLES = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "cifar10": "CIFAR-10"}
 BUDGET = "classical CNN, QT's budget"
 
 
@@ -73,9 +73,12 @@ def verdict_text(runs=None, controls=True):
                   f"{full['params'] / qt['params']:.0f} times QT's parameters")
         tuned = c["tuned_budget"]
         if tuned:
+            pick = report.tune_choices(runs, d).get("qt")
+            waiting = (f"QT's own choice on validation (`{pick[0]}`, {100 * pick[1]:.2f} %) is still training its "
+                       "seeds" if pick else "QT's own trials on validation are still running")
             s += (f". Chosen on a validation split, the CNN of its budget ({tuned['params']:,} parameters, trained "
-                  f"on 90 % of the images) reaches {_acc(tuned)}; QT is {_points(qt, tuned)} it, but QT's own "
-                  f"trials on validation are still running: no verdict on {TITLES[d]} yet")
+                  f"on 90 % of the images) reaches {_acc(tuned)}; QT is {_points(qt, tuned)} it, but {waiting}: "
+                  f"no verdict on {TITLES[d]} yet")
         sentences.append(s + ".")
     if not sentences:
         return "*No recorded runs yet*: `python -m qtbook.experiments seeds --dataset mnist` makes them."
