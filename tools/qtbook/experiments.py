@@ -197,11 +197,11 @@ def control_trials(out, dataset, variant, best):
         scores = [val_score(Path(out) / dataset / "control" / f"{run}.json") for run, _ in trials]
         if None in scores:
             return trials, None
-        best = scores.index(max(scores))
-        edge = {0: -1, len(lrs) - 1: 1}.get(best, 0) if len(lrs) > 1 else 0
-        step = CONTROL_LADDER.index(lrs[best]) + edge
+        top = scores.index(max(scores))
+        edge = {0: -1, len(lrs) - 1: 1}.get(top, 0) if len(lrs) > 1 else 0
+        step = CONTROL_LADDER.index(lrs[top]) + edge
         if not edge or not 0 <= step < len(CONTROL_LADDER):
-            return trials, trials[best][1] if scores[best] > float("-inf") else None  # all diverged: no choice
+            return trials, trials[top][1] if scores[top] > float("-inf") else None  # all diverged: no choice
         lrs.insert(0 if edge < 0 else len(lrs), CONTROL_LADDER[step])
     return [], None
 
