@@ -212,3 +212,30 @@ def test_force_redoes_a_control_run_once_not_in_both_phases(tmp_path, monkeypatc
     grid = ["control", "--dataset", "mnist", "--out", str(tmp_path), "--runs", "mapping-only-lr*"]
     assert experiments.main(grid) == 0
     assert len(calls) == 2  # without --force both phases plan; finished runs are skipped inside run_commands
+
+
+def test_control_trials_table_shows_the_trials_so_far_and_the_choices_once_seeds_start(tmp_path):
+    from qtbook import report
+
+    _tune_records(tmp_path)
+
+    def finish(run, val, **more):
+        write_run(tmp_path, "mnist", "control", run, {"val_accuracy": val, "test_accuracy": None, "qt_params": 249,
+                                                       **more})
+
+    finish("low-rank-cnn-lr1e-3", 0.61)
+    finish("low-rank-cnn-lr3e-3", 0.64)
+    table = report.control_trials_table(report.load_runs(tmp_path), "mnist")
+    assert "| low-rank CNN" in table
+    assert "61.00 %" in table
+    assert "**" not in table  # no seed has started: nothing chosen yet
+    assert table.endswith("Still being tuned, no seed run yet: classical generator (0 trials finished); low-rank CNN "
+                          "(2 trials finished); frozen random circuit (0 trials finished); mapping model alone (0 "
+                          "trials finished).")
+    for lr, val in (("3e-3", 0.6), ("1e-2", 0.8), ("3e-2", 0.7)):  # the frozen circuit chooses 1e-2, its seeds run
+        finish(f"frozen-circuit-lr{lr}", val)
+    write_run(tmp_path, "mnist", "control", "frozen-circuit-seed42", {"test_accuracy": 0.79, "qt_params": 249})
+    table = report.control_trials_table(report.load_runs(tmp_path), "mnist")
+    assert "**frozen-circuit-lr1e-2**" in table
+    assert table.count("**") == 2
+    assert "frozen random circuit (" not in table.split("Still being tuned")[1]

@@ -23,7 +23,6 @@ failed), the same grid command run again skips the finished runs and continues t
 checkpoints (`--resume`).
 """
 import argparse
-import functools
 import json
 import math
 import os
@@ -407,17 +406,12 @@ def replaced(path, argv):
             "replace it, or write this grid elsewhere with --out")
 
 
-@functools.cache
-def _grid_keys(name, dataset, root, epochs, extra, blocks):
-    return {path.stem: run_key(argv) for path, argv in commands(name, dataset, root, epochs, blocks=blocks,
-                                                                   extra=list(extra))}
-
-
-def placement_problems(path, root):
+def placement_problems(path, root, grids=None):
     """What makes the record at `root/<dataset>/<grid>/<run>.json` unfit to stand there: `record_problems` of
     its content against its own command, and that command against the one its grid runs under that name (the
     same dataset, recipe and seed; at the record's own epochs, data sizes and blocks, as the grid's options
-    set them, which the report compares across a grid). An empty list when it fits."""
+    set them, which the report compares across a grid). An empty list when it fits. `grids`: a dict that keeps
+    the grids' planned runs between calls on one unchanged `root` (a control grid's runs follow its records)."""
     path = Path(path)
     record, key, problems = inspect(path)
     if problems:
@@ -428,8 +422,13 @@ def placement_problems(path, root):
     args = dict(key)
     extra = tuple(x for k in ("n_train", "n_test") if args.get(k) for x in (f"--{k.replace('_', '-')}", str(args[k])))
     try:
-        expected = _grid_keys(name, dataset, str(root), record["epochs"], extra,
-                              args.get("blocks") if name != "blocks" and args.get("model") == "qt" else None)
+        blocks = args.get("blocks") if name != "blocks" and args.get("model") == "qt" else None
+        grid = (name, dataset, record["epochs"], extra, blocks)
+        grids = {} if grids is None else grids
+        if grid not in grids:
+            grids[grid] = {p.stem: run_key(argv) for p, argv in commands(name, dataset, root, record["epochs"],
+                                                                        blocks=blocks, extra=list(extra))}
+        expected = grids[grid]
     except ValueError as e:
         return [str(e)[:160]]
     if path.stem not in expected:

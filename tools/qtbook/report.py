@@ -60,9 +60,9 @@ def load_runs(root=None):
     if not root.is_dir():
         msg = f"no results in {root}: run `python -m qtbook.experiments ...` first"
         raise FileNotFoundError(msg)
-    rows, left_out = [], []
+    rows, left_out, grids = [], [], {}
     for path in sorted(root.glob("*/*/*.json")):
-        problems = placement_problems(path, root)
+        problems = placement_problems(path, root, grids)
         if problems:
             left_out.append(f"{path.relative_to(root)}: {'; '.join(problems)[:200]}")
             continue
@@ -296,6 +296,24 @@ def control_table(runs, dataset):
             for label, s in control_summary(runs, dataset).items()]
     return markdown_table(("variant", "trained parameters", "lr chosen on validation (of those tried)",
                            "test accuracy", "per seed (%)", "minus QT, per seed (points)"), rows)
+
+
+def control_trials_table(runs, dataset):
+    """Markdown: every finished trial of the control grid with its validation accuracy (the test set unread),
+    **bold** for each variant's choice once its seeds have started, then a sentence naming the variants still
+    being tuned."""
+    grid = select(runs, dataset, "control")
+    rows, tuning = [], []
+    for variant, label in list(CONTROL_LABELS.items())[1:]:  # QT's trials are its tune grid's
+        trials = grid[grid["run"].str.startswith(f"{variant}-lr")].sort_values("lr")
+        seeds = seed_rows(runs, dataset, "control", variant)
+        pick = float(seeds["lr"].iloc[0]) if len(seeds) else None
+        rows += [(label, f"**{t.run}**" if t.lr == pick else t.run, f"{t.params:,}", t.epochs,
+                  percent(t.val_accuracy)) for t in trials.itertuples()]
+        if pick is None:
+            tuning.append(f"{label} ({len(trials)} trial{'s' * (len(trials) != 1)} finished)")
+    table = markdown_table(("variant", "trial", "trained parameters", "epochs", "validation accuracy"), rows, left=2)
+    return table + ("\n\nStill being tuned, no seed run yet: " + "; ".join(tuning) + "." if tuning else "")
 
 
 def plot_controls(runs, datasets=None, axes=None):

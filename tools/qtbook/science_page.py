@@ -272,8 +272,11 @@ def appendix_markdown(runs=None, bench=RESULTS / "bench"):
             out += ["### Controls at equal budget (`control`)", "", "Each variant's learning rate chosen on the "
                     "validation split from three, and one more half a decade past the best while it was the largest "
                     "or smallest tried; then three seeds tested once. QT's runs are the protocol's. "
-                    "The last column is the variant's accuracy minus QT's, seed by seed.", "",
-                    report.control_table(runs, d), ""]
+                    "The last column is the variant's accuracy minus QT's, seed by seed.", ""]
+            if report.control_summary(runs, d):
+                out += [report.control_table(runs, d), ""]
+            out += ["Every control's trials on the validation split, the choices in bold:", "",
+                    report.control_trials_table(runs, d), ""]
         if "shots" in grids:
             epochs = report.records(runs, d, "shots")["exact"]["epochs"]
             out += ["### Finite shots (`shots`)", "", f"{epochs} epochs per run, mean ± std over seeds.", "",
