@@ -188,6 +188,9 @@ def test_goals_are_judged_on_three_seeds_within_the_budget(tmp_path):
     for seed in SEEDS:  # three seeds above 65 %, but 10 parameters over the budget
         write(seed, 27961)
     assert report.goals(report.load_runs(tmp_path))[-1][3:] == (False, "missed: 27,961 parameters")
+    for seed in SEEDS:  # and below the accuracy goal: both reasons
+        write_run(tmp_path, "cifar10", "seeds", f"qt-lr-cosine-seed{seed}", _record(0.61, 27961, seed), epochs=10)
+    assert report.goals(report.load_runs(tmp_path))[-1][3:] == (False, "missed: below the goal and 27,961 parameters")
 
 
 def test_every_recorded_run_is_a_finished_record_of_its_grid():

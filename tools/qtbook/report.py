@@ -561,10 +561,9 @@ def _verdict(s, target, budget):
     n = len(s["accs"])
     if n < len(SEEDS):
         return None, f"not judged: {n} of {len(SEEDS)} seeds"
-    if s["params"] > budget:
-        return False, f"missed: {s['params']:,} parameters"
-    met = s["mean"] >= target
-    return met, "met" if met else "missed"
+    why = (["below the goal"] if s["mean"] < target else []) + ([f"{s['params']:,} parameters"] if s["params"] > budget
+                                                                else [])
+    return not why, "missed: " + " and ".join(why) if why else "met"
 
 
 def goals(runs):
