@@ -184,6 +184,11 @@ def test_science_chapter_shows_the_recorded_runs():
     assert g["cifar10_long_budget_epochs"] == 40
     assert g["cifar10_long_budget_mean"] == long["mean"] > cifar["classical CNN, QT's budget"]["mean"]
     assert g["goal_cifar10_met"] is False
+    chosen = report.seeds_summary(runs, "cifar10", "protocol")  # "a gap the size of the seeds' spread"
+    qt, cnn = chosen["QT chosen on validation"], chosen["classical CNN, QT's budget"]
+    assert g["beats_cifar10_gap"] == pytest.approx(100 * (qt["mean"] - cnn["mean"]))
+    assert abs(g["beats_cifar10_gap"]) <= 100 * 1.5 * max(qt["std"], cnn["std"])
+    assert max(qt["mean"], cnn["mean"]) < 0.65  # "Neither reaches 65 %"
     assert g["cifar10_qt_step_cpu_s"] > 0
     for d in ("mnist", "fashion_mnist"):  # "Does the circuit matter?": the control grid's records, as they are
         c = report.control_summary(runs, d)

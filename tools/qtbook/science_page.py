@@ -108,9 +108,6 @@ def numbers(runs, bench=RESULTS / "bench"):
         if "shots" in report.grid_names(runs, d):
             for s, accs in report.shots_rows(runs, d):
                 out[f"{d}_shots_{s or 'exact'}"] = sum(accs) / len(accs)
-    for d in report.datasets(runs):  # QT's seeds against the budget CNN chosen on validation (CIFAR-10, for now)
-        if f"{d}_qt_mean" in out and f"{d}_protocol_budget_mean" in out:
-            out[f"{d}_qt_minus_protocol_budget"] = 100 * (out[f"{d}_qt_mean"] - out[f"{d}_protocol_budget_mean"])
     for d in report.GOALS:
         out[f"goal_{d}_met"] = any(ok for g, _, _, ok, _ in report.goals(runs) if g.startswith(d + " "))
     for d, _, gap, ahead, _, _ in report.against_budget(runs):  # the first comparison: the one the text reads
