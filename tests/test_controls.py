@@ -239,3 +239,22 @@ def test_control_trials_table_shows_the_trials_so_far_and_the_choices_once_seeds
     assert "**frozen-circuit-lr1e-2**" in table
     assert table.count("**") == 2
     assert "frozen random circuit (" not in table.split("Still being tuned")[1]
+
+
+def test_control_progress_states_each_variant_as_far_as_it_has_run(tmp_path):
+    """Chapter 7's CIFAR-10 sentence: seeds so far with paired differences to QT, else the best validation trial."""
+    from qtbook import report
+
+    _tune_records(tmp_path)
+    assert report.control_progress(report.load_runs(tmp_path), "mnist") == ""
+    for run, val in (("low-rank-cnn-lr1e-3", 0.61), ("low-rank-cnn-lr3e-3", 0.64), ("frozen-circuit-lr3e-3", 0.6),
+                     ("frozen-circuit-lr1e-2", 0.8), ("frozen-circuit-lr3e-2", 0.7)):  # the frozen circuit: 1e-2
+        write_run(tmp_path, "mnist", "control", run, {"val_accuracy": val, "test_accuracy": None, "qt_params": 249})
+    for seed, acc in ((42, 0.81), (43, 0.83), (44, 0.82)):
+        write_run(tmp_path, "mnist", "control", f"qt-seed{seed}", {"test_accuracy": acc, "qt_params": 249})
+    write_run(tmp_path, "mnist", "control", "frozen-circuit-seed42", {"test_accuracy": 0.79, "qt_params": 249})
+    text = report.control_progress(report.load_runs(tmp_path), "mnist")
+    assert text.startswith("On MNIST so far, test accuracy: QT chosen: 82.00 ± 1.00 % (3 seeds);")
+    assert "frozen random circuit: 79.00 % (1 seed, seed 42 only, -2.00 points from QT)" in text
+    assert "low-rank CNN: no seed run yet (best validation accuracy 64.00 % over 2 trials so far)" in text
+    assert "classical generator" not in text  # no trial yet

@@ -205,3 +205,6 @@ def test_science_chapter_shows_the_recorded_runs():
     inside = all(min(v["tried"]) < v["lr"] < max(v["tried"]) for d in ("mnist", "fashion_mnist")
                  for k, v in report.control_summary(runs, d).items() if k != "QT chosen")
     assert g["control_tuning"].startswith("every control's learning rate is inside" if inside else "the ")
+    assert g["control_cifar10"] == (report.control_progress(runs, "cifar10") or "CIFAR-10's controls have not run yet.")
+    for label, v in report.control_summary(runs, "cifar10").items():  # as far as CIFAR-10's controls have run
+        assert f"{label}: {100 * v['mean']:.2f}" in g["control_cifar10"]

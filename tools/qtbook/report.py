@@ -316,6 +316,28 @@ def control_trials_table(runs, dataset):
     return table + ("\n\nStill being tuned, no seed run yet: " + "; ".join(tuning) + "." if tuning else "")
 
 
+def control_progress(runs, dataset):
+    """One sentence on a dataset's control grid as far as it has run (chapter 7 and the verdict): each variant's
+    test accuracy over its seeds so far with its paired difference to QT, or, before its first seed, its best
+    validation accuracy so far; '' before the grid's first trial."""
+    grid = select(runs, dataset, "control")
+    if grid.empty:
+        return ""
+    summary, parts = control_summary(runs, dataset), []
+    for variant, label in CONTROL_LABELS.items():
+        if label in summary:
+            s, n = summary[label], len(summary[label]["accs"])
+            only = "" if n == len(SEEDS) else f", seed{'s' * (n > 1)} {', '.join(map(str, s['seeds']))} only"
+            d = s["diffs"]
+            gap = ("" if variant == "qt" or not d else f", {d[0]:+.2f} points from QT" if len(d) == 1 else
+                   f", {min(d):+.2f} to {max(d):+.2f} points from QT seed by seed")
+            parts.append(f"{label}: {accuracy_cell(s)} ({len(s['accs'])} seed{'s' * (n > 1)}{only}{gap})")
+        elif len(trials := grid[grid["run"].str.startswith(f"{variant}-lr")]):
+            parts.append(f"{label}: no seed run yet (best validation accuracy {percent(trials['val_accuracy'].max())} "
+                         f"over {len(trials)} trial{'s' * (len(trials) > 1)} so far)")
+    return f"On {TITLES[dataset]} so far, test accuracy: " + "; ".join(parts) + "."
+
+
 def plot_controls(runs, datasets=None, axes=None):
     """Test accuracy of each control variant, one panel per dataset (default: each with control runs): every seed
     a point, the mean a bar."""

@@ -99,8 +99,9 @@ def control_sentence(runs):
                          "seed by seed")
     if not parts:
         return ""
+    cifar10 = report.control_progress(runs, "cifar10")
     return (" Does the circuit matter? A classical generator of the same size in its place, chosen the same way, "
-            "reached " + "; ".join(parts) + " (chapter 7).")
+            "reached " + "; ".join(parts) + " (chapter 7)." + (" " + cifar10 if cifar10 else ""))
 
 
 def plot_verdict(runs=None):
