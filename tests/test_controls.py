@@ -258,3 +258,8 @@ def test_control_progress_states_each_variant_as_far_as_it_has_run(tmp_path):
     assert "frozen random circuit: 79.00 % (1 seed, seed 42 only, -2.00 points from QT)" in text
     assert "low-rank CNN: no seed run yet (best validation accuracy 64.00 % over 2 trials so far)" in text
     assert "classical generator" not in text  # no trial yet
+    [ax] = report.plot_controls(report.load_runs(tmp_path), ["mnist"])  # each variant keeps its place in the figure
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    assert labels[1:] == ["classical generator\nno seed yet", "low-rank CNN\nno seed yet", "frozen random circuit\n249 "
+                          "params", "mapping model alone\nno seed yet"]
+    assert ax.get_title().startswith("MNIST:")

@@ -347,16 +347,18 @@ def plot_controls(runs, datasets=None, axes=None):
         axes = axes[0]
     for ax, dataset in zip(axes, datasets, strict=True):
         summary = control_summary(runs, dataset)
-        for i, (label, s) in enumerate(summary.items()):
-            color = model_color(label)
-            ax.bar(i, 100 * s["mean"], color=color, alpha=0.35, width=0.6)
-            ax.plot([i] * len(s["accs"]), [100 * a for a in s["accs"]], "o", color=color, ms=5)
-        ax.set_xticks(range(len(summary)), [f"{label}\n{s['params']:,} params" for label, s in summary.items()],
+        for i, label in enumerate(CONTROL_LABELS.values()):  # a variant without seeds keeps its place, empty
+            if label in summary:
+                s, color = summary[label], model_color(label)
+                ax.bar(i, 100 * s["mean"], color=color, alpha=0.35, width=0.6)
+                ax.plot([i] * len(s["accs"]), [100 * a for a in s["accs"]], "o", color=color, ms=5)
+        ax.set_xticks(range(len(CONTROL_LABELS)), [f"{label}\n{summary[label]['params']:,} params" if label in summary
+                                                   else f"{label}\nno seed yet" for label in CONTROL_LABELS.values()],
                       rotation=30, ha="right", fontsize=8)
         ax.axhline(100 * CHANCE, color="grey", lw=0.8, ls=":")
         ax.set_ylim(0, 100)
         ax.set_ylabel("test accuracy (%), bars from 0")
-        ax.set_title(f"{dataset}: seeds as points, mean as bar (dotted: chance)", fontsize=9)
+        ax.set_title(f"{TITLES[dataset]}: seeds as points, mean as bar (dotted: chance)", fontsize=9)
         ax.grid(axis="y", alpha=0.3)
     return axes
 
