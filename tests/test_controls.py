@@ -254,9 +254,10 @@ def test_control_progress_states_each_variant_as_far_as_it_has_run(tmp_path):
         write_run(tmp_path, "mnist", "control", f"qt-seed{seed}", {"test_accuracy": acc, "qt_params": 249})
     write_run(tmp_path, "mnist", "control", "frozen-circuit-seed42", {"test_accuracy": 0.79, "qt_params": 249})
     text = report.control_progress(report.load_runs(tmp_path), "mnist")
-    assert text.startswith("On MNIST so far, test accuracy: QT chosen: 82.00 ± 1.00 % (3 seeds);")
-    assert "frozen random circuit: 79.00 % (1 seed, seed 42 only, -2.00 points from QT)" in text
-    assert "low-rank CNN: no seed run yet (best validation accuracy 64.00 % over 2 trials so far)" in text
+    assert text.startswith("On MNIST so far (test accuracy; points from QT, seed by seed): QT chosen 82.00 ± 1.00 % "
+                           "(3 seeds);")
+    assert "frozen random circuit 79.00 % (seed 42, -2.00)" in text
+    assert "low-rank CNN no seed yet (64.00 % on validation, best of 2 trials)" in text
     assert "classical generator" not in text  # no trial yet
     [ax] = report.plot_controls(report.load_runs(tmp_path), ["mnist"])  # each variant keeps its place in the figure
     labels = [t.get_text() for t in ax.get_xticklabels()]

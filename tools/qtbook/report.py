@@ -326,16 +326,16 @@ def control_progress(runs, dataset):
     summary, parts = control_summary(runs, dataset), []
     for variant, label in CONTROL_LABELS.items():
         if label in summary:
-            s, n = summary[label], len(summary[label]["accs"])
-            only = "" if n == len(SEEDS) else f", seed{'s' * (n > 1)} {', '.join(map(str, s['seeds']))} only"
-            d = s["diffs"]
-            gap = ("" if variant == "qt" or not d else f", {d[0]:+.2f} points from QT" if len(d) == 1 else
-                   f", {min(d):+.2f} to {max(d):+.2f} points from QT seed by seed")
-            parts.append(f"{label}: {accuracy_cell(s)} ({len(s['accs'])} seed{'s' * (n > 1)}{only}{gap})")
+            s, n, d = summary[label], len(summary[label]["accs"]), summary[label]["diffs"]
+            seeds = f"{n} seeds" if n == len(SEEDS) else f"seed{'s' * (n > 1)} {', '.join(map(str, s['seeds']))}"
+            gap = ("" if variant == "qt" or not d else f", {d[0]:+.2f}" if len(d) == 1 else
+                   f", {min(d):+.2f} to {max(d):+.2f}")
+            parts.append(f"{label} {accuracy_cell(s)} ({seeds}{gap})")
         elif len(trials := grid[grid["run"].str.startswith(f"{variant}-lr")]):
-            parts.append(f"{label}: no seed run yet (best validation accuracy {percent(trials['val_accuracy'].max())} "
-                         f"over {len(trials)} trial{'s' * (len(trials) > 1)} so far)")
-    return f"On {TITLES[dataset]} so far, test accuracy: " + "; ".join(parts) + "."
+            parts.append(f"{label} no seed yet ({percent(trials['val_accuracy'].max())} on validation, best of "
+                         f"{len(trials)} trial{'s' * (len(trials) > 1)})")
+    return (f"On {TITLES[dataset]} so far (test accuracy; points from QT, seed by seed): " + "; ".join(parts)
+            + ".")
 
 
 def plot_controls(runs, datasets=None, axes=None):
