@@ -259,6 +259,10 @@ def test_control_progress_states_each_variant_as_far_as_it_has_run(tmp_path):
     assert "frozen random circuit 79.00 % (seed 42, -2.00)" in text
     assert "low-rank CNN no seed yet (64.00 % on validation, best of 2 trials)" in text
     assert "classical generator" not in text  # no trial yet
+    assert text.endswith("No control is ahead of QT on any seed run.")
+    write_run(tmp_path, "mnist", "control", "frozen-circuit-seed43", {"test_accuracy": 0.84, "qt_params": 249})
+    assert report.control_progress(report.load_runs(tmp_path), "mnist").endswith(
+        "Ahead of QT: the frozen random circuit (on 1 of 2 seeds).")
     [ax] = report.plot_controls(report.load_runs(tmp_path), ["mnist"])  # each variant keeps its place in the figure
     labels = [t.get_text() for t in ax.get_xticklabels()]
     assert labels[1:] == ["classical generator\nno seed yet", "low-rank CNN\nno seed yet", "frozen random circuit\n249 "

@@ -319,7 +319,7 @@ def control_trials_table(runs, dataset):
 def control_progress(runs, dataset):
     """One sentence on a dataset's control grid as far as it has run (chapter 7 and the verdict): each variant's
     test accuracy over its seeds so far with its paired difference to QT, or, before its first seed, its best
-    validation accuracy so far; '' before the grid's first trial."""
+    validation accuracy so far; then the controls ahead of QT on any seed; '' before the grid's first trial."""
     grid = select(runs, dataset, "control")
     if grid.empty:
         return ""
@@ -334,8 +334,10 @@ def control_progress(runs, dataset):
         elif len(trials := grid[grid["run"].str.startswith(f"{variant}-lr")]):
             parts.append(f"{label} no seed yet ({percent(trials['val_accuracy'].max())} on validation, best of "
                          f"{len(trials)} trial{'s' * (len(trials) > 1)})")
-    return (f"On {TITLES[dataset]} so far (test accuracy; points from QT, seed by seed): " + "; ".join(parts)
-            + ".")
+    ahead = [f"the {label} (on {sum(x > 0 for x in s['diffs'])} of {len(s['diffs'])} seed{'s' * (len(s['diffs']) > 1)})"
+             for label, s in summary.items() if s["diffs"] and max(s["diffs"]) > 0 and label != "QT chosen"]
+    return (f"On {TITLES[dataset]} so far (test accuracy; points from QT, seed by seed): " + "; ".join(parts) + ". "
+            + (f"Ahead of QT: {' and '.join(ahead)}." if ahead else "No control is ahead of QT on any seed run."))
 
 
 def plot_controls(runs, datasets=None, axes=None):
